@@ -1,0 +1,108 @@
+"""Every developer and CI entry point.
+
+    nox                    -> tests (the default session)
+    nox -s reproduce       -> the main job: `small` tier of every suite, then one report
+    nox -s reproduce -- pacbayes          one suite (also: -- pacbayes --tier smoke)
+    nox -s smoke | lint | bench
+
+Environments are plain virtualenvs filled by pip, reused between runs. pip matters here:
+torch is pinned to ==2.13.0 and pip takes the CPU wheel from its configured find-links on
+our CPU machines (uv would ignore that and pull a multi-GB CUDA build).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+# Extras every suite's CPU path needs (torch as the pinned CPU wheel).
+SUITE_EXTRAS = "torch"
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install("--upgrade", "pip")
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, end to end through MLflow, smoke tier of each suite)."""
+    _install(session, f"test,{SUITE_EXTRAS}")
+    session.run("pytest", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
+
+
+def _suites(session: nox.Session) -> list[str]:
+    out = session.run("python", "-c", "import json; from runners.registry import available; "
+                      "print(json.dumps(sorted(available())))", silent=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run_tier(session: nox.Session, tier: str) -> None:
+    args = list(session.posargs)
+    if "--tier" in args:
+        i = args.index("--tier")
+        tier = args[i + 1]
+        del args[i:i + 2]
+    names = args or _suites(session)
+    if not names:
+        session.error("no suites are registered")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dirs, failed = [], []
+    for name in names:
+        run_dir = Path("results") / "runs" / f"{stamp}_{name}_{tier}"
+        # 0 pass, 1 claim failed, 3 inconclusive/skipped: all are results to report; 2 is a crash.
+        session.run("paperclub", "run", name, "--tier", tier, "--out", str(run_dir),
+                    success_codes=[0, 1, 2, 3, 130], env=THREADS)
+        summary = run_dir / "summary.json"
+        status = json.loads(summary.read_text())["status"] if summary.exists() else "error"
+        if summary.exists():
+            run_dirs.append(str(run_dir))
+        if status != "pass":
+            failed.append(f"{name}: {status}")
+    if run_dirs:
+        report = Path("results") / "reports" / f"{stamp}_{tier}" / "report"
+        session.run("paperclub", "report", *run_dirs, "--out", str(report))
+    if failed:
+        session.log("not every suite passed: " + "; ".join(failed))
+        if any(f.endswith((": error", ": interrupted")) for f in failed):
+            session.error("a suite crashed or was interrupted; see its run directory")
+
+
+@nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    """Main job: `small` tier of every suite, MLflow to results/mlflow.db, then one report."""
+    _install(session, SUITE_EXTRAS)
+    _run_tier(session, "small")
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """`smoke` tier of every suite (plumbing and invariants; about 2 minutes each at most)."""
+    _install(session, SUITE_EXTRAS)
+    _run_tier(session, "smoke")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Micro-benchmarks of hot paths, stored per machine class under results/bench."""
+    _install(session, f"test,{SUITE_EXTRAS}")
+    hw = os.environ.get("PAPERCLUB_HW_CLASS", f"cpu-{os.cpu_count()}c")
+    session.run("pytest", "benchmarks", "--benchmark-only", f"--benchmark-storage=file://results/bench/{hw}",
+                "--benchmark-autosave", *session.posargs, env=THREADS)

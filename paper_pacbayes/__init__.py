@@ -1,0 +1,1 @@
+"""paper_pacbayes: the science for one paper (plain library; imports neither runners nor suites)."""

@@ -1,0 +1,1 @@
+"""paperclub harness core. Importing it imports no ML framework."""

@@ -1,0 +1,113 @@
+"""The runner interface every paper suite implements.
+
+A suite is a class with a name, a version, a config dataclass (registered in Hydra's
+ConfigStore by the runner), claims, requirements, and two methods: ``run`` (one seed) and
+``figures`` (all seeds). Importing this module imports no ML framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+Tier = Literal["smoke", "small", "full"]
+TIERS: tuple[str, ...] = ("smoke", "small", "full")
+ClaimStatus = Literal["pass", "fail", "inconclusive", "skipped"]
+Op = Literal["ge", "le", "approx"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A directional or numeric statement a paper makes, checked over seeds.
+
+    ``threshold`` maps a tier to the number the seed mean is tested against; a tier that is
+    missing is not tested there (the claim is ``skipped`` with that reason, never passed).
+    For ``approx``, the claim passes when the 95% CI lies inside threshold +- tol, where
+    tol = max(abs_tol, rel_tol * |threshold|).
+    """
+
+    id: str
+    metric: str
+    op: Op
+    threshold: dict[str, float]
+    paper_value: float | None = None
+    source: str = ""
+    min_seeds: int = 1
+    version: int = 1
+    rel_tol: float = 0.0
+    abs_tol: float = 0.0
+    description: str = ""
+    # How much worse than the baseline mean a metric may get before `compare` calls it a
+    # regression (relative to |baseline mean|).
+    regression_tol: float = 0.10
+
+    def __post_init__(self) -> None:
+        if self.op not in ("ge", "le", "approx"):
+            raise ValueError(f"claim {self.id}: op must be ge, le or approx, not {self.op!r}")
+        unknown = set(self.threshold) - set(TIERS)
+        if unknown:
+            raise ValueError(f"claim {self.id}: unknown tier(s) {sorted(unknown)}; tiers are {TIERS}")
+        if self.op == "approx" and self.rel_tol <= 0 and self.abs_tol <= 0:
+            raise ValueError(f"claim {self.id}: op 'approx' needs rel_tol or abs_tol")
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        return {"ge": True, "le": False}.get(self.op)
+
+
+@dataclass
+class RunResult:
+    """What one seed of a suite produced.
+
+    metrics: scalars (claims and regression history read these; snake_case, stable names).
+    series: curves, name -> list of (step, value); plotted in figures and logged with steps.
+    artifacts: files the seed wrote (paths), copied to MLflow with the run.
+    info: free-form, JSON-serialisable facts about the seed (sizes, timings breakdown).
+    """
+
+    metrics: dict[str, float]
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SuiteConfig:
+    """Base for every suite's config. Subclasses add their own fields.
+
+    Nested configs must use ``field(default_factory=...)`` (Python 3.11 dataclass rule).
+    """
+
+    # Threads for torch / BLAS inside one worker; pinned explicitly for repeatable timings.
+    threads: int = 1
+    device: str = "cpu"
+
+
+class Suite:
+    """Base class for a paper suite.
+
+    Subclasses set the class attributes and implement ``run`` and ``figures``. ``tiers``
+    maps a tier to Hydra overrides applied before the user's own (the user's win).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    config: ClassVar[type[SuiteConfig]] = SuiteConfig
+    claims: ClassVar[tuple[Claim, ...]] = ()
+    requires: ClassVar[frozenset[str]] = frozenset()
+    tiers: ClassVar[dict[str, list[str]]] = {"smoke": [], "small": [], "full": []}
+    default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "small": 3, "full": 3}
+    description: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def run(self, cfg: Any, seed: int, out_dir: Path) -> RunResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def figures(self, results: list[RunResult], cfg: Any, out_dir: Path) -> list[Path]:
+        """Draw the headline figures from all seeds; return the PNG paths written."""
+        return []
+
+    def notes(self, cfg: Any, tier: str) -> list[str]:
+        """Plain sentences for the report: what was scaled down and how, at this tier."""
+        return []

@@ -1,0 +1,141 @@
+"""Accepted baselines and the regression verdict against them.
+
+A baseline is results/baselines/<suite>/<tier>/<hw_class>.json with per-seed samples
+(modelled on MLPerf's reference convergence points). It changes only through `accept`.
+Comparison happens only within the same suite, tier, hw_class, suite version and claim
+version; anything else is ``inconclusive`` and said plainly.
+
+Per metric:
+  regression   worse than the baseline mean by more than the claim's regression_tol
+               (relative), and, when both sides have >= 2 seeds with spread, Welch's test
+               agrees (p < 0.01)
+  improved     the same, in the good direction
+  ok           within tolerance (or the test does not separate them)
+  inconclusive one seed on a side and beyond tolerance, or versions differ
+  info         no claim gives the metric a direction: change shown, no verdict
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+
+from runners.errors import HarnessError
+from runners.rundir import REPO_ROOT, atomic_write_json, ensure_writable_dir, read_json, utc_now
+
+SCHEMA = REPO_ROOT / "results" / "schema" / "baseline.schema.json"
+P_VALUE = 0.01
+
+
+def baseline_path(suite: str, tier: str, hw: str, root: Path | None = None) -> Path:
+    return (root or Path("results") / "baselines") / suite / tier / f"{hw}.json"
+
+
+@cache
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
+
+
+def load_baseline(path: Path) -> dict:
+    data = read_json(path, "baseline")
+    errors = list(_validator().iter_errors(data)) if isinstance(data, dict) else None
+    if errors is None or errors:
+        where = "/".join(map(str, errors[0].absolute_path)) if errors else "<root>"
+        msg = errors[0].message if errors else "not a JSON object"
+        raise HarnessError(f"baseline {path} is not a valid baseline file ({where}: {msg}); "
+                           "fix or delete it, then `paperclub accept RUN_DIR`")
+    return data
+
+
+def _stats(values: list) -> dict:
+    xs = [v for v in values if v is not None]
+    n = len(xs)
+    if not n:
+        return {"mean": None, "std": None, "n": 0}
+    mean = math.fsum(xs) / n
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    return {"mean": mean, "std": std, "n": n}
+
+
+def accept(summary: dict, run_dir: Path, path: Path | None = None, force: bool = False) -> Path:
+    if summary["status"] in ("error", "interrupted", "skipped"):
+        raise HarnessError(f"cannot accept a run whose status is {summary['status']!r} ({run_dir})")
+    path = Path(path) if path else baseline_path(summary["suite"], summary["tier"], summary["hw_class"])
+    if path.exists() and not force:
+        load_baseline(path)  # refuse to overwrite a file we cannot read: it may be someone's work
+    ensure_writable_dir(path.parent)
+    atomic_write_json(path, {
+        "schema_version": 1, "suite": summary["suite"], "suite_version": summary["suite_version"],
+        "tier": summary["tier"], "hw_class": summary["hw_class"],
+        "claims": {c["id"]: {"metric": c["metric"], "op": c["op"], "version": c.get("version", 1),
+                             "status": c["status"]} for c in summary["claims"]},
+        "samples": summary["samples"],
+        "summary": {k: _stats(v) for k, v in summary["samples"].items()},
+        "env": summary["env"], "accepted_at": utc_now(), "accepted_from": summary["run_uid"],
+    })
+    return path
+
+
+def _welch_p(a: list[float], b: list[float]) -> float | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if _stats(a)["std"] == 0 and _stats(b)["std"] == 0:
+        return 0.0 if _stats(a)["mean"] != _stats(b)["mean"] else 1.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
+    """Verdict rows for every metric in either side; ``claims`` are the suite's Claim objects."""
+    problems = []
+    for key in ("suite", "tier", "hw_class", "suite_version"):
+        if summary[key] != base[key]:
+            problems.append(f"{key} differs (run {summary[key]!r}, baseline {base[key]!r})")
+    direction, tol, version = {}, {}, {}
+    for c in claims or []:
+        direction[c.metric] = c.higher_is_better
+        tol[c.metric] = c.regression_tol
+        version[c.metric] = (c.version, base["claims"].get(c.id, {}).get("version"))
+    rows = []
+    for metric in sorted(set(summary["samples"]) | set(base["samples"])):
+        new = [v for v in summary["samples"].get(metric, []) if v is not None]
+        old = [v for v in base["samples"].get(metric, []) if v is not None]
+        n_s, o_s = _stats(new), _stats(old)
+        row = {"metric": metric, "baseline": o_s["mean"], "new": n_s["mean"], "change": None,
+               "n_baseline": o_s["n"], "n_new": n_s["n"], "p_value": None, "verdict": "info", "why": ""}
+        if n_s["mean"] is not None and o_s["mean"] is not None and o_s["mean"] != 0:
+            row["change"] = (n_s["mean"] - o_s["mean"]) / abs(o_s["mean"])
+        if problems:
+            row.update(verdict="inconclusive", why="; ".join(problems))
+        elif not new or not old:
+            row.update(verdict="inconclusive", why="missing on one side")
+        elif metric in version and version[metric][0] != version[metric][1]:
+            row.update(verdict="inconclusive", why=f"claim version {version[metric][1]} -> {version[metric][0]}")
+        elif direction.get(metric) is not None:
+            delta = n_s["mean"] - o_s["mean"]
+            worse = delta < 0 if direction[metric] else delta > 0
+            beyond = abs(delta) > tol[metric] * abs(o_s["mean"]) + 1e-12
+            p = _welch_p(new, old)
+            row["p_value"] = p
+            if not beyond:
+                row["verdict"] = "ok"
+            elif p is None:
+                row.update(verdict="inconclusive", why="beyond tolerance but one seed on a side")
+            elif p >= P_VALUE:
+                row.update(verdict="ok", why=f"beyond tolerance but not significant (p={p:.3g})")
+            else:
+                row["verdict"] = "regression" if worse else "improved"
+        rows.append(row)
+    verdicts = {r["verdict"] for r in rows}
+    if "regression" in verdicts:
+        overall = "regression"
+    elif problems or "inconclusive" in verdicts or verdicts <= {"info"}:
+        overall = "inconclusive"
+    else:
+        overall = "ok"
+    return {"verdict": overall, "problems": problems, "rows": rows}

@@ -1,0 +1,283 @@
+"""paperclub command line: list, run, compare, accept, publish, report, ui.
+
+Exit codes: 0 all claims pass (or no regression), 1 a claim failed or a regression,
+2 harness error (bad input, crash), 3 only inconclusive/skipped, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from runners.errors import HarnessError
+
+EXIT_ERROR = 2
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False, soft_wrap=True)
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    from runners import registry
+    from runners.runner import unmet_requirements
+
+    table = Table(title="paperclub suites", show_lines=True)
+    for col in ("suite", "version", "tiers (default seeds)", "requires", "claims (metric op threshold@tier)"):
+        table.add_column(col)
+    for name in sorted(registry.available()):
+        cls = registry.load(name)
+        unmet = unmet_requirements(frozenset(r for r in cls.requires if r not in ("cuda", "gpu")))
+        req = ", ".join(sorted(cls.requires)) or "-"
+        if unmet:
+            req += " (unmet: " + "; ".join(unmet) + ")"
+        claims = "\n".join(
+            f"{c.id}: {c.metric} {c.op} " + ", ".join(f"{v:g}@{t}" for t, v in c.threshold.items())
+            for c in cls.claims) or "-"
+        tiers = ", ".join(f"{t} ({cls.default_seeds.get(t, 1)})" for t in cls.tiers)
+        table.add_row(name, str(cls.version), tiers, req, claims)
+    _console().print(table)
+    if not registry.available():
+        print("no suites registered")
+    return 0
+
+
+def _print_summary(summary: dict, run_dir: Path) -> None:
+    from rich.table import Table
+
+    from runners.report import CLAIM_HEADER, claim_rows
+
+    table = Table(title=f"{summary['suite']} / {summary['tier']}: {summary['status']}")
+    for col in CLAIM_HEADER:
+        table.add_column(col)
+    for row in claim_rows(summary):
+        table.add_row(*row)
+    con = _console()
+    con.print(table)
+    if summary.get("reason"):
+        con.print(f"reason: {summary['reason']}")
+    con.print(f"run dir: {run_dir}  (wall {summary['wall_s']:.1f} s, seeds done {summary['seeds_done']})")
+
+
+def _publish(run_dir: Path, enabled: bool) -> None:
+    if not enabled:
+        print(f"not published (--no-publish); later: paperclub publish {run_dir}")
+        return
+    from runners.tracking import try_publish
+
+    ok, msg = try_publish(run_dir)
+    print(msg, file=sys.stdout if ok else sys.stderr)
+
+
+def _worst(statuses: list[str]) -> int:
+    from runners.claims import EXIT_CODES
+
+    codes = [EXIT_CODES[s] for s in statuses] or [3]
+    for code in (130, 2, 1, 3, 0):
+        if code in codes:
+            return code
+    return 0
+
+
+def cmd_run(args) -> int:
+    from runners import registry
+    from runners.config import compose, sweep_argv
+    from runners.rundir import ensure_writable_dir
+    from runners.runner import default_run_dir, execute
+
+    suite_cls = registry.load(args.suite)
+    tier = args.tier
+    if tier not in suite_cls.tiers:
+        raise HarnessError(f"unknown tier {tier!r}; tiers of {suite_cls.name}: {', '.join(suite_cls.tiers)}")
+    n_seeds = args.seeds if args.seeds is not None else suite_cls.default_seeds.get(tier, 1)
+    if n_seeds < 1:
+        raise HarnessError(f"--seeds must be >= 1, got {n_seeds}")
+    seeds = list(range(n_seeds))
+    publish = not args.no_publish and os.environ.get("PAPERCLUB_NO_PUBLISH", "") in ("", "0")
+    if args.multirun:
+        from runners.rundir import load_summary
+        from runners.sweep import multirun
+
+        hydra_args = sweep_argv(suite_cls, tier, args.overrides)
+        sweep_dir = Path(args.out) if args.out else Path(f"{default_run_dir(suite_cls.name, tier)}_sweep")
+        ensure_writable_dir(sweep_dir)
+        run_dirs = multirun(suite_cls, tier, seeds, hydra_args, sweep_dir)
+        if not run_dirs:
+            raise HarnessError(f"sweep wrote no run directories under {sweep_dir}")
+        statuses = []
+        for run_dir in run_dirs:
+            summary = load_summary(run_dir)
+            statuses.append(summary["status"])
+            _print_summary(summary, run_dir)
+            _publish(run_dir, publish)
+        print(f"sweep: {len(run_dirs)} jobs under {sweep_dir}")
+        return _worst(statuses)
+    cfg, plain = compose(suite_cls, tier, args.overrides)
+    out_dir = Path(args.out) if args.out else default_run_dir(suite_cls.name, tier)
+    summary = execute(suite_cls, cfg, plain, tier=tier, seeds=seeds, out_dir=out_dir)
+    _print_summary(summary, out_dir)
+    _publish(out_dir, publish)
+    return _worst([summary["status"]])
+
+
+def cmd_publish(args) -> int:
+    from runners.tracking import publish_run, tracking_uri
+
+    uri = tracking_uri()
+    for run_dir in args.run_dirs:
+        try:
+            pid, state = publish_run(Path(run_dir), uri)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise HarnessError(f"MLflow publish to {uri} failed: {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:300]}") from exc
+        print(f"{run_dir}: {state} (MLflow run {pid}, {uri})")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.table import Table
+
+    from runners import registry
+    from runners.baseline import baseline_path, compare, load_baseline
+    from runners.report import fmt
+    from runners.rundir import load_summary
+
+    summary = load_summary(Path(args.run_dir))
+    path = Path(args.baseline) if args.baseline else baseline_path(summary["suite"], summary["tier"],
+                                                                   summary["hw_class"])
+    if not path.exists():
+        print(f"no baseline at {path}: verdict inconclusive (accept one with: paperclub accept {args.run_dir})")
+        return 3
+    base = load_baseline(path)
+    try:
+        claims = list(registry.load(summary["suite"]).claims)
+    except HarnessError:
+        claims = []
+    result = compare(summary, base, claims)
+    table = Table(title=f"{summary['suite']} / {summary['tier']} / {summary['hw_class']} vs {path}")
+    for col in ("metric", "baseline", "new", "change", "verdict"):
+        table.add_column(col)
+    for r in result["rows"]:
+        change = "-" if r["change"] is None else f"{100 * r['change']:+.1f}%"
+        verdict = r["verdict"] + (f" ({r['why']})" if r["why"] else "")
+        table.add_row(r["metric"], fmt(r["baseline"]), fmt(r["new"]), change, verdict)
+    con = _console()
+    con.print(table)
+    con.print(f"verdict: {result['verdict']}" + (f" — {'; '.join(result['problems'])}" if result["problems"] else ""))
+    return {"ok": 0, "regression": 1, "inconclusive": 3}[result["verdict"]]
+
+
+def cmd_accept(args) -> int:
+    from runners.baseline import accept
+    from runners.rundir import load_summary
+
+    summary = load_summary(Path(args.run_dir))
+    path = accept(summary, Path(args.run_dir), Path(args.baseline) if args.baseline else None, force=args.force)
+    print(f"baseline written: {path} (from run {summary['run_uid']}; commit it to make it the reference)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    import datetime as dt
+
+    from runners.report import write_report
+
+    run_dirs = [Path(p) for p in args.run_dirs]
+    if args.out:
+        prefix = Path(args.out)
+    elif len(run_dirs) == 1:
+        prefix = run_dirs[0] / "report"
+    else:
+        prefix = Path("results") / "reports" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") / "report"
+    md, html = write_report(run_dirs, prefix)
+    print(f"report: {md}\nreport: {html}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import importlib.util
+    import shutil
+
+    from runners.tracking import tracking_uri
+
+    if importlib.util.find_spec("flask") is None or not shutil.which("mlflow"):
+        raise HarnessError("the MLflow UI needs the full mlflow package: pip install -e '.[ui]'")
+    uri = tracking_uri()
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    os.execvp("mlflow", ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
+    return 0  # pragma: no cover
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other bad input
+        self.exit(EXIT_ERROR, f"paperclub: error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="paperclub", description="Reproduce and track five ML papers' headline results.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="suites, tiers, claims, requirements").set_defaults(fn=cmd_list)
+    r = sub.add_parser("run", help="run one suite at one tier")
+    r.add_argument("suite")
+    r.add_argument("--tier", default="small", help="smoke | small | full (default: small)")
+    r.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1); default per suite and tier")
+    r.add_argument("--out", default=None, help="run directory (default results/runs/<utc>_<suite>_<tier>_<sha>)")
+    r.add_argument("--no-publish", action="store_true", help="do not log to MLflow at the end")
+    r.add_argument("-m", "--multirun", action="store_true", help="Hydra sweep: key=a,b and hydra/launcher=...")
+    r.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("compare", help="regression verdict against the accepted baseline")
+    c.add_argument("run_dir")
+    c.add_argument("--baseline", default=None)
+    c.set_defaults(fn=cmd_compare)
+    a = sub.add_parser("accept", help="make a run the baseline for its suite/tier/hw_class")
+    a.add_argument("run_dir")
+    a.add_argument("--baseline", default=None, help="write here instead of results/baselines/...")
+    a.add_argument("--force", action="store_true", help="overwrite an unreadable existing baseline")
+    a.set_defaults(fn=cmd_accept)
+    pub = sub.add_parser("publish", help="log run dirs to MLflow (idempotent)")
+    pub.add_argument("run_dirs", nargs="+")
+    pub.set_defaults(fn=cmd_publish)
+    rep = sub.add_parser("report", help="markdown + HTML report")
+    rep.add_argument("run_dirs", nargs="+")
+    rep.add_argument("--out", default=None, help="output path prefix (writes PREFIX.md and PREFIX.html)")
+    rep.set_defaults(fn=cmd_report)
+    ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(fn=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # Overrides may come after options (`run toy --tier smoke n=3`); argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "run" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.fn(args)
+    except HarnessError as exc:
+        print(f"paperclub: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("paperclub: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

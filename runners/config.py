@@ -1,0 +1,108 @@
+"""Suite configs through Hydra: ConfigStore registration, tier presets, override checking.
+
+Hydra's own errors are multi-line tracebacks; every failure here becomes one HarnessError
+line that names the offending key and, where it helps, the valid choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from runners.errors import HarnessError
+
+
+def register(suite_cls) -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=suite_cls.name, node=suite_cls.config)
+
+
+def config_keys(cfg_cls, prefix: str = "") -> list[str]:
+    """Dotted names of every leaf field of a (nested) config dataclass."""
+    keys = []
+    for f in fields(cfg_cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            keys += config_keys(type(default), f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _check_overrides(suite_cls, overrides: list[str], allow_sweep: bool) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    valid = config_keys(suite_cls.config)
+    for text in overrides:
+        try:
+            (ov,) = parser.parse_overrides([text])
+        except OverrideParseException as exc:
+            raise HarnessError(f"bad override {text!r}: expected key=value (Hydra override syntax)") from exc
+        key = ov.key_or_group
+        if key.startswith("hydra/") or key.startswith("hydra."):
+            if not allow_sweep:
+                raise HarnessError(f"override {text!r}: hydra settings only apply to sweeps (-m)")
+            continue
+        if key not in valid and not any(v.startswith(key + ".") for v in valid):
+            raise HarnessError(f"unknown key {key!r} for suite {suite_cls.name!r}; valid keys: {', '.join(valid)}")
+        if ov.is_sweep_override() and not allow_sweep:
+            raise HarnessError(f"override {text!r} is a sweep; add -m to run one job per value")
+
+
+def _one_line(exc: BaseException, overrides: list[str]) -> str:
+    cause = exc.__cause__ or exc
+    key = getattr(cause, "full_key", None)
+    msg = getattr(cause, "msg", None) or str(cause)
+    msg = " ".join(str(msg).split())
+    if key:
+        given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), None)
+        return f"bad value for {key!r}" + (f" ({given})" if given else "") + f": {msg}"
+    return msg
+
+
+def compose(suite_cls, tier: str, overrides: list[str]) -> tuple[Any, dict]:
+    """Tier presets, then the user's overrides; returns (config object, plain dict)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if tier not in suite_cls.tiers:
+        raise HarnessError(f"unknown tier {tier!r} for suite {suite_cls.name!r}; tiers: {', '.join(suite_cls.tiers)}")
+    _check_overrides(suite_cls, overrides, allow_sweep=False)
+    register(suite_cls)
+    preset = list(suite_cls.tiers[tier])
+    GlobalHydra.instance().clear()
+    try:
+        with initialize(version_base="1.3", config_path=None):
+            cfg = hydra_compose(config_name=suite_cls.name, overrides=preset + list(overrides))
+        obj = OmegaConf.to_object(cfg)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise HarnessError(_one_line(exc, overrides)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    return obj, plain
+
+
+def sweep_argv(suite_cls, tier: str, overrides: list[str]) -> list[str]:
+    """Hydra command-line overrides for a multirun: tier preset first, then the user's."""
+    if tier not in suite_cls.tiers:
+        raise HarnessError(f"unknown tier {tier!r} for suite {suite_cls.name!r}; tiers: {', '.join(suite_cls.tiers)}")
+    _check_overrides(suite_cls, overrides, allow_sweep=True)
+    return list(suite_cls.tiers[tier]) + list(overrides)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + str(k)] = v
+    return out

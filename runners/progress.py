@@ -1,0 +1,58 @@
+"""Progress bars (rich) shared by the runner and the suites.
+
+The runner opens one live Progress for a run; suites call ``track`` for their inner loops
+and get a bar under the seed bar. Outside a run (or when stderr is not a terminal and
+PAPERCLUB_PROGRESS is not set) the bars collapse to nothing and ``track`` is a plain loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+_progress = None
+
+
+def enabled() -> bool:
+    flag = os.environ.get("PAPERCLUB_PROGRESS")
+    if flag is not None:
+        return flag not in ("0", "false", "no")
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def live():
+    """Open the run's progress display (no-op when disabled)."""
+    global _progress
+    if not enabled() or _progress is not None:
+        yield _progress
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    _progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    try:
+        with _progress:
+            yield _progress
+    finally:
+        _progress = None
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    if _progress is None:
+        yield from items
+        return
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    task = _progress.add_task(description, total=total)
+    try:
+        for item in items:
+            yield item
+            _progress.advance(task)
+    finally:
+        _progress.remove_task(task)

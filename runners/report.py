@@ -1,0 +1,100 @@
+"""Markdown and standalone HTML report: claim table, metrics, notes and figures per run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+from runners.rundir import atomic_write_text, load_summary
+
+
+def fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+            return f"{x:.{digits - 1}e}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def claim_rows(summary: dict) -> list[list[str]]:
+    ops = {"ge": ">=", "le": "<=", "approx": "~"}
+    rows = []
+    for c in summary["claims"]:
+        value = fmt(c["value"])
+        if c.get("ci") and c.get("n", 0) > 1:
+            value += f" [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]"
+        rows.append([c["id"], c["metric"], fmt(c["paper_value"]), f"{ops[c['op']]} {fmt(c['threshold'])}",
+                     value, str(c.get("n", 0)), c["status"] + (f" ({c['reason']})" if c.get("reason") else ""),
+                     c["source"]])
+    return rows
+
+
+CLAIM_HEADER = ["claim", "metric", "paper", "threshold", "measured (95% CI)", "seeds", "status", "source"]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td class='{html.escape(c.split(' ')[0])}'>{html.escape(c)}</td>"
+                                    for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _sections(run_dirs: list[Path]):
+    for run_dir in run_dirs:
+        s = load_summary(run_dir)
+        meta = (f"tier `{s['tier']}`, hardware `{s['hw_class']}`, seeds {s['seeds_done']} of {s['seeds']}, "
+                f"git `{s['env']['git_sha']}`, wall {s['wall_s']:.1f} s, started {s['started_at']}")
+        metrics = [[k, fmt(v), ", ".join(fmt(x) for x in s["samples"].get(k, []))] for k, v in s["metrics"].items()]
+        yield run_dir, s, meta, metrics
+
+
+def write_report(run_dirs: list[Path], out_prefix: Path) -> tuple[Path, Path]:
+    sections = list(_sections(run_dirs))  # read (and validate) everything before writing anything
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    md = ["# paperclub report", ""]
+    body = []
+    for run_dir, s, meta, metrics in sections:
+        title = f"{s['suite']} — status: {s['status']}"
+        md += [f"## {title}", "", meta, ""]
+        body.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(meta.replace('`', ''))}</p>")
+        if s.get("reason"):
+            md += [f"**Reason:** {s['reason']}", ""]
+            body.append(f"<p><b>Reason:</b> {html.escape(s['reason'])}</p>")
+        if s.get("notes"):
+            md += ["What was scaled or substituted at this tier:", ""] + [f"- {n}" for n in s["notes"]] + [""]
+            body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"]) + "</ul>")
+        md += ["### Claims", "", _md_table(CLAIM_HEADER, claim_rows(s)), ""]
+        body.append("<h3>Claims</h3>" + _html_table(CLAIM_HEADER, claim_rows(s)))
+        md += ["### Metrics (seed mean; per-seed values)", "", _md_table(["metric", "mean", "per seed"], metrics), ""]
+        body.append("<h3>Metrics</h3>" + _html_table(["metric", "mean", "per seed"], metrics))
+        for fig in s["figures"]:
+            path = Path(run_dir) / fig
+            md += [f"![{fig}]({os.path.relpath(path, out_prefix.parent)})", ""]
+            if path.is_file():
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(fig)}'>"
+                            f"<figcaption>{html.escape(fig)}</figcaption></figure>")
+    md_path, html_path = out_prefix.with_suffix(".md"), out_prefix.with_suffix(".html")
+    atomic_write_text(md_path, "\n".join(md))
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "font-size:14px}td.pass{background:#e6f4ea}td.fail{background:#fce8e6}"
+             "td.inconclusive,td.skipped{background:#fef7e0}img{max-width:100%}")
+    atomic_write_text(html_path, f"<!doctype html><html><head><meta charset='utf-8'><title>paperclub report</title>"
+                                 f"<style>{style}</style></head><body><h1>paperclub report</h1>"
+                                 f"{''.join(body)}</body></html>\n")
+    return md_path, html_path

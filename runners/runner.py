@@ -1,0 +1,218 @@
+"""The run loop: seeds -> per-seed metrics -> claims -> figures -> summary.json.
+
+Results are never lost: after every seed, summary.json is rewritten (atomically) with what
+has finished and status "interrupted"; the final write replaces it with the real status.
+A crash in a seed stops the run with status "error" (traceback in events.jsonl and the
+seed's error.txt); Ctrl-C or SIGTERM stops it with status "interrupted".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import math
+import os
+import random
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runners import progress
+from runners.api import RunResult, Suite
+from runners.claims import evaluate, run_status
+from runners.errors import HarnessError
+from runners.rundir import (
+    SUMMARY,
+    EventLog,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_writable_dir,
+    env_info,
+    git_sha,
+    hw_class,
+    new_run_uid,
+    utc_now,
+    validate_summary,
+)
+
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def default_run_dir(suite: str, tier: str, root: Path | None = None) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    sha = git_sha().replace("+dirty", "d")
+    return (root or Path("results") / "runs") / f"{stamp}_{suite}_{tier}_{sha}"
+
+
+def unmet_requirements(requires: frozenset[str], device: str = "cpu") -> list[str]:
+    """Human-readable reasons for every requirement this environment does not meet."""
+    reasons = []
+    for req in sorted(requires):
+        if req in ("cuda", "gpu"):
+            if importlib.util.find_spec("torch") is None:
+                reasons.append(f"{req}: torch is not installed")
+                continue
+            import torch
+
+            if not torch.cuda.is_available():
+                reasons.append(f"{req}: no CUDA device visible")
+        elif importlib.util.find_spec(req) is None:
+            reasons.append(f"{req}: Python package {req!r} is not installed")
+    return reasons
+
+
+def pin_threads(n: int) -> None:
+    """Fix intra-op threads (env for BLAS/OpenMP started later, torch if already loaded)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def _check_result(result: Any, suite: str) -> RunResult:
+    if not isinstance(result, RunResult):
+        raise HarnessError(f"suite {suite!r}: run() returned {type(result).__name__}, not RunResult")
+    for name, value in result.metrics.items():
+        if not METRIC_NAME.match(name):
+            raise HarnessError(f"suite {suite!r}: metric name {name!r} is not snake_case")
+        result.metrics[name] = float(value)
+    return result
+
+
+def _jsonable(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
+class _SigtermAsInterrupt:
+    """SIGTERM (SLURM preemption, `kill`) saves like Ctrl-C does."""
+
+    def __enter__(self):
+        self._old = None
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. some launchers)
+            self._old = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
+
+
+def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, seeds: list[int],
+            out_dir: Path) -> dict:
+    """Run every seed of one suite at one tier into ``out_dir``; return the summary written."""
+    import yaml
+
+    out_dir = ensure_writable_dir(out_dir)
+    started, t0 = utc_now(), time.perf_counter()
+    suite = suite_cls()
+    device = getattr(cfg, "device", "cpu")
+    summary: dict[str, Any] = {
+        "schema_version": 1, "run_uid": new_run_uid(), "suite": suite_cls.name,
+        "suite_version": suite_cls.version, "tier": tier, "hw_class": hw_class(),
+        "status": "interrupted", "reason": "run in progress (or killed before it finished)",
+        "seeds": list(seeds), "seeds_done": [], "metrics": {}, "samples": {}, "claims": [],
+        "figures": [], "notes": list(suite.notes(cfg, tier)), "env": env_info(device),
+        "started_at": started, "wall_s": 0.0,
+    }
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg_plain, sort_keys=False))
+    events = EventLog(out_dir / "events.jsonl")
+    events.emit("run_start", suite=suite_cls.name, tier=tier, seeds=list(seeds), run_uid=summary["run_uid"],
+                hw_class=summary["hw_class"], git_sha=summary["env"]["git_sha"])
+    results: list[RunResult] = []
+    status: str | None = None
+    reason = ""
+
+    def write(final: bool) -> None:
+        summary["wall_s"] = round(time.perf_counter() - t0, 3)
+        names = sorted({k for r in results for k in r.metrics})
+        summary["samples"] = {k: [_jsonable(r.metrics.get(k)) for r in results] for k in names}
+        summary["metrics"] = {}
+        for k, vals in summary["samples"].items():
+            finite = [v for v in vals if v is not None]
+            summary["metrics"][k] = math.fsum(finite) / len(finite) if finite else None
+        if final:
+            summary["claims"] = [evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
+                                          if c.metric in summary["samples"] else None, tier)
+                                 for c in suite_cls.claims]
+            summary["status"] = status or run_status(c["status"] for c in summary["claims"])
+            summary["reason"] = reason
+        validate_summary(summary)
+        atomic_write_json(out_dir / SUMMARY, summary)
+
+    unmet = unmet_requirements(suite_cls.requires, device)
+    if unmet:
+        reason = "requirement unmet: " + "; ".join(unmet)
+        summary["claims"] = [dict(evaluate(c, None, tier), status="skipped", reason=reason)
+                             for c in suite_cls.claims]
+        summary.update(status="skipped", reason=reason, wall_s=round(time.perf_counter() - t0, 3))
+        validate_summary(summary)
+        atomic_write_json(out_dir / SUMMARY, summary)
+        events.emit("run_end", status="skipped", reason=reason)
+        events.close()
+        return summary
+
+    write(final=False)
+    pin_threads(getattr(cfg, "threads", 1))
+    with _SigtermAsInterrupt(), progress.live():
+        try:
+            for seed in progress.track(seeds, f"{suite_cls.name}/{tier} seeds"):
+                seed_dir = ensure_writable_dir(out_dir / f"seed_{seed}")
+                events.emit("seed_start", seed=seed)
+                ts = time.perf_counter()
+                seed_everything(seed)
+                try:
+                    result = _check_result(suite.run(cfg, seed, seed_dir), suite_cls.name)
+                except (KeyboardInterrupt, HarnessError):
+                    raise
+                except Exception as exc:
+                    tb = traceback.format_exc()
+                    atomic_write_text(seed_dir / "error.txt", tb)
+                    events.emit("seed_error", seed=seed, error=repr(exc), traceback=tb)
+                    status, reason = "error", f"seed {seed} crashed: {type(exc).__name__}: {exc}".split("\n")[0]
+                    break
+                wall = time.perf_counter() - ts
+                atomic_write_json(seed_dir / "metrics.json", {
+                    "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
+                    "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
+                    "artifacts": result.artifacts, "info": result.info})
+                results.append(result)
+                summary["seeds_done"].append(seed)
+                events.emit("seed_end", seed=seed, wall_s=round(wall, 3), metrics=result.metrics)
+                write(final=False)
+        except KeyboardInterrupt as exc:
+            status, reason = "interrupted", f"interrupted ({exc or 'Ctrl-C'}) after seeds {summary['seeds_done']}"
+            events.emit("interrupted", seeds_done=summary["seeds_done"])
+
+    if results and status != "interrupted":
+        try:
+            paths = suite.figures(results, cfg, out_dir)
+            summary["figures"] = sorted(os.path.relpath(p, out_dir) for p in paths)
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted while drawing figures"
+        except Exception as exc:
+            events.emit("figures_error", error=repr(exc), traceback=traceback.format_exc())
+            status = status or "error"
+            reason = reason or f"figures crashed: {type(exc).__name__}: {exc}".split("\n")[0]
+    write(final=True)
+    events.emit("run_end", status=summary["status"], reason=reason, wall_s=summary["wall_s"])
+    events.close()
+    return summary

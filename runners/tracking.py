@@ -1,0 +1,143 @@
+"""Publish run directories to MLflow: one parent run per invocation, one child per seed.
+
+results/ files are the source of truth; MLflow mirrors them. Publishing is idempotent:
+the parent carries the run's ``paperclub.run_uid`` tag and is looked up before anything is
+written; a half-published run (crash mid-publish) is deleted and published again.
+Everything happens in one process (parallel first writes to a fresh sqlite store race).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from runners.config import flatten
+from runners.errors import HarnessError
+from runners.rundir import SUMMARY, load_summary
+
+UID_TAG = "paperclub.run_uid"
+STATE_TAG = "paperclub.publish_state"
+MAX_PARAM_LEN = 6000
+BATCH = 900
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(Path('results') / 'mlflow.db').resolve()}"
+
+
+def experiment_name(suite: str) -> str:
+    return f"paperclub/{suite}"
+
+
+def _client(uri: str):
+    # Fail fast against a dead server instead of retrying for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _metrics_batch(client, run_id: str, items: list) -> None:
+    for i in range(0, len(items), BATCH):
+        client.log_batch(run_id, metrics=items[i:i + BATCH])
+
+
+def _series_metrics(series: dict, ts: int) -> list:
+    """Curves -> MLflow metrics with integer steps; a non-integer x is logged beside as <name>_x."""
+    from mlflow.entities import Metric
+
+    out = []
+    for name, points in series.items():
+        integral = all(float(x).is_integer() for x, _ in points)
+        for i, (x, y) in enumerate(points):
+            step = int(x) if integral else i
+            out.append(Metric(f"series/{name}", float(y), ts, step))
+            if not integral:
+                out.append(Metric(f"series/{name}_x", float(x), ts, step))
+    return out
+
+
+def publish_run(run_dir: Path, uri: str | None = None) -> tuple[str, str]:
+    """Publish one run dir. Returns (parent run id, "published" | "already published")."""
+    from mlflow.entities import Metric, Param
+
+    run_dir = Path(run_dir)
+    summary = load_summary(run_dir)
+    uri = uri or tracking_uri()
+    client = _client(uri)
+    name = experiment_name(summary["suite"])
+    exp = client.get_experiment_by_name(name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(name)
+    uid = summary["run_uid"]
+    found = client.search_runs([exp_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'", max_results=1000)
+    if any(r.data.tags.get(STATE_TAG) == "complete" and "mlflow.parentRunId" not in r.data.tags for r in found):
+        parent = next(r for r in found if "mlflow.parentRunId" not in r.data.tags)
+        return parent.info.run_id, "already published"
+    for r in found:  # leftovers of an interrupted publish
+        client.delete_run(r.info.run_id)
+
+    ts = int(time.time() * 1000)
+    tags = {
+        UID_TAG: uid, STATE_TAG: "partial", "suite": summary["suite"], "tier": summary["tier"],
+        "hw_class": summary["hw_class"], "git_sha": summary["env"]["git_sha"], "status": summary["status"],
+        "suite_version": str(summary["suite_version"]), "image": summary["env"].get("image", ""),
+        "run_dir": str(run_dir.resolve()),
+    }
+    tags.update({f"claim.{c['id']}": c["status"] for c in summary["claims"]})
+    parent = client.create_run(exp_id, run_name=f"{summary['suite']}-{summary['tier']}-{summary['started_at']}",
+                               tags=tags, start_time=ts)
+    pid = parent.info.run_id
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    params = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(config or {}).items()]
+    params += [Param("tier", summary["tier"]), Param("seeds", json.dumps(summary["seeds"]))]
+    for i in range(0, len(params), 100):
+        client.log_batch(pid, params=params[i:i + 100])
+    _metrics_batch(client, pid, [Metric(k, float(v), ts, 0) for k, v in summary["metrics"].items()
+                                 if v is not None])
+    for name_ in [SUMMARY, "config.yaml", "events.jsonl", *summary["figures"]]:
+        if (run_dir / name_).is_file():
+            client.log_artifact(pid, str(run_dir / name_))
+
+    for seed in summary["seeds_done"]:
+        seed_file = run_dir / f"seed_{seed}" / "metrics.json"
+        if not seed_file.is_file():
+            continue
+        rec = json.loads(seed_file.read_text())
+        child = client.create_run(exp_id, run_name=f"seed {seed}", start_time=ts, tags={
+            "mlflow.parentRunId": pid, UID_TAG: uid, "suite": summary["suite"], "tier": summary["tier"],
+            "hw_class": summary["hw_class"], "seed": str(seed)})
+        cid = child.info.run_id
+        client.log_batch(cid, params=[Param("seed", str(seed))])
+        items = [Metric(k, float(v), ts, 0) for k, v in rec["metrics"].items()]
+        items += [Metric("wall_s", float(rec["wall_s"]), ts, 0)]
+        _metrics_batch(client, cid, items + _series_metrics(rec.get("series", {}), ts))
+        client.log_artifact(cid, str(seed_file))
+        client.set_terminated(cid)
+    client.set_tag(pid, STATE_TAG, "complete")
+    client.set_terminated(pid, status="FINISHED" if summary["status"] in ("pass", "inconclusive", "skipped")
+                          else "FAILED")
+    return pid, "published"
+
+
+def try_publish(run_dir: Path, uri: str | None = None) -> tuple[bool, str]:
+    """Publish, but never fail the run: returns (ok, one-line message)."""
+    uri = uri or tracking_uri()
+    try:
+        pid, state = publish_run(run_dir, uri)
+    except HarnessError:
+        raise
+    except Exception as exc:  # store locked, server down, bad URI ...
+        first = " ".join(str(exc).split())[:300]
+        return False, (f"MLflow publish to {uri} failed ({type(exc).__name__}: {first}); results are on disk; "
+                       f"publish later with: paperclub publish {run_dir}")
+    return True, f"MLflow: {state} run {pid} in experiment {experiment_name(load_summary(run_dir)['suite'])} ({uri})"

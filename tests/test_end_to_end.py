@@ -1,0 +1,141 @@
+"""The whole path on the toy suite: run -> summary -> claims -> MLflow -> compare -> accept -> report."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from runners.cli import main
+from runners.rundir import schema_errors
+
+
+def run(args, capsys):
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture
+def small_run(harness_env, capsys):
+    rc, out, err = run(["run", "toy", "--tier", "small", "--out", "results/runs/a"], capsys)
+    return rc, out, err, harness_env / "results" / "runs" / "a"
+
+
+def test_run_writes_valid_summary_and_passes(small_run):
+    rc, out, err, run_dir = small_run
+    assert rc == 0, out + err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert schema_errors(summary) == []
+    assert summary["status"] == "pass" and summary["seeds_done"] == [0, 1, 2]
+    statuses = {c["id"]: c["status"] for c in summary["claims"]}
+    assert statuses == {"toy.mean": "pass", "toy.error": "pass", "toy.full_only": "skipped"}
+    assert len(summary["samples"]["est_mean"]) == 3
+    # the seed mean in metrics is the mean of the per-seed samples
+    assert summary["metrics"]["est_mean"] == pytest.approx(sum(summary["samples"]["est_mean"]) / 3)
+    seed0 = json.loads((run_dir / "seed_0" / "metrics.json").read_text())
+    assert seed0["metrics"]["est_mean"] == summary["samples"]["est_mean"][0]
+    assert (run_dir / "config.yaml").read_text().startswith("threads: 1")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events][0] == "run_start" and events[-1]["event"] == "run_end"
+    assert summary["figures"] == ["fig-running-mean.png"] and (run_dir / "fig-running-mean.png").stat().st_size > 0
+    assert "MLflow: published" in out
+
+
+def test_same_seed_same_numbers(harness_env, capsys):
+    for d in ("x", "y"):
+        assert run(["run", "toy", "--tier", "smoke", "--out", d, "--no-publish"], capsys)[0] == 0
+    a = json.loads((harness_env / "x" / "summary.json").read_text())["samples"]
+    b = json.loads((harness_env / "y" / "summary.json").read_text())["samples"]
+    assert a == b
+
+
+def test_mlflow_parent_children_series_and_idempotent_publish(small_run, capsys):
+    import mlflow
+
+    rc, out, err, run_dir = small_run
+    runs = mlflow.search_runs(experiment_names=["paperclub/toy"], filter_string="tags.tier = 'small'")
+    assert len(runs) == 4  # 1 parent + 3 seeds
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parent) == 1
+    assert parent.iloc[0]["tags.claim.toy.mean"] == "pass"
+    assert parent.iloc[0]["params.n"] == "400"
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert sorted(children["params.seed"]) == ["0", "1", "2"]
+    client = mlflow.tracking.MlflowClient()
+    history = client.get_metric_history(children.iloc[0]["run_id"], "series/running_mean")
+    assert len(history) == 10 and history[-1].step == 400
+    frac = client.get_metric_history(children.iloc[0]["run_id"], "series/running_mean_frac_x")
+    assert frac[-1].value == 1.0
+    arts = {a.path for a in client.list_artifacts(parent.iloc[0]["run_id"])}
+    assert {"summary.json", "config.yaml", "fig-running-mean.png"} <= arts
+
+    assert run(["publish", str(run_dir)], capsys)[0] == 0
+    assert run(["publish", str(run_dir)], capsys)[1].count("already published") == 1
+    assert len(mlflow.search_runs(experiment_names=["paperclub/toy"])) == 4
+
+
+def test_publish_failure_keeps_run(harness_env, capsys, monkeypatch):
+    # a server nobody listens on: the run still succeeds on disk and says how to publish later
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    rc, out, err = run(["run", "toy", "--tier", "smoke", "--out", "r"], capsys)
+    assert rc == 0
+    assert "MLflow publish to http://127.0.0.1:9 failed" in err and "paperclub publish r" in err
+    assert json.loads((harness_env / "r" / "summary.json").read_text())["status"] == "pass"
+
+
+def test_accept_compare_and_regression(small_run, capsys, harness_env):
+    rc, out, err, run_dir = small_run
+    rc, out, _ = run(["compare", str(run_dir)], capsys)
+    assert rc == 3 and "no baseline" in out
+    assert run(["accept", str(run_dir)], capsys)[0] == 0
+    base_files = list((harness_env / "results" / "baselines" / "toy" / "small").glob("*.json"))
+    assert len(base_files) == 1
+    rc, out, _ = run(["compare", str(run_dir)], capsys)
+    assert rc == 0 and "verdict: ok" in out
+
+    # a baseline whose errors were smaller by 10 seed standard deviations: a significant regression
+    base = json.loads(base_files[0].read_text())
+    errs = base["samples"]["abs_error"]
+    shift = 10 * statistics.stdev(errs)
+    base["samples"]["abs_error"] = [v - shift for v in errs]
+    base_files[0].write_text(json.dumps(base))
+    rc, out, _ = run(["compare", str(run_dir)], capsys)
+    assert rc == 1 and "regression" in out
+
+    # another hardware class is never compared
+    base["hw_class"] = "h100-x1"
+    other = harness_env / "other.json"
+    other.write_text(json.dumps(base))
+    rc, out, _ = run(["compare", str(run_dir), "--baseline", str(other)], capsys)
+    assert rc == 3 and "hw_class differs" in out
+
+
+def test_report_has_claims_and_embedded_figure(small_run, capsys):
+    rc, out, err, run_dir = small_run
+    assert run(["report", str(run_dir)], capsys)[0] == 0
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert "| toy.mean | est_mean | 1 | ~ 1 |" in md
+    assert "fig-running-mean.png" in md and "n = 400 samples per seed" in md
+    assert "data:image/png;base64," in html and "<td class='pass'>pass</td>" in html
+
+
+def test_crash_keeps_finished_seeds(harness_env, capsys):
+    rc, out, err = run(["run", "toy", "--out", "c", "--no-publish", "crash_at_seed=1"], capsys)
+    assert rc == 2
+    summary = json.loads((harness_env / "c" / "summary.json").read_text())
+    assert summary["status"] == "error" and summary["seeds_done"] == [0]
+    assert "planned crash at seed 1" in summary["reason"]
+    assert (harness_env / "c" / "seed_0" / "metrics.json").exists()
+    assert "RuntimeError" in (harness_env / "c" / "seed_1" / "error.txt").read_text()
+
+
+def test_unmet_requirement_is_skipped(harness_env, capsys):
+    rc, out, err = run(["run", "toy_needs", "--out", "s", "--no-publish"], capsys)
+    assert rc == 3
+    summary = json.loads((harness_env / "s" / "summary.json").read_text())
+    assert summary["status"] == "skipped" and "paperclub_no_such_module" in summary["reason"]
+    assert {c["status"] for c in summary["claims"]} == {"skipped"}

@@ -1,0 +1,85 @@
+"""Ctrl-C mid-run keeps finished seeds; Hydra multirun with basic, joblib and submitit_local."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from runners.cli import main
+
+
+def test_ctrl_c_leaves_finished_seeds_marked_interrupted(harness_env):
+    cmd = [sys.executable, "-m", "runners.cli", "run", "toy", "--seeds", "5", "--out", "r", "--no-publish",
+           "sleep_s=1.0"]
+    proc = subprocess.Popen(cmd, cwd=harness_env, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    events = harness_env / "r" / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if events.exists() and '"seed_end"' in events.read_text():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("no seed finished within 60 s")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    summary = json.loads((harness_env / "r" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["seeds_done"] and len(summary["seeds_done"]) < 5
+    assert len(summary["samples"]["est_mean"]) == len(summary["seeds_done"])
+    assert not list((harness_env / "r").glob(".summary.json.*")), "temp file left behind"
+
+
+def test_sigterm_is_saved_like_ctrl_c(harness_env):
+    cmd = [sys.executable, "-m", "runners.cli", "run", "toy", "--seeds", "5", "--out", "t", "--no-publish",
+           "sleep_s=1.0"]
+    proc = subprocess.Popen(cmd, cwd=harness_env, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    summary_path = harness_env / "t" / "summary.json"
+    deadline = time.monotonic() + 60
+    while not summary_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert json.loads(summary_path.read_text())["status"] == "interrupted"
+
+
+def sweep(harness_env, capsys, *extra):
+    rc = main(["run", "toy", "--tier", "smoke", "--seeds", "3", "--out", "sw", "-m", "n=100,200", *extra])
+    out = capsys.readouterr().out
+    jobs = sorted(p for p in (harness_env / "sw").iterdir() if (p / "summary.json").exists())
+    return rc, out, jobs
+
+
+def test_multirun_basic_publishes_each_job(harness_env, capsys):
+    import mlflow
+
+    rc, out, jobs = sweep(harness_env, capsys)
+    assert rc == 0, out
+    assert [p.name for p in jobs] == ["0", "1"]
+    assert [json.loads((p / "seed_0" / "metrics.json").read_text())["info"]["n"] for p in jobs] == [100, 200]
+    assert "sweep: 2 jobs" in out
+    parents = mlflow.search_runs(experiment_names=["paperclub/toy"], filter_string="params.n = '200'")
+    assert len(parents) == 1
+
+
+def test_multirun_joblib(harness_env, capsys):
+    rc, out, jobs = sweep(harness_env, capsys, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert rc == 0, out
+    assert len(jobs) == 2
+
+
+def test_multirun_submitit_local(harness_env, capsys):
+    rc, out, jobs = sweep(harness_env, capsys, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
+    assert rc == 0, out
+    assert len(jobs) == 2
+    assert list((harness_env / "sw" / ".submitit").glob("*/*_log.out"))

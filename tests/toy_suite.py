@@ -1,0 +1,83 @@
+"""A tiny test-only suite that drives every harness path without any ML framework.
+
+It estimates the mean of a Gaussian from n samples: the estimate, its absolute error and a
+running-mean curve are real measurements of a real (tiny) computation, so the claims below
+are genuinely evaluated, and knobs let tests make it crash, stall or miss a requirement.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.api import Claim, RunResult, Suite, SuiteConfig
+
+
+@dataclass
+class ToyConfig(SuiteConfig):
+    n: int = 400
+    mean: float = 1.0
+    noise: float = 0.5
+    crash_at_seed: int = -1
+    sleep_s: float = 0.0
+
+
+class ToySuite(Suite):
+    name = "toy"
+    version = 1
+    config = ToyConfig
+    description = "Sample mean of a Gaussian (harness test suite)"
+    tiers = {"smoke": ["n=100"], "small": [], "full": ["n=100000"]}
+    default_seeds = {"smoke": 3, "small": 3, "full": 3}
+    claims = (
+        Claim("toy.mean", "est_mean", "approx", {"smoke": 1.0, "small": 1.0}, paper_value=1.0,
+              source="by construction", abs_tol=0.3),
+        Claim("toy.error", "abs_error", "le", {"smoke": 0.3, "small": 0.3}, paper_value=0.0, source="CLT"),
+        Claim("toy.full_only", "est_mean", "ge", {"full": 0.9}, source="full tier only"),
+    )
+
+    def run(self, cfg: ToyConfig, seed: int, out_dir: Path) -> RunResult:
+        import numpy as np
+
+        if seed == cfg.crash_at_seed:
+            raise RuntimeError(f"planned crash at seed {seed}")
+        time.sleep(cfg.sleep_s)
+        x = np.random.default_rng(seed).normal(cfg.mean, cfg.noise, cfg.n)
+        running = np.cumsum(x) / np.arange(1, cfg.n + 1)
+        steps = np.unique(np.linspace(1, cfg.n, 10).astype(int))
+        (out_dir / "samples.npy").write_bytes(x.astype("<f8").tobytes())
+        return RunResult(
+            metrics={"est_mean": float(x.mean()), "abs_error": float(abs(x.mean() - cfg.mean))},
+            series={"running_mean": [(int(s), float(running[s - 1])) for s in steps],
+                    "running_mean_frac": [(s / cfg.n, float(running[s - 1])) for s in steps]},
+            artifacts={"samples": str(out_dir / "samples.npy")},
+            info={"n": cfg.n},
+        )
+
+    def figures(self, results, cfg, out_dir):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for i, r in enumerate(results):
+            xs, ys = zip(*r.series["running_mean"], strict=True)
+            ax.plot(xs, ys, label=f"seed {i}")
+        ax.axhline(cfg.mean, color="k", ls="--")
+        ax.set_xlabel("samples")
+        ax.set_ylabel("running mean")
+        ax.legend()
+        path = out_dir / "fig-running-mean.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        return [path]
+
+    def notes(self, cfg, tier):
+        return [f"n = {cfg.n} samples per seed"]
+
+
+class NeedsMissingSuite(ToySuite):
+    name = "toy_needs"
+    requires = frozenset({"paperclub_no_such_module"})
