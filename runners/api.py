@@ -41,6 +41,9 @@ class Claim:
     # How much worse than the baseline mean a metric may get before `compare` calls it a
     # regression (relative to |baseline mean|).
     regression_tol: float = 0.10
+    # "log" for ratios (speedups, x-times-worse): the CI is taken over log(values), so the
+    # value is the geometric mean and one large ratio does not swamp the interval.
+    scale: Literal["linear", "log"] = "linear"
 
     def __post_init__(self) -> None:
         if self.op not in ("ge", "le", "approx"):
@@ -48,6 +51,8 @@ class Claim:
         unknown = set(self.threshold) - set(TIERS)
         if unknown:
             raise ValueError(f"claim {self.id}: unknown tier(s) {sorted(unknown)}; tiers are {TIERS}")
+        if self.scale not in ("linear", "log"):
+            raise ValueError(f"claim {self.id}: scale must be linear or log, not {self.scale!r}")
         if self.op == "approx" and self.rel_tol <= 0 and self.abs_tol <= 0:
             raise ValueError(f"claim {self.id}: op 'approx' needs rel_tol or abs_tol")
 

@@ -4,6 +4,8 @@ pass          the whole 95% CI is on the right side of the threshold (inside the
 fail          the whole CI is on the wrong side (outside the band)
 inconclusive  the CI straddles the threshold, or fewer seeds than the claim's min_seeds
 skipped       the claim is not tested at this tier, or a requirement is unmet (reason given)
+
+A claim with scale="log" (ratios) is evaluated on log(values): its value is the geometric mean.
 """
 
 from __future__ import annotations
@@ -61,7 +63,13 @@ def evaluate(claim: Claim, samples: Sequence[float] | None, tier: str) -> dict:
     if any(not math.isfinite(v) for v in values):
         row.update(status="fail", n=len(values), reason=f"metric {claim.metric!r} is not finite: {values}")
         return row
-    mean, lo, hi = mean_ci(values)
+    if claim.scale == "log":
+        if min(values) <= 0:
+            row.update(status="fail", n=len(values), reason=f"log-scale claim needs positive values: {values}")
+            return row
+        mean, lo, hi = (math.exp(v) for v in mean_ci([math.log(v) for v in values]))
+    else:
+        mean, lo, hi = mean_ci(values)
     row.update(value=mean, ci=[lo, hi], n=len(values))
     if len(values) < claim.min_seeds:
         row.update(status="inconclusive", reason=f"{len(values)} seed(s) < min_seeds {claim.min_seeds}")

@@ -17,9 +17,13 @@ EXIT_ERROR = 2
 
 
 def _console():
+    import shutil
+
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=True)
+    # Not a terminal (CI logs, pipes): wide enough that claim tables stay readable.
+    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
+    return Console(stderr=False, highlight=False, width=width)
 
 
 def cmd_list(args) -> int:
@@ -54,10 +58,10 @@ def _print_summary(summary: dict, run_dir: Path) -> None:
     from runners.report import CLAIM_HEADER, claim_rows
 
     table = Table(title=f"{summary['suite']} / {summary['tier']}: {summary['status']}")
-    for col in CLAIM_HEADER:
-        table.add_column(col)
+    for col in CLAIM_HEADER[:-1]:  # the source column is in the report
+        table.add_column(col, overflow="fold")
     for row in claim_rows(summary):
-        table.add_row(*row)
+        table.add_row(*row[:-1])
     con = _console()
     con.print(table)
     if summary.get("reason"):

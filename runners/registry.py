@@ -14,7 +14,9 @@ from importlib.metadata import entry_points
 
 from runners.errors import HarnessError
 
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "pacbayes": "suites.pacbayes:PacBayesSuite",
+}
 
 ENV_VAR = "PAPERCLUB_EXTRA_SUITES"
 

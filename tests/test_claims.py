@@ -73,3 +73,16 @@ def test_run_status_and_exit_codes():
     assert run_status(["pass", "fail", "inconclusive"]) == "fail"
     assert run_status(["skipped"]) == "skipped"
     assert [EXIT_CODES[s] for s in ("pass", "fail", "error", "inconclusive", "skipped")] == [0, 1, 2, 3, 3]
+
+
+def test_log_scale_claim_uses_geometric_mean_and_log_ci():
+    values = [8.0, 8.0, 32.0]  # logs 3 ln2, 3 ln2, 5 ln2: mean 11/3 ln2, sd (2/sqrt3) ln2
+    claim = Claim("r", "ratio", "ge", {"small": 5.0}, scale="log")
+    row = evaluate(claim, values, "small")
+    mean_log = 11 / 3 * math.log(2)
+    half = 4.302652729911275 * (2 / math.sqrt(3)) * math.log(2) / math.sqrt(3)
+    assert row["value"] == pytest.approx(2 ** (11 / 3))
+    assert row["ci"] == pytest.approx([math.exp(mean_log - half), math.exp(mean_log + half)])
+    assert row["status"] == "inconclusive"  # lo = 2.5 < 5 < hi
+    assert evaluate(claim, [8.0, 9.0, 10.0], "small")["status"] == "pass"
+    assert evaluate(claim, [8.0, 0.0], "small")["status"] == "fail"

@@ -1,0 +1,429 @@
+"""Suite `pacbayes`: Wilson (2025), "Deep Learning is Not So Mysterious or Different", Figure 1,
+and the Lotfi et al. (2022) non-vacuous PAC-Bayes compression bounds it rests on.
+
+Per seed: benign overfitting (Fig. 1 a-c), double descent (Fig. 1 g), altered labels with a GP
+(Fig. 1 d analogue), and the compression bound on FashionMNIST (true labels, random labels, a
+width sweep, and a data-dependent prior). The science lives in paper_pacbayes/.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.progress import track
+
+PAPER_FMNIST_BOUND = 0.328  # Lotfi et al. 2022, FashionMNIST from scratch (data-independent prior)
+
+
+@dataclass
+class PolyConfig:
+    n: int = 20
+    degree: int = 150
+    gamma: float = 1.05
+    noise: float = 0.1
+    design: str = "grid"
+    n_test: int = 1000
+
+
+@dataclass
+class DoubleDescentConfig:
+    n: int = 200
+    n_test: int = 200
+    d_min: int = 5
+    d_max: int = 400
+    d_step: int = 2
+    informative: int = 1000
+    l2: float = 1e-3
+
+
+@dataclass
+class GPConfig:
+    dataset: str = "fmnist"
+    classes: list[int] = field(default_factory=lambda: [0, 6])  # T-shirt/top vs Shirt
+    n: int = 2000
+    n_test: int = 2000
+    fractions: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    noise_var: float = 1e-2
+
+
+@dataclass
+class BoundConfig:
+    dataset: str = "fmnist"
+    arch: str = "mlp"  # mlp | cnn
+    hidden: int = 128  # mlp hidden width, or cnn base channels
+    subspace_dim: int = 1024
+    levels: int = 9
+    epochs: int = 4
+    lr: float = 0.05
+    batch_size: int = 256
+    qat_epochs: int = 1
+    qat_lr: float = 5e-3
+    lloyd_steps: int = 30
+    misc_bits: float = 7.0
+    delta: float = 0.05
+    widths: list[int] = field(default_factory=lambda: [32, 128, 512])
+    random_labels: bool = True
+    data_dependent_prior: bool = True
+    prior_fraction: float = 0.5
+    prior_epochs: int = 3
+
+
+@dataclass
+class PacBayesConfig(SuiteConfig):
+    data_dir: str = ""
+    poly: PolyConfig = field(default_factory=PolyConfig)
+    dd: DoubleDescentConfig = field(default_factory=DoubleDescentConfig)
+    gp: GPConfig = field(default_factory=GPConfig)
+    bound: BoundConfig = field(default_factory=BoundConfig)
+
+
+W25 = "Wilson 2025 (arXiv 2503.02113v2)"
+L22 = "Lotfi et al. 2022 (arXiv 2211.13609)"
+ALL = ("smoke", "small", "full")
+
+
+def _t(value: float, tiers=ALL) -> dict[str, float]:
+    return {t: value for t in tiers}
+
+
+class PacBayesSuite(Suite):
+    name = "pacbayes"
+    version = 1
+    config = PacBayesConfig
+    paper = "Wilson 2025, Deep Learning is Not So Mysterious or Different; Lotfi et al. 2022"
+    description = "Benign overfitting, double descent, altered labels, non-vacuous compression bounds"
+    tiers = {
+        "smoke": ["gp.dataset=digits", "gp.classes=[3,5]", "gp.n=250", "gp.n_test=90",
+                  "bound.dataset=digits", "bound.hidden=16", "bound.subspace_dim=100", "bound.epochs=100",
+                  "bound.lr=0.02", "bound.qat_epochs=30", "bound.widths=[16,64]", "bound.prior_epochs=30",
+                  "dd.d_step=4"],
+        "small": [],
+        "full": ["bound.epochs=20", "bound.qat_epochs=3", "bound.subspace_dim=2048", "bound.widths=[32,128,512,1024]"],
+    }
+    default_seeds = {"smoke": 1, "small": 5, "full": 5}
+    claims = (
+        Claim("poly.interpolates", "poly_train_rmse", "le", _t(1e-3), paper_value=0.0, source=f"{W25}, Fig. 1(a-c)",
+              description="order-150 polynomial fits simple, structured and pure-noise data exactly"),
+        Claim("poly.structured_generalizes", "poly_test_rmse_structured", "le", _t(0.2), paper_value=None,
+              source=f"{W25}, Fig. 1(b)", description="test RMSE vs the true function <= 2x noise level 0.1"),
+        Claim("poly.unregularized_worse", "poly_unreg_ratio", "ge", _t(10.0), scale="log",
+              source=f"{W25}, Fig. 1(a-c) foil",
+              description="unregularized degree-(n-1) interpolant >= 10x worse on structured data"),
+        Claim("dd.peak_at_n", "dd_peak_ratio", "approx", _t(1.0), paper_value=1.0, abs_tol=0.1,
+              source=f"{W25}, Fig. 1(g)", description="test error peaks at width = n (+-10%)"),
+        Claim("dd.second_descent", "dd_peak_over_widest", "ge", _t(5.0), scale="log", source=f"{W25}, Fig. 1(g)",
+              description="error at the widest model < peak error / 5"),
+        Claim("dd.neff_tracks_peak", "dd_neff_peak_ratio", "approx", _t(1.0), paper_value=1.0, abs_tol=0.1,
+              source=f"{W25}, Fig. 1(g); Maddox et al. 2020", description="effective dimension peaks at width = n"),
+        Claim("gp.fits_altered_labels", "gp_train_acc_min", "ge", _t(0.98), paper_value=1.0,
+              source=f"{W25}, Fig. 1(d)", description="GP fits every fraction of altered labels"),
+        Claim("gp.marginal_likelihood_falls", "gp_log_ml_drop", "ge", _t(1.0),
+              source=f"{W25}, Fig. 1(d-e)", description="log ML per point at 0% minus at 80% altered >= 1 nat"),
+        Claim("gp.test_accuracy_falls", "gp_test_acc_drop", "ge", _t(0.05),
+              source=f"{W25}, Fig. 1(d)", description="test accuracy at 0% minus at 80% altered >= 0.05"),
+        Claim("bound.fmnist_nonvacuous", "bound_fmnist", "le", _t(0.35, ("small", "full")),
+              paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (FashionMNIST, from scratch)"),
+        Claim("bound.fmnist_vs_paper", "bound_fmnist", "le", _t(PAPER_FMNIST_BOUND, ("small", "full")),
+              paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (stretch: no worse than the paper)"),
+        Claim("bound.holds_on_test", "bound_gap", "ge", _t(0.0), paper_value=None, source=L22,
+              description="bound minus quantized test error >= 0"),
+        Claim("bound.random_labels_vacuous", "bound_random_labels", "ge", _t(0.9), source=f"{L22}; Zhang et al. 2016",
+              description="the same pipeline on random labels gives a vacuous bound"),
+        Claim("bound.bits_flat_in_width", "bits_width_spread", "le", _t(1.15),
+              source=f"{W25} Sec. 'more parameters, more compressible'; {L22}",
+              description="max/min code length across widths at fixed d"),
+    )
+
+    # ------------------------------------------------------------------ run
+    def run(self, cfg: PacBayesConfig, seed: int, out_dir: Path) -> RunResult:
+        import numpy as np
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+        metrics: dict[str, float] = {}
+        series: dict[str, list] = {}
+        info: dict = {}
+        steps = track(["polynomial", "double descent", "GP altered labels", "compression bound"],
+                      f"pacbayes seed {seed}")
+        info["time_s"] = {}
+        for step in steps:
+            t0 = time.perf_counter()
+            if step == "polynomial":
+                self._poly(cfg, seed, out_dir, metrics, info)
+            elif step == "double descent":
+                self._double_descent(cfg, seed, metrics, series)
+            elif step == "GP altered labels":
+                self._gp(cfg, seed, metrics, series)
+            else:
+                self._bounds(cfg, seed, metrics, series, info, np, torch)
+            info["time_s"][step] = round(time.perf_counter() - t0, 2)
+        return RunResult(metrics=metrics, series=series, info=info,
+                         artifacts={"poly_curves": str(out_dir / "poly_curves.npz")})
+
+    def _poly(self, cfg, seed, out_dir, metrics, info):
+        import numpy as np
+
+        from paper_pacbayes import poly
+
+        p = cfg.poly
+        res = poly.experiment(seed, n=p.n, degree=p.degree, gamma=p.gamma, noise=p.noise, design_kind=p.design,
+                              n_test=p.n_test)
+        fits = res["fits"]
+        metrics["poly_train_rmse"] = max(f["weighted"]["train_rmse"] for f in fits.values())
+        for name in ("simple", "structured"):
+            metrics[f"poly_test_rmse_{name}"] = fits[name]["weighted"]["test_rmse"]
+            metrics[f"poly_minnorm_test_rmse_{name}"] = fits[name]["min_norm"]["test_rmse"]
+            metrics[f"poly_unreg_test_rmse_{name}"] = fits[name]["interpolant"]["test_rmse"]
+        metrics["poly_noise_fit_rms"] = fits["noise"]["weighted"]["test_rmse"]
+        metrics["poly_unreg_ratio"] = (metrics["poly_unreg_test_rmse_structured"]
+                                       / metrics["poly_test_rmse_structured"])
+        arrays = {"x": res["x"], "x_test": res["x_test"]}
+        for name, f in fits.items():
+            arrays[f"{name}_y"], arrays[f"{name}_truth"] = f["y"], f["truth"]
+            for kind in ("weighted", "min_norm", "interpolant"):
+                arrays[f"{name}_{kind}"] = f[kind]["curve"]
+        np.savez_compressed(out_dir / "poly_curves.npz", **arrays)
+
+    def _double_descent(self, cfg, seed, metrics, series):
+        import numpy as np
+
+        from paper_pacbayes import double_descent
+
+        d = cfg.dd
+        res = double_descent.sweep(seed, n=d.n, n_test=d.n_test, widths=range(d.d_min, d.d_max, d.d_step),
+                                   informative=d.informative, l2=d.l2)
+        widths, test = res["widths"], np.array(res["test_error"])
+        peak = int(np.argmax(test))
+        metrics["dd_peak_width"] = float(widths[peak])
+        metrics["dd_peak_ratio"] = widths[peak] / d.n
+        metrics["dd_peak_test_error"] = float(test[peak])
+        metrics["dd_widest_test_error"] = float(test[-1])
+        metrics["dd_peak_over_widest"] = float(test[peak] / test[-1])
+        metrics["dd_neff_peak_ratio"] = widths[int(np.argmax(res["neff"]))] / d.n
+        for key in ("test_error", "train_error", "neff"):
+            series[f"dd_{key}"] = list(zip(widths, res[key], strict=True))
+
+    def _gp(self, cfg, seed, metrics, series):
+        import numpy as np
+
+        from paper_pacbayes import data, gp_labels
+
+        g = cfg.gp
+        xtr, ytr, xte, yte = data.load(g.dataset, cfg.data_dir or None)
+        rng = np.random.default_rng(seed)
+
+        def pair(x, y, n):
+            mask = np.isin(y, g.classes)
+            x, y = x[mask], (y[mask] == g.classes[1]).astype(float)
+            idx = rng.choice(len(y), size=min(n, len(y)), replace=False)
+            return x[idx].astype(np.float64), y[idx]
+
+        (a, b), (c, d) = pair(xtr, ytr, g.n), pair(xte, yte, g.n_test)
+        res = gp_labels.sweep(a, b, c, d, g.fractions, seed, noise_var=g.noise_var)
+        fr = res["fractions"]
+        i0, i8 = fr.index(0.0), min(range(len(fr)), key=lambda i: abs(fr[i] - 0.8))
+        metrics["gp_train_acc_min"] = min(res["train_acc"])
+        metrics["gp_log_ml_drop"] = res["log_ml_per_n"][i0] - res["log_ml_per_n"][i8]
+        metrics["gp_test_acc_drop"] = res["test_acc"][i0] - res["test_acc"][i8]
+        metrics["gp_test_acc_clean"] = res["test_acc"][i0]
+        metrics["gp_n_train"] = float(len(b))
+        for key in ("train_acc", "test_acc", "log_ml_per_n"):
+            series[f"gp_{key}"] = list(zip(fr, res[key], strict=True))
+
+    def _bounds(self, cfg, seed, metrics, series, info, np, torch):
+        from paper_pacbayes import compression, data
+
+        b = cfg.bound
+        xtr, ytr, xte, yte = data.load(b.dataset, cfg.data_dir or None)
+        recipe = compression.Recipe(arch=b.arch, hidden=b.hidden, subspace_dim=b.subspace_dim, levels=b.levels, epochs=b.epochs,
+                                    lr=b.lr, batch_size=b.batch_size, qat_epochs=b.qat_epochs, qat_lr=b.qat_lr,
+                                    lloyd_steps=b.lloyd_steps, misc_bits=b.misc_bits, delta=b.delta)
+        dev = cfg.device
+
+        def progress(items, what):
+            return track(items, what)
+
+        main = compression.compression_bound(xtr, ytr, xte, yte, recipe, seed, device=dev, progress=progress)
+        info["bound"] = main
+        metrics[f"bound_{b.dataset}"] = main["bound"]
+        metrics["bound_gap"] = main["bound"] - main["test_error_quantized"]
+        for key in ("bits", "train_error", "train_error_quantized", "test_error_quantized", "n_train",
+                    "compression_ratio", "coded_bits", "entropy_bits", "bound_mcallester", "bound_occam",
+                    "time_train_s"):
+            metrics[key] = float(main[key])
+        metrics.update(delta=b.delta, subspace_dim=float(b.subspace_dim), levels=float(b.levels),
+                       misc_bits=b.misc_bits, n_params=float(main["n_params"]))
+
+        if b.random_labels:
+            rand = np.random.default_rng(10_000 + seed).integers(0, 10, size=len(ytr))
+            r = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=progress)
+            info["bound_random_labels"] = r
+            metrics["bound_random_labels"] = r["bound"]
+            metrics["train_error_quantized_random_labels"] = r["train_error_quantized"]
+            metrics["test_error_quantized_random_labels"] = r["test_error_quantized"]
+            metrics["bits_random_labels"] = r["bits"]
+
+        width_bits = []
+        for h in track(b.widths, "width sweep"):
+            r = main if h == b.hidden else compression.compression_bound(
+                xtr, ytr, xte, yte, compression.Recipe(**{**recipe.__dict__, "hidden": h}), seed, device=dev)
+            width_bits.append((r["n_params"], r["bits"], r["bound"], r["compression_ratio"]))
+        width_bits.sort()
+        if width_bits:
+            bits = [w[1] for w in width_bits]
+            metrics["bits_width_spread"] = max(bits) / min(bits)
+            metrics["compression_ratio_growth"] = width_bits[-1][3] / width_bits[0][3]
+            series["width_bits"] = [(w[0], w[1]) for w in width_bits]
+            series["width_bound"] = [(w[0], w[2]) for w in width_bits]
+            series["width_compression_ratio"] = [(w[0], w[3]) for w in width_bits]
+
+        if b.data_dependent_prior:
+            perm = np.random.default_rng(20_000 + seed).permutation(len(ytr))
+            k = int(round(b.prior_fraction * len(ytr)))
+            prior_idx, rest = perm[:k], perm[k:]
+            theta0 = compression.pretrain_prior(xtr[prior_idx], ytr[prior_idx], recipe, seed, b.prior_epochs,
+                                                device=dev, progress=progress)
+            r = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, seed, theta0=theta0,
+                                              device=dev, progress=progress)
+            info["bound_data_dependent_prior"] = r
+            metrics[f"bound_{b.dataset}_ddp"] = r["bound"]
+            metrics["n_train_ddp"] = float(r["n_train"])
+            metrics["test_error_quantized_ddp"] = r["test_error_quantized"]
+            metrics["train_error_quantized_ddp"] = r["train_error_quantized"]
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, results, cfg, out_dir):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        paths = []
+
+        def save(fig, name):
+            path = out_dir / name
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+
+        # Fig. 1 (a-c): seed 0's fits
+        curves = np.load(results[0].artifacts["poly_curves"])
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for ax, name, title in zip(axes, ("simple", "structured", "noise"),
+                                   ("(a) simple data", "(b) structured data", "(c) pure noise"), strict=True):
+            xt = curves["x_test"]
+            ax.plot(xt, curves[f"{name}_truth"], "k--", lw=1, label="true function")
+            ax.plot(xt, curves[f"{name}_weighted"], "C0", label=f"order {cfg.poly.degree}, gamma={cfg.poly.gamma}")
+            ax.plot(xt, curves[f"{name}_interpolant"], "C3", alpha=0.6, label=f"unregularized order {cfg.poly.n - 1}")
+            ax.plot(curves["x"], curves[f"{name}_y"], "ko", ms=4, label="training data")
+            lim = 1.5 * np.max(np.abs(curves[f"{name}_y"])) + 0.5
+            ax.set_ylim(-lim, lim)
+            ax.set_title(title)
+        axes[0].legend(fontsize=7, loc="lower right")
+        fig.suptitle("Benign overfitting: one order-150 model fits noise exactly and still generalizes (Wilson 2025 Fig. 1a-c)")
+        save(fig, "fig1abc-benign-overfitting.png")
+
+        # Fig. 1 (g)
+        def mean_curve(key):
+            xs = [x for x, _ in results[0].series[key]]
+            ys = np.mean([[y for _, y in r.series[key]] for r in results], axis=0)
+            return np.array(xs), ys
+
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for key, style, label in (("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")):
+            x, y = mean_curve(key)
+            ax.plot(x, y, style, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel("number of random features d")
+        ax.set_ylabel("relative error")
+        ax.axvline(cfg.dd.n, color="gray", ls=":", label=f"n = {cfg.dd.n}")
+        ax2 = ax.twinx()
+        x, y = mean_curve("dd_neff")
+        ax2.plot(x, y, "C2", label="effective dimension")
+        ax2.set_ylabel("N_eff (poorly determined directions)")
+        ax.legend(loc="upper left", fontsize=8)
+        ax2.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"Double descent, linear random features ({len(results)} seeds; Wilson 2025 Fig. 1g)")
+        save(fig, "fig1g-double-descent.png")
+
+        # Fig. 1 (d) analogue
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for key, style, label in (("gp_train_acc", "C0o-", "train accuracy"), ("gp_test_acc", "C3o-", "test accuracy")):
+            x, y = mean_curve(key)
+            ax.plot(x, y, style, label=label)
+        ax.set_xlabel("fraction of altered labels")
+        ax.set_ylabel("accuracy")
+        ax2 = ax.twinx()
+        x, y = mean_curve("gp_log_ml_per_n")
+        ax2.plot(x, y, "C2s--", label="log marginal likelihood / n")
+        ax2.set_ylabel("log ML / n")
+        ax.legend(loc="lower left", fontsize=8)
+        ax2.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"GP on {cfg.gp.dataset} classes {cfg.gp.classes}: fits any labels, evidence falls")
+        save(fig, "fig1d-altered-labels.png")
+
+        # Lotfi et al. bounds
+        ds = cfg.bound.dataset
+        groups = [("true labels", f"bound_{ds}", "test_error_quantized", "train_error_quantized"),
+                  ("random labels", "bound_random_labels", "test_error_quantized_random_labels",
+                   "train_error_quantized_random_labels"),
+                  ("data-dependent prior", f"bound_{ds}_ddp", "test_error_quantized_ddp", "train_error_quantized_ddp")]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for i, (_label, bkey, tkey, trkey) in enumerate(groups):
+            for j, (key, color, name) in enumerate(((trkey, "C0", "train error (quantized)"),
+                                                    (tkey, "C1", "test error (quantized)"),
+                                                    (bkey, "C3", "95% bound"))):
+                vals = [r.metrics[key] for r in results if key and key in r.metrics]
+                if vals:
+                    ax.bar(i + (j - 1) * 0.27, np.mean(vals), 0.25, color=color, yerr=np.std(vals) if len(vals) > 1
+                           else None, label=name if i == 0 else None)
+        if ds == "fmnist":
+            ax.axhline(PAPER_FMNIST_BOUND, color="k", ls="--", lw=1, label="Lotfi et al. 2022 bound (ResNet-20)")
+        ax.set_xticks(range(3), [g[0] for g in groups])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("error rate")
+        ax.legend(fontsize=8)
+        ax.set_title(f"Compression bounds, {ds}, MLP in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
+        save(fig, "lotfi-compression-bounds.png")
+
+        if "width_bits" in results[0].series:
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            x, y = mean_curve("width_bits")
+            ax.plot(x, y, "C0o-", label="code length (bits)")
+            ax.set_xscale("log")
+            ax.set_xlabel("parameters D")
+            ax.set_ylabel("bits")
+            ax.set_ylim(0, max(y) * 1.3)
+            ax2 = ax.twinx()
+            x, y = mean_curve("width_compression_ratio")
+            ax2.plot(x, y, "C3s--", label="compression ratio 32 D / bits")
+            ax2.set_yscale("log")
+            ax2.set_ylabel("compression ratio")
+            ax.legend(loc="lower left", fontsize=8)
+            ax2.legend(loc="lower right", fontsize=8)
+            ax.set_title("More parameters, same bits: more compressible")
+            save(fig, "width-compressibility.png")
+        return paths
+
+    def notes(self, cfg, tier):
+        b = cfg.bound
+        out = [
+            f"Compression bound: {b.arch} width {b.hidden} (the paper uses ResNet-20 / small CNNs) on {b.dataset}, "
+            f"Kronecker subspace d={b.subspace_dim}, {b.epochs} epochs Adam lr {b.lr}, {b.levels} levels, "
+            f"{b.qat_epochs} QAT epoch(s), {b.misc_bits:g} misc bits, delta={b.delta}; the paper trains 500 epochs "
+            "and searches d and levels on a grid.",
+            "Altered labels: GP label regression (exact GP on +-1 labels, RBF kernel, median-heuristic lengthscale) "
+            f"on {cfg.gp.dataset} classes {cfg.gp.classes}, n={cfg.gp.n}, instead of the paper's variational GP "
+            "classifier on CIFAR-10 (CIFAR is not available offline).",
+            f"Benign overfitting: Legendre basis, n={cfg.poly.n} points on a {cfg.poly.design}, gamma={cfg.poly.gamma}, "
+            "interpolating limit; the paper does not state basis, n or gamma.",
+            f"Double descent: random-feature recipe of Maddox et al. 2020 (n={cfg.dd.n}).",
+        ]
+        if b.dataset == "digits":
+            out.append("smoke tier: sklearn digits (n=1,347) stand in for FashionMNIST; bounds are loose by design.")
+        return out

@@ -1,0 +1,35 @@
+"""The pacbayes suite's smoke tier end to end through the CLI (sklearn digits, about 10 s)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from runners.cli import main  # noqa: E402
+
+
+def test_smoke_tier_passes_with_every_metric(harness_env, capsys):
+    rc = main(["run", "pacbayes", "--tier", "smoke", "--out", "pb", "--no-publish"])
+    out = capsys.readouterr().out
+    summary = json.loads((harness_env / "pb" / "summary.json").read_text())
+    assert rc == 0, out
+    statuses = {c["id"]: c["status"] for c in summary["claims"]}
+    assert statuses["bound.fmnist_nonvacuous"] == "skipped"  # FashionMNIST claims are small/full only
+    assert {s for k, s in statuses.items() if not k.startswith("bound.fmnist")} == {"pass"}
+    m = summary["metrics"]
+    for name in ("bits", "train_error_quantized", "test_error_quantized", "n_train", "delta", "subspace_dim",
+                 "levels", "bound_digits", "bound_random_labels", "bits_width_spread", "dd_peak_width"):
+        assert name in m, name
+    # the reported pieces recompute the bound
+    from paper_pacbayes.bounds import catoni_opt, kl_from_bits
+
+    assert catoni_opt(m["train_error_quantized"], kl_from_bits(m["bits"]), int(m["n_train"]), m["delta"]) == \
+        pytest.approx(m["bound_digits"], rel=1e-9)
+    assert sorted(summary["figures"]) == ["fig1abc-benign-overfitting.png", "fig1d-altered-labels.png",
+                                          "fig1g-double-descent.png", "lotfi-compression-bounds.png",
+                                          "width-compressibility.png"]
+    assert any("digits" in n for n in summary["notes"])
