@@ -19,7 +19,7 @@ def assign(w: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 def init_codebook(w: torch.Tensor, levels: int, lloyd_steps: int = 30) -> torch.Tensor:
     w = w.detach()
-    c = torch.quantile(w, torch.linspace(0, 1, levels + 2)[1:-1])
+    c = torch.quantile(w, torch.linspace(0, 1, levels + 2, device=w.device)[1:-1])
     for _ in range(lloyd_steps):
         idx = assign(w, c)
         for k in range(levels):

@@ -81,16 +81,23 @@ def mlp(d_in: int, hidden: int, n_classes: int) -> nn.Module:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
 
+def image_shape(d_in: int) -> tuple[int, int, int]:
+    """(channels, side, side) of flattened square images: 1 channel if d_in is a square, else 3."""
+    for channels in (1, 3):
+        side = math.isqrt(d_in // channels)
+        if d_in % channels == 0 and side * side * channels == d_in:
+            return channels, side, side
+    raise ValueError(f"cannot read {d_in} inputs as square 1- or 3-channel images")
+
+
 def cnn(d_in: int, width: int, n_classes: int) -> nn.Module:
-    """A small all-convolutional network for square 1-channel images given flattened
+    """A small all-convolutional network for square images given flattened, channel-major
     (in the spirit of Lotfi et al.'s small CNNs; no batch norm, so subspace training stays
     a pure function of theta)."""
-    side = math.isqrt(d_in)
-    if side * side != d_in:
-        raise ValueError(f"cnn needs square images; got {d_in} inputs")
+    shape = image_shape(d_in)
     return nn.Sequential(
-        nn.Unflatten(1, (1, side, side)),
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+        nn.Unflatten(1, shape),
+        nn.Conv2d(shape[0], width, 3, padding=1), nn.ReLU(),
         nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(4 * width, 4 * width, 3, stride=2, padding=1), nn.ReLU(),

@@ -101,10 +101,16 @@ class Suite:
     config: ClassVar[type[SuiteConfig]] = SuiteConfig
     claims: ClassVar[tuple[Claim, ...]] = ()
     requires: ClassVar[frozenset[str]] = frozenset()
+    # Extra requirements of one tier (e.g. {"full": frozenset({"cuda"})}).
+    tier_requires: ClassVar[dict[str, frozenset[str]]] = {}
     tiers: ClassVar[dict[str, list[str]]] = {"smoke": [], "small": [], "full": []}
     default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "small": 3, "full": 3}
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+
+    @classmethod
+    def requirements(cls, tier: str) -> frozenset[str]:
+        return frozenset(cls.requires) | cls.tier_requires.get(tier, frozenset())
 
     def run(self, cfg: Any, seed: int, out_dir: Path) -> RunResult:  # pragma: no cover - interface
         raise NotImplementedError

@@ -39,6 +39,7 @@ def cmd_list(args) -> int:
         cls = registry.load(name)
         unmet = unmet_requirements(frozenset(r for r in cls.requires if r not in ("cuda", "gpu")))
         req = ", ".join(sorted(cls.requires)) or "-"
+        req += "".join(f"; {t}: {', '.join(sorted(r))}" for t, r in cls.tier_requires.items())
         if unmet:
             req += " (unmet: " + "; ".join(unmet) + ")"
         claims = "\n".join(

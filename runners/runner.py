@@ -158,7 +158,7 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
         validate_summary(summary)
         atomic_write_json(out_dir / SUMMARY, summary)
 
-    unmet = unmet_requirements(suite_cls.requires, device)
+    unmet = unmet_requirements(suite_cls.requirements(tier), device)
     if unmet:
         reason = "requirement unmet: " + "; ".join(unmet)
         summary["claims"] = [dict(evaluate(c, None, tier), status="skipped", reason=reason)

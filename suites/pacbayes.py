@@ -16,6 +16,7 @@ from runners.api import Claim, RunResult, Suite, SuiteConfig
 from runners.progress import track
 
 PAPER_FMNIST_BOUND = 0.328  # Lotfi et al. 2022, FashionMNIST from scratch (data-independent prior)
+PAPER_CIFAR10_BOUND = 0.582  # Lotfi et al. 2022, CIFAR-10 from scratch
 
 
 @dataclass
@@ -101,8 +102,14 @@ class PacBayesSuite(Suite):
                   "bound.lr=0.02", "bound.qat_epochs=30", "bound.widths=[16,64]", "bound.prior_epochs=30",
                   "dd.d_step=4"],
         "small": [],
-        "full": ["bound.epochs=20", "bound.qat_epochs=3", "bound.subspace_dim=2048", "bound.widths=[32,128,512,1024]"],
+        # Paper-scale data on one GPU: CIFAR-10 (real loader), a small CNN in a Kronecker subspace, and the
+        # GP on airplane-vs-automobile with all 10,000 training images (Wilson & Izmailov 2020's protocol).
+        "full": ["device=cuda", "bound.dataset=cifar10", "bound.arch=cnn", "bound.hidden=16",
+                 "bound.subspace_dim=2500", "bound.epochs=50", "bound.batch_size=512", "bound.qat_epochs=5",
+                 "bound.qat_lr=3e-3", "bound.widths=[16,32,64]", "bound.prior_epochs=30",
+                 "gp.dataset=cifar10", "gp.classes=[0,1]", "gp.n=10000", "gp.n_test=2000"],
     }
+    tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 5, "full": 5}
     claims = (
         Claim("poly.interpolates", "poly_train_rmse", "le", _t(1e-3), paper_value=0.0, source=f"{W25}, Fig. 1(a-c)",
@@ -124,10 +131,12 @@ class PacBayesSuite(Suite):
               source=f"{W25}, Fig. 1(d-e)", description="log ML per point at 0% minus at 80% altered >= 1 nat"),
         Claim("gp.test_accuracy_falls", "gp_test_acc_drop", "ge", _t(0.05),
               source=f"{W25}, Fig. 1(d)", description="test accuracy at 0% minus at 80% altered >= 0.05"),
-        Claim("bound.fmnist_nonvacuous", "bound_fmnist", "le", _t(0.35, ("small", "full")),
+        Claim("bound.fmnist_nonvacuous", "bound_fmnist", "le", _t(0.35, ("small",)),
               paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (FashionMNIST, from scratch)"),
-        Claim("bound.fmnist_vs_paper", "bound_fmnist", "le", _t(PAPER_FMNIST_BOUND, ("small", "full")),
+        Claim("bound.fmnist_vs_paper", "bound_fmnist", "le", _t(PAPER_FMNIST_BOUND, ("small",)),
               paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (stretch: no worse than the paper)"),
+        Claim("bound.cifar10_vs_paper", "bound_cifar10", "le", _t(PAPER_CIFAR10_BOUND * 1.1, ("full",)),
+              paper_value=PAPER_CIFAR10_BOUND, source=f"{L22}, Fig. 1 / Table 1 (CIFAR-10, from scratch; +10%)"),
         Claim("bound.holds_on_test", "bound_gap", "ge", _t(0.0), paper_value=None, source=L22,
               description="bound minus quantized test error >= 0"),
         Claim("bound.random_labels_vacuous", "bound_random_labels", "ge", _t(0.9), source=f"{L22}; Zhang et al. 2016",
@@ -338,7 +347,7 @@ class PacBayesSuite(Suite):
         for key, style, label in (("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")):
             x, y = mean_curve(key)
             ax.plot(x, y, style, label=label)
-        ax.set_yscale("log")
+        ax.set_ylim(0, None)
         ax.set_xlabel("number of random features d")
         ax.set_ylabel("relative error")
         ax.axvline(cfg.dd.n, color="gray", ls=":", label=f"n = {cfg.dd.n}")
@@ -382,13 +391,14 @@ class PacBayesSuite(Suite):
                 if vals:
                     ax.bar(i + (j - 1) * 0.27, np.mean(vals), 0.25, color=color, yerr=np.std(vals) if len(vals) > 1
                            else None, label=name if i == 0 else None)
-        if ds == "fmnist":
-            ax.axhline(PAPER_FMNIST_BOUND, color="k", ls="--", lw=1, label="Lotfi et al. 2022 bound (ResNet-20)")
+        paper = {"fmnist": (PAPER_FMNIST_BOUND, "ResNet-20"), "cifar10": (PAPER_CIFAR10_BOUND, "ResNet-18k")}
+        if ds in paper:
+            ax.axhline(paper[ds][0], color="k", ls="--", lw=1, label=f"Lotfi et al. 2022 bound ({paper[ds][1]})")
         ax.set_xticks(range(3), [g[0] for g in groups])
         ax.set_ylim(0, 1)
         ax.set_ylabel("error rate")
         ax.legend(fontsize=8)
-        ax.set_title(f"Compression bounds, {ds}, MLP in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
+        ax.set_title(f"Compression bounds, {ds}, {cfg.bound.arch} in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
         save(fig, "lotfi-compression-bounds.png")
 
         if "width_bits" in results[0].series:

@@ -33,3 +33,22 @@ def test_smoke_tier_passes_with_every_metric(harness_env, capsys):
                                           "fig1g-double-descent.png", "lotfi-compression-bounds.png",
                                           "width-compressibility.png"]
     assert any("digits" in n for n in summary["notes"])
+
+
+def test_gpu_script_runs_on_cpu_stand_in(tmp_path):
+    """The prepared single-GPU script, exercised with its tiny CPU stand-in (digits, 1 epoch)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_pacbayes.py"), "--device", "cpu", "--tiny",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "pacbayes_gpu.json").read_text())
+    names = [r["name"] for r in record["runs"]]
+    assert names[0] == "mlp_d1024" and "cnn16_d250_ddp" in names
+    ddp = next(r for r in record["runs"] if r["name"] == "cnn16_d250_ddp")
+    assert ddp["data_dependent_prior"] and ddp["n_train"] == 1347 - 1347 // 2
+    assert all(0 <= r["bound"] <= 1 and r["bound_recomputed_check"] for r in record["runs"])
