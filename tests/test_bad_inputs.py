@@ -85,3 +85,11 @@ def test_unwritable_results_dir(harness_env, capsys):
     (harness_env / "afile").write_text("")  # a file where a directory must go: unwritable even for root
     err = one_line_error(capsys, ["run", "toy", "--out", "afile/run"])
     assert "cannot write to results directory afile/run" in err
+
+
+def test_ui_without_full_mlflow(harness_env, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is not None:
+        pytest.skip("full mlflow is installed: `paperclub ui` would start the server")
+    assert "pip install -e '.[ui]'" in one_line_error(capsys, ["ui"])

@@ -139,3 +139,27 @@ def test_unmet_requirement_is_skipped(harness_env, capsys):
     summary = json.loads((harness_env / "s" / "summary.json").read_text())
     assert summary["status"] == "skipped" and "paperclub_no_such_module" in summary["reason"]
     assert {c["status"] for c in summary["claims"]} == {"skipped"}
+
+
+def test_locked_store_keeps_run_and_says_how_to_publish(harness_env, capsys, monkeypatch):
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = harness_env / "mlflow.db"
+    assert run(["run", "toy", "--tier", "smoke", "--out", "first"], capsys)[0] == 0  # creates the store
+    holder = subprocess.Popen([sys.executable, "-c", f"import sqlite3, time; c = sqlite3.connect({str(db)!r}, "
+                               "isolation_level=None); c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); "
+                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc, out, err = run(["run", "toy", "--tier", "smoke", "--out", "second"], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 0
+    assert "database is locked" in err and "publish later with: paperclub publish second" in err
+    assert json.loads((harness_env / "second" / "summary.json").read_text())["status"] == "pass"
+    # once the lock is gone, publishing later works
+    assert run(["publish", "second"], capsys)[0] == 0
+    assert sqlite3.connect(db).execute("select count(*) from runs").fetchone()[0] == 8
