@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from paper_pacbayes import bounds, coding
 from paper_pacbayes.quantize import assign, init_codebook, straight_through, to_fp16
+from paper_pacbayes.recipe import Recipe
 from paper_pacbayes.subspace import SubspaceModel, build, n_params
 
 Progress = Callable[[Iterable, str], Iterable]
@@ -29,22 +30,6 @@ Progress = Callable[[Iterable, str], Iterable]
 
 def _no_progress(items: Iterable, description: str) -> Iterable:
     return items
-
-
-@dataclass
-class Recipe:
-    arch: str = "mlp"  # mlp | cnn; `hidden` is the hidden width (mlp) or base channel count (cnn)
-    hidden: int = 128
-    subspace_dim: int = 1024
-    levels: int = 9
-    epochs: int = 4
-    lr: float = 0.05
-    batch_size: int = 256
-    qat_epochs: int = 1
-    qat_lr: float = 5e-3
-    lloyd_steps: int = 30
-    misc_bits: float = 7.0
-    delta: float = 0.05
 
 
 def _batches(n: int, batch: int, gen: torch.Generator):

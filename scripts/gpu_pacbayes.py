@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from paper_pacbayes import compression, data  # noqa: E402
+from paper_pacbayes.recipe import Recipe  # noqa: E402
 
-MLP = compression.Recipe()  # the CPU small tier's recipe
-CNN = compression.Recipe(arch="cnn", hidden=16, subspace_dim=5000, levels=9, epochs=20, lr=0.05,
+MLP = Recipe()  # the CPU small tier's recipe
+CNN = Recipe(arch="cnn", hidden=16, subspace_dim=5000, levels=9, epochs=20, lr=0.05,
                          batch_size=512, qat_epochs=3, qat_lr=3e-3, misc_bits=7.0)
 CONFIGS = [
     ("mlp_d1024", MLP, False),

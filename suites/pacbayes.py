@@ -9,9 +9,10 @@ width sweep, and a data-dependent prior). The science lives in paper_pacbayes/.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from paper_pacbayes.recipe import Recipe
 from runners.api import Claim, RunResult, Suite, SuiteConfig
 from runners.progress import track
 
@@ -51,20 +52,10 @@ class GPConfig:
 
 
 @dataclass
-class BoundConfig:
+class BoundConfig(Recipe):
+    """The compression recipe (paper_pacbayes.recipe.Recipe) plus what the suite runs with it."""
+
     dataset: str = "fmnist"
-    arch: str = "mlp"  # mlp | cnn
-    hidden: int = 128  # mlp hidden width, or cnn base channels
-    subspace_dim: int = 1024
-    levels: int = 9
-    epochs: int = 4
-    lr: float = 0.05
-    batch_size: int = 256
-    qat_epochs: int = 1
-    qat_lr: float = 5e-3
-    lloyd_steps: int = 30
-    misc_bits: float = 7.0
-    delta: float = 0.05
     widths: list[int] = field(default_factory=lambda: [32, 128, 512])
     random_labels: bool = True
     data_dependent_prior: bool = True
@@ -247,9 +238,7 @@ class PacBayesSuite(Suite):
 
         b = cfg.bound
         xtr, ytr, xte, yte = data.load(b.dataset, cfg.data_dir or None)
-        recipe = compression.Recipe(arch=b.arch, hidden=b.hidden, subspace_dim=b.subspace_dim, levels=b.levels, epochs=b.epochs,
-                                    lr=b.lr, batch_size=b.batch_size, qat_epochs=b.qat_epochs, qat_lr=b.qat_lr,
-                                    lloyd_steps=b.lloyd_steps, misc_bits=b.misc_bits, delta=b.delta)
+        recipe = Recipe(**{f.name: getattr(b, f.name) for f in fields(Recipe)})
         dev = cfg.device
 
         def progress(items, what):
@@ -260,8 +249,7 @@ class PacBayesSuite(Suite):
         metrics[f"bound_{b.dataset}"] = main["bound"]
         metrics["bound_gap"] = main["bound"] - main["test_error_quantized"]
         for key in ("bits", "train_error", "train_error_quantized", "test_error_quantized", "n_train",
-                    "compression_ratio", "coded_bits", "entropy_bits", "bound_mcallester", "bound_occam",
-                    "time_train_s"):
+                    "compression_ratio", "coded_bits", "entropy_bits", "bound_mcallester", "bound_occam"):
             metrics[key] = float(main[key])
         metrics.update(delta=b.delta, subspace_dim=float(b.subspace_dim), levels=float(b.levels),
                        misc_bits=b.misc_bits, n_params=float(main["n_params"]))
@@ -278,7 +266,7 @@ class PacBayesSuite(Suite):
         width_bits = []
         for h in track(b.widths, "width sweep"):
             r = main if h == b.hidden else compression.compression_bound(
-                xtr, ytr, xte, yte, compression.Recipe(**{**recipe.__dict__, "hidden": h}), seed, device=dev)
+                xtr, ytr, xte, yte, replace(recipe, hidden=h), seed, device=dev)
             width_bits.append((r["n_params"], r["bits"], r["bound"], r["compression_ratio"]))
         width_bits.sort()
         if width_bits:
@@ -337,44 +325,48 @@ class PacBayesSuite(Suite):
         fig.suptitle("Benign overfitting: one order-150 model fits noise exactly and still generalizes (Wilson 2025 Fig. 1a-c)")
         save(fig, "fig1abc-benign-overfitting.png")
 
-        # Fig. 1 (g)
         def mean_curve(key):
             xs = [x for x, _ in results[0].series[key]]
             ys = np.mean([[y for _, y in r.series[key]] for r in results], axis=0)
             return np.array(xs), ys
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for key, style, label in (("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")):
-            x, y = mean_curve(key)
-            ax.plot(x, y, style, label=label)
+        def twin_plot(left, right, xlabel, ylabels, title, legend_locs):
+            """Seed-mean curves: several on the left axis, one on a right axis."""
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            for key, style, label in left:
+                ax.plot(*mean_curve(key), style, label=label)
+            ax2 = ax.twinx()
+            key, style, label = right
+            ax2.plot(*mean_curve(key), style, label=label)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabels[0])
+            ax2.set_ylabel(ylabels[1])
+            ax.set_title(title)
+            return fig, ax, ax2, legend_locs
+
+        def finish(fig, ax, ax2, legend_locs, name):
+            ax.legend(loc=legend_locs[0], fontsize=8)
+            ax2.legend(loc=legend_locs[1], fontsize=8)
+            save(fig, name)
+
+        # Fig. 1 (g)
+        fig, ax, ax2, locs = twin_plot(
+            [("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")],
+            ("dd_neff", "C2", "effective dimension"), "number of random features d",
+            ("relative error", "N_eff (poorly determined directions)"),
+            f"Double descent, linear random features ({len(results)} seeds; Wilson 2025 Fig. 1g)",
+            ("upper left", "upper right"))
         ax.set_ylim(0, None)
-        ax.set_xlabel("number of random features d")
-        ax.set_ylabel("relative error")
         ax.axvline(cfg.dd.n, color="gray", ls=":", label=f"n = {cfg.dd.n}")
-        ax2 = ax.twinx()
-        x, y = mean_curve("dd_neff")
-        ax2.plot(x, y, "C2", label="effective dimension")
-        ax2.set_ylabel("N_eff (poorly determined directions)")
-        ax.legend(loc="upper left", fontsize=8)
-        ax2.legend(loc="upper right", fontsize=8)
-        ax.set_title(f"Double descent, linear random features ({len(results)} seeds; Wilson 2025 Fig. 1g)")
-        save(fig, "fig1g-double-descent.png")
+        finish(fig, ax, ax2, locs, "fig1g-double-descent.png")
 
         # Fig. 1 (d) analogue
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for key, style, label in (("gp_train_acc", "C0o-", "train accuracy"), ("gp_test_acc", "C3o-", "test accuracy")):
-            x, y = mean_curve(key)
-            ax.plot(x, y, style, label=label)
-        ax.set_xlabel("fraction of altered labels")
-        ax.set_ylabel("accuracy")
-        ax2 = ax.twinx()
-        x, y = mean_curve("gp_log_ml_per_n")
-        ax2.plot(x, y, "C2s--", label="log marginal likelihood / n")
-        ax2.set_ylabel("log ML / n")
-        ax.legend(loc="lower left", fontsize=8)
-        ax2.legend(loc="upper right", fontsize=8)
-        ax.set_title(f"GP on {cfg.gp.dataset} classes {cfg.gp.classes}: fits any labels, evidence falls")
-        save(fig, "fig1d-altered-labels.png")
+        finish(*twin_plot(
+            [("gp_train_acc", "C0o-", "train accuracy"), ("gp_test_acc", "C3o-", "test accuracy")],
+            ("gp_log_ml_per_n", "C2s--", "log marginal likelihood / n"), "fraction of altered labels",
+            ("accuracy", "log ML / n"),
+            f"GP on {cfg.gp.dataset} classes {cfg.gp.classes}: fits any labels, evidence falls",
+            ("lower left", "upper right")), "fig1d-altered-labels.png")
 
         # Lotfi et al. bounds
         ds = cfg.bound.dataset
@@ -402,22 +394,15 @@ class PacBayesSuite(Suite):
         save(fig, "lotfi-compression-bounds.png")
 
         if "width_bits" in results[0].series:
-            fig, ax = plt.subplots(figsize=(6.5, 4))
-            x, y = mean_curve("width_bits")
-            ax.plot(x, y, "C0o-", label="code length (bits)")
+            fig, ax, ax2, locs = twin_plot(
+                [("width_bits", "C0o-", "code length (bits)")],
+                ("width_compression_ratio", "C3s--", "compression ratio 32 D / bits"), "parameters D",
+                ("bits", "compression ratio"), "More parameters, same bits: more compressible",
+                ("lower left", "lower right"))
             ax.set_xscale("log")
-            ax.set_xlabel("parameters D")
-            ax.set_ylabel("bits")
-            ax.set_ylim(0, max(y) * 1.3)
-            ax2 = ax.twinx()
-            x, y = mean_curve("width_compression_ratio")
-            ax2.plot(x, y, "C3s--", label="compression ratio 32 D / bits")
+            ax.set_ylim(0, max(mean_curve("width_bits")[1]) * 1.3)
             ax2.set_yscale("log")
-            ax2.set_ylabel("compression ratio")
-            ax.legend(loc="lower left", fontsize=8)
-            ax2.legend(loc="lower right", fontsize=8)
-            ax.set_title("More parameters, same bits: more compressible")
-            save(fig, "width-compressibility.png")
+            finish(fig, ax, ax2, locs, "width-compressibility.png")
         return paths
 
     def notes(self, cfg, tier):
