@@ -1,1 +1,1 @@
-"""paper_infcompute: the science for one paper (plain library; imports neither runners nor suites)."""
+"""paper_infcompute: the science of "Pretraining Under Infinite Compute" (plain library; imports neither runners nor suites)."""

@@ -1,0 +1,121 @@
+"""paper_infcompute: exact invariants, the fitter on synthetic laws, determinism, caching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from paper_infcompute import corpus, ensemble, fit  # noqa: E402
+from paper_infcompute import train as tr  # noqa: E402
+from paper_infcompute.model import Decoder, ModelConfig, apply_rope, rope_tables  # noqa: E402
+
+TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2, seq_len=32)
+SPEC = corpus.CorpusSpec(train_bytes=4000, val_bytes=3000)
+
+
+@pytest.fixture(scope="module")
+def small_corpus():
+    return corpus.load(SPEC)
+
+
+@pytest.mark.parametrize("method", ["logit", "prob"])
+def test_ensemble_nll_never_above_member_mean(method):
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        members = [torch.log_softmax(3 * torch.randn(4, 8, 11, generator=gen), -1) for _ in range(3)]
+        targets = torch.randint(11, (4, 9), generator=gen)
+        val = targets  # nll() reads targets from val[:, 1:]
+        ens = tr.nll(ensemble.combine(members, method), val)
+        assert ens <= np.mean([tr.nll(m, val) for m in members]) + 1e-6
+
+
+def test_ensemble_of_one_is_the_member():
+    lp = torch.log_softmax(torch.randn(2, 3, 5), -1)
+    assert torch.allclose(ensemble.combine([lp], "logit"), lp, atol=1e-6)
+    assert torch.allclose(ensemble.combine([lp], "prob"), lp, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown ensemble"):
+        ensemble.combine([lp], "median")
+
+
+def test_fit_recovers_known_law():
+    x = np.array([1.0, 2, 4, 8, 16, 32])
+    rng = np.random.default_rng(0)
+    per_seed = 0.5 / x**0.8 + 2.0 + 0.002 * rng.standard_normal((5, len(x)))
+    law = fit.fit_power_law(x, per_seed.mean(0), per_seed=per_seed, n_boot=50)
+    assert law.A == pytest.approx(0.5, abs=0.03)
+    assert law.alpha == pytest.approx(0.8, abs=0.1)
+    assert law.E == pytest.approx(2.0, abs=0.01)
+    assert len(law.loo_E) == 6 and len(law.boot_E) == 50
+    assert law.stable(0.05) and not law.stable(1e-6)
+    assert fit.invert(law, float(law(8.0))) == pytest.approx(8.0, rel=1e-9)
+    assert fit.invert(law, law.E - 0.1) == math.inf
+
+
+@pytest.mark.parametrize("y", [[3.0, 2.5, 2.4, 2.38], [2.0, 2.1, 2.3, 2.2], [1.0, 1.0, 1.0, 1.0]])
+def test_fitted_asymptote_within_zero_and_min_loss(y):
+    law = fit.fit_power_law([1, 2, 4, 8], y)
+    assert 0.0 <= law.E <= min(y) + 1e-9 and law.A >= 0
+
+
+def test_fit_needs_three_points():
+    with pytest.raises(ValueError, match=">= 3 points"):
+        fit.fit_power_law([1, 2], [1.0, 0.5])
+
+
+def test_corpus_is_deterministic_and_disjoint(small_corpus, tmp_path):
+    again = corpus.load(SPEC)
+    assert again.sha256 == small_corpus.sha256 and np.array_equal(again.train, small_corpus.train)
+    assert not set(small_corpus.train_files) & set(small_corpus.val_files)
+    assert len(small_corpus.train) == 4000 and len(small_corpus.val) == 3000 and small_corpus.vocab_size == 256
+    for i in range(4):
+        (tmp_path / f"f{i}.txt").write_text(f"document {i} " * 200)
+    own = corpus.load(corpus.CorpusSpec(source=str(tmp_path), pattern="*.txt", train_bytes=3000, val_bytes=2000))
+    assert len(own.train_files) >= 1 and not set(own.train_files) & set(own.val_files)
+    with pytest.raises(ValueError, match="corpus too small"):
+        corpus.load(corpus.CorpusSpec(source=str(tmp_path), pattern="*.txt", train_bytes=10**6))
+    with pytest.raises(FileNotFoundError, match="tokenizer vocabulary not found"):
+        corpus.encode(b"hi", str(tmp_path / "gpt2.tiktoken"))
+
+
+def test_decoder_is_causal_and_rope_preserves_norm():
+    torch.manual_seed(0)
+    model = Decoder(TINY)
+    idx = torch.randint(256, (1, 16))
+    changed = idx.clone()
+    changed[0, 10] = (changed[0, 10] + 1) % 256
+    a, b = model(idx), model(changed)
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-6) and not torch.allclose(a[0, 10:], b[0, 10:])
+    x = torch.randn(2, 3, 16, 8)
+    cos, sin = rope_tables(16, 8)
+    assert torch.allclose(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def test_schedule_and_decay_groups():
+    assert tr.lr_at(0, 1000, 1.0, 0.01) == pytest.approx(0.1)  # warm-up: 10 steps
+    assert tr.lr_at(9, 1000, 1.0, 0.01) == pytest.approx(1.0)
+    assert tr.lr_at(10, 1000, 1.0, 0.01) == pytest.approx(1.0)
+    assert tr.lr_at(505, 1000, 1.0, 0.01) == pytest.approx(0.5)
+    assert tr.lr_at(999, 1000, 1.0, 0.01) < 1e-4
+    model = Decoder(TINY)
+    decay, rest = tr.param_groups(model, 0.4)
+    n_linear = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
+    assert sum(p.numel() for p in decay["params"]) == n_linear and decay["weight_decay"] == 0.4
+    assert model.embed.weight in rest["params"] and rest["weight_decay"] == 0.0
+
+
+def test_training_is_deterministic_and_cached(small_corpus, tmp_path):
+    cfg = tr.RunConfig(model=TINY, corpus=SPEC, epochs=2, batch_size=16)
+    _, m1 = tr.train(cfg, small_corpus)
+    _, m2 = tr.train(cfg, small_corpus)
+    assert m1["val_loss"] == m2["val_loss"] and m1["steps"] == 2 * math.ceil(124 / 16)
+    _, m3 = tr.train(tr.RunConfig(model=TINY, corpus=SPEC, epochs=2, batch_size=16, seed=1), small_corpus)
+    assert m3["val_loss"] != m1["val_loss"]
+    model_a, first = tr.cached_run(cfg, small_corpus, tmp_path)
+    model_b, second = tr.cached_run(cfg, small_corpus, tmp_path)
+    assert not first["cached"] and second["cached"] and second["val_loss"] == first["val_loss"]
+    val = tr.windows(small_corpus.val, TINY.seq_len)
+    assert tr.nll(tr.token_logprobs(model_b, val), val) == pytest.approx(first["val_loss"], abs=1e-6)
