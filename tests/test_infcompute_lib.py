@@ -119,3 +119,54 @@ def test_training_is_deterministic_and_cached(small_corpus, tmp_path):
     assert not first["cached"] and second["cached"] and second["val_loss"] == first["val_loss"]
     val = tr.windows(small_corpus.val, TINY.seq_len)
     assert tr.nll(tr.token_logprobs(model_b, val), val) == pytest.approx(first["val_loss"], abs=1e-6)
+
+
+def test_local_search_finds_and_certifies_the_optimum():
+    from paper_infcompute.search import local_optimum, neighbours
+
+    grids = {"epochs": [8, 16, 32, 64, 128], "wd": [0.1, 0.4, 1.6, 6.4]}
+    calls = []
+
+    def bowl(p):  # minimum at epochs 32, wd 1.6
+        calls.append(p)
+        return (math.log2(p["epochs"]) - 5) ** 2 + (math.log2(p["wd"] / 1.6)) ** 2
+
+    res = local_optimum(bowl, grids, {"epochs": 8, "wd": 0.1})
+    assert res.best == {"epochs": 32, "wd": 1.6} and res.certified and res.loss == 0
+    assert len(calls) == res.runs == len({tuple(sorted(c.items())) for c in calls})  # no point run twice
+    assert all(res.evaluated[tuple(sorted(n.items()))] > 0 for n in neighbours(res.best, grids))
+    short = local_optimum(bowl, grids, {"epochs": 8, "wd": 0.1}, max_runs=4)
+    assert not short.certified and short.runs == 4
+    with pytest.raises(ValueError, match="not on its grid"):
+        local_optimum(bowl, grids, {"epochs": 10, "wd": 0.1})
+
+
+def test_sampler_matches_model_distribution():
+    from paper_infcompute.sample import sample
+
+    class Fixed(torch.nn.Module):  # next-token distribution independent of context
+        def forward(self, x):
+            logits = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+            return logits.expand(*x.shape, 3)
+
+    toks = sample([Fixed()], 29_700, seq_len=8, unigram=np.array([1.0, 0.0, 0.0]), seed=0, streams=100)
+    body = toks.reshape(-1, 9)[:, 1:].ravel()  # the first token of each stream is the unigram draw
+    assert len(toks) == 29_700 and np.all(toks.reshape(-1, 9)[:, 0] == 0)
+    assert np.bincount(body, minlength=3) / len(body) == pytest.approx([0.7, 0.2, 0.1], abs=0.01)
+    again = sample([Fixed()], 29_700, seq_len=8, unigram=np.array([1.0, 0.0, 0.0]), seed=0, streams=100)
+    assert np.array_equal(toks, again)
+
+
+def test_data_efficiency_and_retention():
+    from paper_infcompute.metrics import data_efficiency, distill_retention
+
+    # the paper's reconstructed standard data law: L(D) = 1.28 / D^0.231 + 1.91 (D in B tokens)
+    law = fit.PowerLaw(A=1.28, alpha=0.231, E=1.91, x0=1.0, rmse=0.0)
+    d = 0.2097
+    assert data_efficiency(law, float(law(d)), d) == pytest.approx(1.0)
+    assert data_efficiency(law, 3.17, d) == pytest.approx(5.17, rel=0.05)  # the joint recipe's 5.17x
+    assert data_efficiency(law, 1.9, d) == math.inf
+    # 8x300M ensemble: single 3.5, ensemble 3.32, student 3.3635 -> the paper's ~0.76-0.83 retention range
+    assert distill_retention(3.5, 3.3, 3.35) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="not better"):
+        distill_retention(3.3, 3.4, 3.35)
