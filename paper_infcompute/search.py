@@ -4,8 +4,8 @@ Coordinate search on discrete grids: evaluate the current point and every one-st
 (one axis moved one grid step up or down); move to the best; stop when the current point is
 better than all of its neighbours (it is *certified* locally optimal) or the run budget is
 spent (then it is reported uncertified, never as optimal). Neighbours are evaluated as one
-batch through ``map_fn`` so a process pool or a cluster launcher can run them side by side;
-``evaluate`` is expected to cache, so revisited points cost nothing.
+batch by ``evaluate_many`` so a process pool or a cluster launcher can run them side by side;
+no point is evaluated twice.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def neighbours(point: dict, grids: dict[str, list]) -> list[dict]:
     return out
 
 
-def local_optimum(evaluate: Callable[[dict], float], grids: dict[str, list], start: dict, max_runs: int = 50,
-                  map_fn: Callable[[Callable, Iterable], Iterable] = map) -> SearchResult:
+def local_optimum(evaluate_many: Callable[[list[dict]], Iterable[float]], grids: dict[str, list], start: dict,
+                  max_runs: int = 50) -> SearchResult:
     for name, grid in grids.items():
         if start[name] not in grid:
             raise ValueError(f"start value {name}={start[name]!r} is not on its grid {grid}")
@@ -51,7 +51,7 @@ def local_optimum(evaluate: Callable[[dict], float], grids: dict[str, list], sta
 
     def run_all(points: list[dict]) -> None:
         todo = [p for p in points if _key(p) not in seen][: max(0, max_runs - len(seen))]
-        for p, loss in zip(todo, map_fn(evaluate, todo), strict=True):
+        for p, loss in zip(todo, evaluate_many(todo), strict=True):
             seen[_key(p)] = float(loss)
 
     current = dict(start)

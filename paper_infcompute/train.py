@@ -133,3 +133,21 @@ def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | 
     torch.save({"state": model.state_dict(), "metrics": metrics, "config": asdict(cfg)}, tmp)
     tmp.replace(path)
     return model, {**metrics, "cached": False}
+
+
+def pool_init(threads: int = 1) -> None:
+    """Process-pool initializer: one intra-op thread per worker (2 x 1 beats 1 x 2 here)."""
+    torch.set_num_threads(threads)
+
+
+def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
+    """Picklable pool job: train (or load) one run and return its metrics."""
+    from paper_infcompute.corpus import load
+
+    cfg, spec, cache = args
+    _, metrics = cached_run(cfg, load(spec), Path(cache))
+    return metrics
+
+
+def load_model(cfg: RunConfig, corpus: Corpus, cache: Path) -> Decoder:
+    return cached_run(cfg, corpus, cache)[0]

@@ -69,12 +69,16 @@ class RunResult:
     series: curves, name -> list of (step, value); plotted in figures and logged with steps.
     artifacts: files the seed wrote (paths), copied to MLflow with the run.
     info: free-form, JSON-serialisable facts about the seed (sizes, timings breakdown).
+    inconclusive: metrics the suite itself cannot vouch for this time, with the reason.
     """
 
     metrics: dict[str, float]
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # metric -> why its value cannot decide a claim this time (e.g. a fit whose asymptote moves
+    # more than the gap it would be used to claim); claims on it become "inconclusive".
+    inconclusive: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -37,7 +37,8 @@ def tolerance(claim: Claim, threshold: float) -> float:
     return max(claim.abs_tol, claim.rel_tol * abs(threshold))
 
 
-def evaluate(claim: Claim, samples: Sequence[float] | None, tier: str) -> dict:
+def evaluate(claim: Claim, samples: Sequence[float] | None, tier: str, unreliable: Sequence[str] = ()) -> dict:
+    """Status of one claim; ``unreliable`` holds the suite's reasons why its metric cannot decide."""
     row = {
         "id": claim.id,
         "metric": claim.metric,
@@ -71,6 +72,9 @@ def evaluate(claim: Claim, samples: Sequence[float] | None, tier: str) -> dict:
     else:
         mean, lo, hi = mean_ci(values)
     row.update(value=mean, ci=[lo, hi], n=len(values))
+    if unreliable:
+        row.update(status="inconclusive", reason="; ".join(dict.fromkeys(unreliable)))
+        return row
     if len(values) < claim.min_seeds:
         row.update(status="inconclusive", reason=f"{len(values)} seed(s) < min_seeds {claim.min_seeds}")
         return row

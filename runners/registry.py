@@ -16,6 +16,7 @@ from runners.errors import HarnessError
 
 BUILTIN: dict[str, str] = {
     "pacbayes": "suites.pacbayes:PacBayesSuite",
+    "infcompute": "suites.infcompute:InfComputeSuite",
 }
 
 ENV_VAR = "PAPERCLUB_EXTRA_SUITES"

@@ -97,6 +97,19 @@ def _jsonable(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null, tuples and numpy scalars plain values."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float):
+        return _jsonable(obj)
+    return obj
+
+
 class _SigtermAsInterrupt:
     """SIGTERM (SLURM preemption, `kill`) saves like Ctrl-C does."""
 
@@ -151,7 +164,8 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
             summary["metrics"][k] = math.fsum(finite) / len(finite) if finite else None
         if final:
             summary["claims"] = [evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
-                                          if c.metric in summary["samples"] else None, tier)
+                                          if c.metric in summary["samples"] else None, tier,
+                                          [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive])
                                  for c in suite_cls.claims]
             summary["status"] = status or run_status(c["status"] for c in summary["claims"])
             summary["reason"] = reason
@@ -190,10 +204,15 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
                     status, reason = "error", f"seed {seed} crashed: {type(exc).__name__}: {exc}".split("\n")[0]
                     break
                 wall = time.perf_counter() - ts
-                atomic_write_json(seed_dir / "metrics.json", {
-                    "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
-                    "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
-                    "artifacts": result.artifacts, "info": result.info})
+                try:
+                    atomic_write_json(seed_dir / "metrics.json", _clean({
+                        "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
+                        "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
+                        "artifacts": result.artifacts, "info": result.info, "inconclusive": result.inconclusive}))
+                except (TypeError, ValueError) as exc:
+                    events.emit("seed_error", seed=seed, error=repr(exc))
+                    status, reason = "error", f"seed {seed} returned results that are not JSON: {exc}"
+                    break
                 results.append(result)
                 summary["seeds_done"].append(seed)
                 events.emit("seed_end", seed=seed, wall_s=round(wall, 3), metrics=result.metrics)

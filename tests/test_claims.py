@@ -86,3 +86,10 @@ def test_log_scale_claim_uses_geometric_mean_and_log_ci():
     assert row["status"] == "inconclusive"  # lo = 2.5 < 5 < hi
     assert evaluate(claim, [8.0, 9.0, 10.0], "small")["status"] == "pass"
     assert evaluate(claim, [8.0, 0.0], "small")["status"] == "fail"
+
+
+def test_metric_the_suite_cannot_vouch_for_is_inconclusive():
+    claim = Claim("c", "gap", "ge", {"small": 0.0})
+    row = evaluate(claim, [5.0], "small", ["fit moves by 2.3 > gap 0.2", "fit moves by 2.3 > gap 0.2"])
+    assert row["status"] == "inconclusive" and row["reason"] == "fit moves by 2.3 > gap 0.2"
+    assert row["value"] == 5.0  # the value is still reported

@@ -163,3 +163,20 @@ def test_locked_store_keeps_run_and_says_how_to_publish(harness_env, capsys, mon
     # once the lock is gone, publishing later works
     assert run(["publish", "second"], capsys)[0] == 0
     assert sqlite3.connect(db).execute("select count(*) from runs").fetchone()[0] == 8
+
+
+def test_non_finite_info_is_recorded_as_null_and_unserialisable_info_is_an_error(harness_env, capsys):
+    assert run(["run", "toy", "--tier", "smoke", "--out", "a", "--no-publish", "odd_info=nan"], capsys)[0] == 0
+    rec = json.loads((harness_env / "a" / "seed_0" / "metrics.json").read_text())
+    assert rec["info"]["spread"] is None and rec["info"]["count"] == 3 and rec["info"]["pair"] == [1, 2]
+    rc, out, err = run(["run", "toy", "--tier", "smoke", "--out", "b", "--no-publish", "odd_info=object"], capsys)
+    summary = json.loads((harness_env / "b" / "summary.json").read_text())
+    assert rc == 2 and summary["status"] == "error" and "not JSON" in summary["reason"]
+
+
+def test_suite_declared_unreliable_metric_makes_its_claim_inconclusive(harness_env, capsys):
+    rc, out, err = run(["run", "toy", "--tier", "smoke", "--out", "u", "--no-publish", "unsure=true"], capsys)
+    summary = json.loads((harness_env / "u" / "summary.json").read_text())
+    claim = next(c for c in summary["claims"] if c["id"] == "toy.error")
+    assert rc == 3 and summary["status"] == "inconclusive"
+    assert claim["status"] == "inconclusive" and claim["reason"] == "declared unreliable by the test"

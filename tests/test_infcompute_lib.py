@@ -131,14 +131,17 @@ def test_local_search_finds_and_certifies_the_optimum():
         calls.append(p)
         return (math.log2(p["epochs"]) - 5) ** 2 + (math.log2(p["wd"] / 1.6)) ** 2
 
-    res = local_optimum(bowl, grids, {"epochs": 8, "wd": 0.1})
+    def many(points):
+        return [bowl(p) for p in points]
+
+    res = local_optimum(many, grids, {"epochs": 8, "wd": 0.1})
     assert res.best == {"epochs": 32, "wd": 1.6} and res.certified and res.loss == 0
     assert len(calls) == res.runs == len({tuple(sorted(c.items())) for c in calls})  # no point run twice
     assert all(res.evaluated[tuple(sorted(n.items()))] > 0 for n in neighbours(res.best, grids))
-    short = local_optimum(bowl, grids, {"epochs": 8, "wd": 0.1}, max_runs=4)
+    short = local_optimum(many, grids, {"epochs": 8, "wd": 0.1}, max_runs=4)
     assert not short.certified and short.runs == 4
     with pytest.raises(ValueError, match="not on its grid"):
-        local_optimum(bowl, grids, {"epochs": 10, "wd": 0.1})
+        local_optimum(many, grids, {"epochs": 10, "wd": 0.1})
 
 
 def test_sampler_matches_model_distribution():

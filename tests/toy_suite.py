@@ -21,6 +21,8 @@ class ToyConfig(SuiteConfig):
     noise: float = 0.5
     crash_at_seed: int = -1
     sleep_s: float = 0.0
+    unsure: bool = False  # the suite declares abs_error unable to decide its claim
+    odd_info: str = ""  # "nan": non-finite and numpy values in info; "object": something JSON cannot hold
 
 
 class ToySuite(Suite):
@@ -52,7 +54,10 @@ class ToySuite(Suite):
             series={"running_mean": [(int(s), float(running[s - 1])) for s in steps],
                     "running_mean_frac": [(s / cfg.n, float(running[s - 1])) for s in steps]},
             artifacts={"samples": str(out_dir / "samples.npy")},
-            info={"n": cfg.n},
+            inconclusive={"abs_error": "declared unreliable by the test"} if cfg.unsure else {},
+            info={"n": cfg.n, **({"spread": float("nan"), "count": np.int64(3), "pair": (1, 2)}
+                                  if cfg.odd_info == "nan" else {"handle": object()} if cfg.odd_info == "object"
+                                  else {})},
         )
 
     def figures(self, results, cfg, out_dir):

@@ -1,0 +1,33 @@
+"""The infcompute suite's smoke tier end to end (about 30 s on 2 cores), and its cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from runners.cli import main  # noqa: E402
+
+
+def test_smoke_tier_runs_resumes_from_cache_and_is_deterministic(harness_env, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    assert main(["run", "infcompute", "--tier", "smoke", "--out", "a", "--no-publish"]) == 0
+    first = json.loads((harness_env / "a" / "summary.json").read_text())
+    statuses = {c["id"]: c["status"] for c in first["claims"]}
+    assert statuses["ensemble.never_worse_than_members"] == "pass" and statuses["fit.asymptote_in_range"] == "pass"
+    assert statuses["standard.overfits"] == "skipped"  # directional claims are small tier only
+    assert sorted(first["figures"]) == ["fig-ensemble-scaling.png", "fig-recipes-vs-size.png"]
+    seed = json.loads((harness_env / "a" / "seed_0" / "metrics.json").read_text())
+    assert len(seed["info"]["corpus_sha256"]) == 64
+    assert not set(seed["info"]["train_files"]) & set(seed["info"]["val_files"])
+    runs = list((harness_env / "cache" / "infcompute").glob("run-*.pt"))
+    assert runs, "runs are cached by config hash"
+
+    # a second run finds every training run in the cache and reproduces the numbers exactly
+    assert main(["run", "infcompute", "--tier", "smoke", "--out", "b", "--no-publish"]) == 0
+    second = json.loads((harness_env / "b" / "summary.json").read_text())
+    assert second["samples"] == first["samples"]
+    assert sorted((harness_env / "cache" / "infcompute").glob("run-*.pt")) == sorted(runs)
+    capsys.readouterr()
