@@ -162,11 +162,15 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
         for k, vals in summary["samples"].items():
             finite = [v for v in vals if v is not None]
             summary["metrics"][k] = math.fsum(finite) / len(finite) if finite else None
-        if final:
+        if final and status == "skipped":  # nothing ran: every claim is skipped for the same reason
+            summary["claims"] = [dict(evaluate(c, None, tier), status="skipped", reason=reason)
+                                 for c in suite_cls.claims]
+        elif final:
             summary["claims"] = [evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
                                           if c.metric in summary["samples"] else None, tier,
                                           [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive])
                                  for c in suite_cls.claims]
+        if final:
             summary["status"] = status or run_status(c["status"] for c in summary["claims"])
             summary["reason"] = reason
         validate_summary(summary)
@@ -174,16 +178,8 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
 
     unmet = unmet_requirements(suite_cls.requirements(tier), device)
     if unmet:
-        reason = "requirement unmet: " + "; ".join(unmet)
-        summary["claims"] = [dict(evaluate(c, None, tier), status="skipped", reason=reason)
-                             for c in suite_cls.claims]
-        summary.update(status="skipped", reason=reason, wall_s=round(time.perf_counter() - t0, 3))
-        validate_summary(summary)
-        atomic_write_json(out_dir / SUMMARY, summary)
-        events.emit("run_end", status="skipped", reason=reason)
-        events.close()
-        return summary
-
+        status, reason = "skipped", "requirement unmet: " + "; ".join(unmet)
+        seeds = []
     write(final=False)
     pin_threads(getattr(cfg, "threads", 1))
     with _SigtermAsInterrupt(), progress.live():
@@ -195,9 +191,7 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
                 seed_everything(seed)
                 try:
                     result = _check_result(suite.run(cfg, seed, seed_dir), suite_cls.name)
-                except (KeyboardInterrupt, HarnessError):
-                    raise
-                except Exception as exc:
+                except Exception as exc:  # a suite's crash (or a malformed result) ends the run as "error"
                     tb = traceback.format_exc()
                     atomic_write_text(seed_dir / "error.txt", tb)
                     events.emit("seed_error", seed=seed, error=repr(exc), traceback=tb)
@@ -221,7 +215,7 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
             status, reason = "interrupted", f"interrupted ({exc or 'Ctrl-C'}) after seeds {summary['seeds_done']}"
             events.emit("interrupted", seeds_done=summary["seeds_done"])
 
-    if results and status != "interrupted":
+    if results and status not in ("interrupted", "skipped"):
         try:
             paths = suite.figures(results, cfg, out_dir)
             summary["figures"] = sorted(os.path.relpath(p, out_dir) for p in paths)

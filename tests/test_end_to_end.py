@@ -133,6 +133,12 @@ def test_crash_keeps_finished_seeds(harness_env, capsys):
     assert "RuntimeError" in (harness_env / "c" / "seed_1" / "error.txt").read_text()
 
 
+def test_malformed_result_ends_the_run_as_error(harness_env, capsys):
+    rc, out, err = run(["run", "toy", "--out", "m", "--no-publish", "bad_metric_name=true"], capsys)
+    summary = json.loads((harness_env / "m" / "summary.json").read_text())
+    assert rc == 2 and summary["status"] == "error" and "'Abs-Error' is not snake_case" in summary["reason"]
+
+
 def test_unmet_requirement_is_skipped(harness_env, capsys):
     rc, out, err = run(["run", "toy_needs", "--out", "s", "--no-publish"], capsys)
     assert rc == 3

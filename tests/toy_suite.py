@@ -21,6 +21,7 @@ class ToyConfig(SuiteConfig):
     noise: float = 0.5
     crash_at_seed: int = -1
     sleep_s: float = 0.0
+    bad_metric_name: bool = False
     unsure: bool = False  # the suite declares abs_error unable to decide its claim
     odd_info: str = ""  # "nan": non-finite and numpy values in info; "object": something JSON cannot hold
 
@@ -50,7 +51,8 @@ class ToySuite(Suite):
         steps = np.unique(np.linspace(1, cfg.n, 10).astype(int))
         (out_dir / "samples.npy").write_bytes(x.astype("<f8").tobytes())
         return RunResult(
-            metrics={"est_mean": float(x.mean()), "abs_error": float(abs(x.mean() - cfg.mean))},
+            metrics={"est_mean": float(x.mean()), "abs_error": float(abs(x.mean() - cfg.mean)),
+                     **({"Abs-Error": 0.0} if cfg.bad_metric_name else {})},
             series={"running_mean": [(int(s), float(running[s - 1])) for s in steps],
                     "running_mean_frac": [(s / cfg.n, float(running[s - 1])) for s in steps]},
             artifacts={"samples": str(out_dir / "samples.npy")},
