@@ -249,6 +249,7 @@ class InfComputeSuite(Suite):
         series["standard"] = [(n_params[d], std_best[d]) for d in cfg.sizes]
         series["regularized"] = [(n_params[d], reg[d]) for d in cfg.sizes]
         series["ensemble_asymptote"] = [(n_params[d], ens_fits[d].E) for d in cfg.sizes]
+        series["ensemble_measured"] = [(n_params[d], ens_curves[cfg.combine][d][-1]) for d in cfg.sizes]
         for e in cfg.standard_epochs:
             series[f"standard_epochs_{e}"] = [(n_params[d], std[(d, e)]) for d in cfg.sizes]
         for d in cfg.sizes:
@@ -269,13 +270,23 @@ class InfComputeSuite(Suite):
         r = results[0]
         paths = []
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        ys = []
         for key, style, label in (("standard", "C3o-", "standard (wd 0.1, epochs tuned)"),
                                   ("regularized", "C0s-", "regularized (epochs, wd tuned)"),
-                                  ("ensemble_asymptote", "C2^-", "ensemble K->inf asymptote")):
+                                  ("ensemble_measured", "C2o--", f"ensemble of {cfg.members} (measured)"),
+                                  ("ensemble_asymptote", "C2^-", "ensemble K->inf asymptote (fit)")):
             x, y = zip(*r.series[key], strict=True)
             ax.plot(x, y, style, label=label)
+            ys += y
+        lo, hi = min(ys) - 0.05, max(ys) + 0.05
         for name, color, ls in (("e_regularized", "C0", "--"), ("e_joint", "C2", ":")):
-            ax.axhline(r.metrics[name], color=color, ls=ls, lw=1, label=f"{name} = {r.metrics[name]:.3f}")
+            value, spread = r.metrics[name], r.metrics.get(f"{name}_spread")
+            label = f"{name} = {value:.3f}" + (f" (LOO spread {spread:.2g})" if spread is not None else "")
+            if lo <= value <= hi:
+                ax.axhline(value, color=color, ls=ls, lw=1, label=label)
+            else:  # a degenerate fit: say so rather than squash the measured curves
+                ax.plot([], [], color=color, ls=ls, lw=1, label=label + ", off scale")
+        ax.set_ylim(lo, hi)
         ax.set_xscale("log")
         ax.set_xlabel("non-embedding parameters N")
         ax.set_ylabel("validation loss (nats/byte)")
