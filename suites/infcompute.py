@@ -100,7 +100,7 @@ class InfComputeSuite(Suite):
     # ------------------------------------------------------------------ run
     def run(self, cfg: InfComputeConfig, seed: int, out_dir: Path) -> RunResult:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         import numpy as np
         import torch
@@ -134,14 +134,17 @@ class InfComputeSuite(Suite):
         t_start = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(cfg.workers, mp_context=ctx, initializer=tr.pool_init) as pool:
-            def losses(cfgs):
-                return [m["val_loss"] for m in pool.map(tr.train_job, [(c, spec, str(cache)) for c in cfgs])]
+            def losses(cfgs, what="training runs"):
+                futures = [pool.submit(tr.train_job, (c, spec, str(cache))) for c in cfgs]
+                for _ in track(as_completed(futures), what, total=len(futures)):
+                    pass
+                return [f.result()["val_loss"] for f in futures]
 
             # standard recipe: weight decay 0.1, epochs tuned per size
             t0 = time.perf_counter()
             grid = [(d, e) for d in cfg.sizes for e in cfg.standard_epochs]
-            std = dict(zip(grid, losses([run_cfg(d, e, cfg.standard_wd) for d, e in
-                                         track(grid, "standard recipe")]), strict=True))
+            std = dict(zip(grid, losses([run_cfg(d, e, cfg.standard_wd) for d, e in grid], "standard recipe"),
+                           strict=True))
             std_best = {d: min(std[(d, e)] for e in cfg.standard_epochs) for d in cfg.sizes}
             info["time_s"]["standard"] = round(time.perf_counter() - t0, 1)
 
@@ -171,7 +174,7 @@ class InfComputeSuite(Suite):
 
             member_cfgs = {(d, name): [run_cfg(d, *hp, member=k) for k in range(cfg.members)]
                            for d in cfg.sizes for name, hp in candidates(reg_best[d]).items()}
-            losses([c for cfgs in member_cfgs.values() for c in cfgs])
+            losses([c for cfgs in member_cfgs.values() for c in cfgs], "ensemble members")
             info["time_s"]["ensemble_training"] = round(time.perf_counter() - t0, 1)
 
         t0 = time.perf_counter()
