@@ -139,7 +139,6 @@ class PacBayesSuite(Suite):
 
     # ------------------------------------------------------------------ run
     def run(self, cfg: PacBayesConfig, seed: int, out_dir: Path) -> RunResult:
-        import numpy as np
         import torch
 
         torch.set_num_threads(cfg.threads)
@@ -158,7 +157,7 @@ class PacBayesSuite(Suite):
             elif step == "GP altered labels":
                 self._gp(cfg, seed, metrics, series)
             else:
-                self._bounds(cfg, seed, metrics, series, info, np, torch)
+                self._bounds(cfg, seed, metrics, series, info)
             info["time_s"][step] = round(time.perf_counter() - t0, 2)
         return RunResult(metrics=metrics, series=series, info=info,
                          artifacts={"poly_curves": str(out_dir / "poly_curves.npz")})
@@ -233,7 +232,9 @@ class PacBayesSuite(Suite):
         for key in ("train_acc", "test_acc", "log_ml_per_n"):
             series[f"gp_{key}"] = list(zip(fr, res[key], strict=True))
 
-    def _bounds(self, cfg, seed, metrics, series, info, np, torch):
+    def _bounds(self, cfg, seed, metrics, series, info):
+        import numpy as np
+
         from paper_pacbayes import compression, data
 
         b = cfg.bound
@@ -241,10 +242,7 @@ class PacBayesSuite(Suite):
         recipe = Recipe(**{f.name: getattr(b, f.name) for f in fields(Recipe)})
         dev = cfg.device
 
-        def progress(items, what):
-            return track(items, what)
-
-        main = compression.compression_bound(xtr, ytr, xte, yte, recipe, seed, device=dev, progress=progress)
+        main = compression.compression_bound(xtr, ytr, xte, yte, recipe, seed, device=dev, progress=track)
         info["bound"] = main
         metrics[f"bound_{b.dataset}"] = main["bound"]
         metrics["bound_gap"] = main["bound"] - main["test_error_quantized"]
@@ -256,7 +254,7 @@ class PacBayesSuite(Suite):
 
         if b.random_labels:
             rand = np.random.default_rng(10_000 + seed).integers(0, 10, size=len(ytr))
-            r = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=progress)
+            r = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=track)
             info["bound_random_labels"] = r
             metrics["bound_random_labels"] = r["bound"]
             metrics["train_error_quantized_random_labels"] = r["train_error_quantized"]
@@ -282,9 +280,9 @@ class PacBayesSuite(Suite):
             k = int(round(b.prior_fraction * len(ytr)))
             prior_idx, rest = perm[:k], perm[k:]
             theta0 = compression.pretrain_prior(xtr[prior_idx], ytr[prior_idx], recipe, seed, b.prior_epochs,
-                                                device=dev, progress=progress)
+                                                device=dev, progress=track)
             r = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, seed, theta0=theta0,
-                                              device=dev, progress=progress)
+                                              device=dev, progress=track)
             info["bound_data_dependent_prior"] = r
             metrics[f"bound_{b.dataset}_ddp"] = r["bound"]
             metrics["n_train_ddp"] = float(r["n_train"])
