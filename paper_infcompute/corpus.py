@@ -51,11 +51,25 @@ def _files(spec: CorpusSpec) -> tuple[Path, list[Path]]:
     return root, files
 
 
+def read_document(path: Path) -> bytes:
+    """A text file's bytes; for JSON-lines shards (``.jsonl``, ``.jsonl.gz``, as DCLM-baseline and
+    most web corpora ship), the records' ``text`` fields separated by blank lines."""
+    name = path.name
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        import gzip
+        import json
+
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            return "\n\n".join(json.loads(line)["text"] for line in fh if line.strip()).encode()
+    return path.read_bytes()
+
+
 def _take(files: list[Path], start: int, budget: int) -> tuple[bytes, list[Path], int]:
     out, used, i = [], [], start
     size = 0
     while size < budget and i < len(files):
-        data = files[i].read_bytes()
+        data = read_document(files[i])
         out.append(data[: budget - size])
         used.append(files[i])
         size += len(out[-1])

@@ -24,6 +24,7 @@ class PowerLaw:
     rmse: float
     loo_E: list[float] = field(default_factory=list)
     boot_E: list[float] = field(default_factory=list)
+    loo: list[PowerLaw] = field(default_factory=list, repr=False)  # the leave-one-out refits themselves
 
     def __call__(self, x) -> np.ndarray:
         return self.A / (np.asarray(x, dtype=float) / self.x0) ** self.alpha + self.E
@@ -94,7 +95,9 @@ def fit_power_law(x, y, per_seed: np.ndarray | None = None, n_boot: int = 200, s
     if len(x) >= 4:
         for i in range(len(x)):
             keep = np.arange(len(x)) != i
-            law.loo_E.append(_fit_once(xs[keep], y[keep], alphas)[2])
+            a_i, alpha_i, e_i = _fit_once(xs[keep], y[keep], alphas)
+            law.loo_E.append(e_i)
+            law.loo.append(PowerLaw(a_i, alpha_i, e_i, x0, float("nan")))
     if per_seed is not None and len(per_seed) >= 2:
         rng = np.random.default_rng(seed)
         per_seed = np.asarray(per_seed, dtype=float)

@@ -14,6 +14,20 @@ def data_efficiency(standard_data_law: PowerLaw, loss: float, tokens: float) -> 
     return invert(standard_data_law, loss) / tokens
 
 
+def data_efficiency_bounds(standard_data_law: PowerLaw, loss: float, tokens: float) -> tuple[float, float, float]:
+    """(lowest, point, highest) data efficiency over the law and its leave-one-out refits."""
+    values = [data_efficiency(law, loss, tokens) for law in [standard_data_law, *standard_data_law.loo]]
+    return min(values), values[0], max(values)
+
+
+def measured_efficiency_floor(data_sizes, standard_losses, loss: float, tokens: float) -> float:
+    """A lower bound on the data efficiency that needs no fitted law: the largest measured data
+    budget at which the standard recipe is still worse than ``loss``, over ``tokens`` (assumes the
+    standard recipe's tuned loss does not rise with more data). 0 when it beats ``loss`` everywhere."""
+    worse = [d for d, std in zip(data_sizes, standard_losses, strict=True) if std > loss]
+    return max(worse, default=0.0) / tokens
+
+
 def distill_retention(single: float, ensemble: float, student: float) -> float:
     """Fraction of the ensemble's gain over one model that the student keeps."""
     gain = single - ensemble

@@ -19,6 +19,7 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 0  # 0: the Llama default, 8/3 d_model rounded up to a multiple of 16
     seq_len: int = 64
+    n_kv_heads: int = 0  # grouped-query attention; 0: as many key/value heads as query heads
 
     @property
     def ff(self) -> int:
@@ -53,20 +54,38 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.n_kv = cfg.n_kv_heads or cfg.n_heads
+        if cfg.n_heads % self.n_kv:
+            raise ValueError(f"n_heads {cfg.n_heads} is not a multiple of n_kv_heads {self.n_kv}")
+        self.head_dim = cfg.d_model // cfg.n_heads
         self.attn_norm = RMSNorm(cfg.d_model)
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.qkv = nn.Linear(cfg.d_model, cfg.d_model + 2 * self.n_kv * self.head_dim, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.mlp_norm = RMSNorm(cfg.d_model)
         self.gate = nn.Linear(cfg.d_model, cfg.ff, bias=False)
         self.up = nn.Linear(cfg.d_model, cfg.ff, bias=False)
         self.down = nn.Linear(cfg.ff, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        """``cos``/``sin`` are the tables at this call's positions. With ``cache`` (a dict kept by the
+        caller) keys and values of earlier calls are reused: one new token per call after the first."""
         b, t, d = x.shape
-        q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, self.n_heads, d // self.n_heads).unbind(2)
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+        hd = self.head_dim
+        q, k, v = self.qkv(self.attn_norm(x)).split([d, self.n_kv * hd, self.n_kv * hd], dim=-1)
+        q = q.view(b, t, self.n_heads, hd).transpose(1, 2)
+        k, v = (z.view(b, t, self.n_kv, hd).transpose(1, 2) for z in (k, v))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        causal = True
+        if cache is not None:
+            if "k" in cache:
+                if t != 1:
+                    raise ValueError("with a filled cache, feed one token per call")
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+                causal = False  # the single new query sees every cached position
+            cache["k"], cache["v"] = k, v
+        if self.n_kv != self.n_heads:  # cache the n_kv heads, share each among its query group
+            k, v = (z.repeat_interleave(self.n_heads // self.n_kv, dim=1) for z in (k, v))
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
         h = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
@@ -89,11 +108,21 @@ class Decoder(nn.Module):
             if isinstance(m, nn.Linear | nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, caches: list[dict] | None = None) -> torch.Tensor:
+        """Logits [b, t, vocab]. ``caches`` (one dict per block, from ``new_caches``) turns on
+        incremental decoding: positions continue after what the caches hold."""
+        pos = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
+        t = idx.shape[1]
+        if pos + t > self.cfg.seq_len:
+            raise ValueError(f"positions {pos}..{pos + t - 1} exceed seq_len {self.cfg.seq_len}")
+        cos, sin = self.cos[pos:pos + t], self.sin[pos:pos + t]
         x = self.embed(idx)
-        for block in self.blocks:
-            x = block(x, self.cos, self.sin)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, None if caches is None else caches[i])
         return self.head(self.norm(x))
+
+    def new_caches(self) -> list[dict]:
+        return [{} for _ in self.blocks]
 
     def n_params(self, non_embedding: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

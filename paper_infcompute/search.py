@@ -58,14 +58,14 @@ def local_optimum(evaluate_many: Callable[[list[dict]], Iterable[float]], grids:
     run_all([current])
     while True:
         around = neighbours(current, grids)
-        run_all(around)
+        run_all(around)  # nothing new once the budget is spent; already-seen neighbours still count
         known = [p for p in around if _key(p) in seen]
         best = min(known, key=lambda p: seen[_key(p)], default=None)
-        certified = len(known) == len(around) and (best is None or seen[_key(best)] >= seen[_key(current)])
-        if certified:
+        if best is not None and seen[_key(best)] < seen[_key(current)]:
+            current = best  # strictly better: the walk cannot cycle
+            continue
+        if len(known) == len(around):
             return SearchResult(current, seen[_key(current)], True, seen)
-        if best is None or seen[_key(best)] >= seen[_key(current)] or len(seen) >= max_runs:
-            # budget spent before every neighbour was seen, or no better neighbour among those seen
-            winner = min(seen, key=seen.get)
-            return SearchResult(dict(winner), seen[winner], False, seen)
-        current = best
+        # budget spent with a neighbour never run: report the best point seen, uncertified
+        winner = min(seen, key=seen.get)
+        return SearchResult(dict(winner), seen[winner], False, seen)

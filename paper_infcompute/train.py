@@ -38,9 +38,25 @@ class RunConfig:
     # distillation: fraction of each batch drawn from teacher samples, and which samples
     synth_weight: float = 0.0
     synth_key: str = ""
+    # False: every row synthetic, on the schedule (step count) of the mix above: the paper's
+    # "without real data" ablation
+    real_data: bool = True
+    device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 (autocast; parameters stay fp32, as in the paper)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+        """Content hash. Fields added after the first release enter it only when set away from
+        their default, so finished runs in existing caches keep their keys."""
+        fields = asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if fields[name] == default:
+                del fields[name]
+        if fields["model"]["n_kv_heads"] == 0:
+            del fields["model"]["n_kv_heads"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
+_LATER_FIELDS = {"real_data": True, "device": "cpu", "precision": "fp32"}
 
 
 def windows(tokens: np.ndarray, seq_len: int) -> torch.Tensor:
@@ -66,10 +82,26 @@ def param_groups(model: Decoder, weight_decay: float) -> list[dict]:
 
 @torch.no_grad()
 def token_logprobs(model: Decoder, val: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """log p(token) under the model for every target in the validation windows: [n, T, V]."""
+    """log p(token) under the model for every target in the validation windows: [n, T, V] (on the CPU)."""
     model.eval()
-    out = [F.log_softmax(model(val[i:i + batch, :-1]).float(), dim=-1) for i in range(0, len(val), batch)]
+    device = next(model.parameters()).device
+    out = [F.log_softmax(model(val[i:i + batch, :-1].to(device)).float(), dim=-1).cpu()
+           for i in range(0, len(val), batch)]
     return torch.cat(out)
+
+
+@torch.no_grad()
+def mean_nll(model: Decoder, data: torch.Tensor, batch: int = 256) -> float:
+    """Mean next-token NLL without keeping the [n, T, V] log-probabilities (large vocabularies)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(data), batch):
+        rows = data[i:i + batch].to(device)
+        logits = model(rows[:, :-1]).float()
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), rows[:, 1:].reshape(-1), reduction="sum"))
+        count += rows[:, 1:].numel()
+    return total / count
 
 
 def nll(logprobs: torch.Tensor, val: torch.Tensor) -> float:
@@ -78,17 +110,25 @@ def nll(logprobs: torch.Tensor, val: torch.Tensor) -> float:
 
 def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progress=None,
           evaluate: bool = True) -> tuple[Decoder, dict]:
+    if cfg.synth_weight > 0 and synth is None:
+        raise ValueError(f"synth_weight={cfg.synth_weight} needs teacher samples ({cfg.synth_key or 'no synth_key'})")
+    if not 0 <= cfg.synth_weight < 1:
+        raise ValueError(f"synth_weight must be in [0, 1), got {cfg.synth_weight}; use real_data=False for no real rows")
+    device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = Decoder(cfg.model)
+    model = Decoder(cfg.model).to(device)
     data = windows(corpus.train, cfg.model.seq_len)
-    synth_w = windows(synth, cfg.model.seq_len) if synth is not None and cfg.synth_weight > 0 else None
+    synth_w = windows(synth, cfg.model.seq_len) if cfg.synth_weight > 0 else None
     n_real = max(1, round(cfg.batch_size * (1 - cfg.synth_weight))) if synth_w is not None else cfg.batch_size
     n_synth = cfg.batch_size - n_real if synth_w is not None else 0
-    # the real data is seen `epochs` times; synthetic rows are added on top of each real batch
+    if not cfg.real_data and synth_w is None:
+        raise ValueError("real_data=False needs synth_weight > 0 (the schedule of the mix it replaces)")
+    # the real data is seen `epochs` times; synthetic rows fill the rest of each batch
     steps_per_epoch = math.ceil(len(data) / n_real)
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
     gen = torch.Generator().manual_seed(10_007 * cfg.seed + 1)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     model.train()
     step, t0, tokens = 0, time.perf_counter(), 0
     epochs = range(cfg.epochs) if progress is None else progress(range(cfg.epochs), "epochs")
@@ -97,11 +137,15 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
         for i in range(0, len(data), n_real):
             batch = data[order[i:i + n_real]]
             if n_synth:
-                batch = torch.cat([batch, synth_w[torch.randint(len(synth_w), (n_synth,), generator=gen)]])
+                picked = synth_w[torch.randint(len(synth_w), (n_synth if cfg.real_data else len(batch) + n_synth,),
+                                               generator=gen)]
+                batch = torch.cat([batch, picked]) if cfg.real_data else picked
+            batch = batch.to(device, non_blocking=True)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup_frac)
-            logits = model(batch[:, :-1])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+            with autocast:
+                logits = model(batch[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -113,9 +157,9 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
                "n_params": model.n_params(), "n_params_total": model.n_params(non_embedding=False)}
     if evaluate:
         val = windows(corpus.val, cfg.model.seq_len)
-        metrics["val_loss"] = nll(token_logprobs(model, val), val)
-        metrics["train_loss"] = nll(token_logprobs(model, data), data)
-    return model, metrics
+        metrics["val_loss"] = mean_nll(model, val)
+        metrics["train_loss"] = mean_nll(model, data[: max(len(val), 1024)])  # a fixed slice on large corpora
+    return model.cpu(), metrics
 
 
 def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | None = None,
@@ -140,14 +184,21 @@ def pool_init(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
+def synth_path(cache: Path, key: str) -> Path:
+    return Path(cache) / f"synth-{key}.npy"
+
+
 def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
-    """Picklable pool job: train (or load) one run and return its metrics."""
+    """Picklable job (process pool, submitit, ray): train (or load) one run and return its metrics.
+    Teacher samples named by ``cfg.synth_key`` are read from the cache directory."""
     from paper_infcompute.corpus import load
 
     cfg, spec, cache = args
-    _, metrics = cached_run(cfg, load(spec), Path(cache))
+    synth = np.load(synth_path(cache, cfg.synth_key)) if cfg.synth_key else None
+    _, metrics = cached_run(cfg, load(spec), Path(cache), synth)
     return metrics
 
 
 def load_model(cfg: RunConfig, corpus: Corpus, cache: Path) -> Decoder:
-    return cached_run(cfg, corpus, cache)[0]
+    synth = np.load(synth_path(cache, cfg.synth_key)) if cfg.synth_key else None
+    return cached_run(cfg, corpus, cache, synth)[0]

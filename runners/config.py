@@ -30,12 +30,25 @@ def config_keys(cfg_cls, prefix: str = "") -> list[str]:
     return keys
 
 
+def open_keys(cfg_cls, prefix: str = "") -> list[str]:
+    """Dotted names of dict-valued fields: any sub-key may be set under them."""
+    keys = []
+    for f in fields(cfg_cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            keys += open_keys(type(default), f"{prefix}{f.name}.")
+        elif isinstance(default, dict):
+            keys.append(prefix + f.name)
+    return keys
+
+
 def _check_overrides(suite_cls, overrides: list[str], allow_sweep: bool) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
     valid = config_keys(suite_cls.config)
+    open_dicts = open_keys(suite_cls.config)
     for text in overrides:
         try:
             (ov,) = parser.parse_overrides([text])
@@ -46,7 +59,8 @@ def _check_overrides(suite_cls, overrides: list[str], allow_sweep: bool) -> None
             if not allow_sweep:
                 raise HarnessError(f"override {text!r}: hydra settings only apply to sweeps (-m)")
             continue
-        if key not in valid and not any(v.startswith(key + ".") for v in valid):
+        if (key not in valid and not any(v.startswith(key + ".") for v in valid)
+                and not any(key.startswith(d + ".") for d in open_dicts)):
             raise HarnessError(f"unknown key {key!r} for suite {suite_cls.name!r}; valid keys: {', '.join(valid)}")
         if ov.is_sweep_override() and not allow_sweep:
             raise HarnessError(f"override {text!r} is a sweep; add -m to run one job per value")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -94,6 +95,22 @@ def test_decoder_is_causal_and_rope_preserves_norm():
     assert torch.allclose(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
 
 
+def test_kv_cache_decoding_equals_full_forward():
+    torch.manual_seed(0)
+    model = Decoder(TINY).eval()
+    idx = torch.randint(256, (3, TINY.seq_len))
+    full = model(idx)
+    caches = model.new_caches()
+    steps = [model(idx[:, :5], caches)] + [model(idx[:, t:t + 1], caches) for t in range(5, TINY.seq_len)]
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+    caches = model.new_caches()
+    model(idx[:, :3], caches)
+    with pytest.raises(ValueError, match="one token per call"):
+        model(idx[:, 3:5], caches)
+    with pytest.raises(ValueError, match="exceed seq_len"):
+        model(torch.randint(256, (1, TINY.seq_len + 1)))
+
+
 def test_schedule_and_decay_groups():
     assert tr.lr_at(0, 1000, 1.0, 0.01) == pytest.approx(0.1)  # warm-up: 10 steps
     assert tr.lr_at(9, 1000, 1.0, 0.01) == pytest.approx(1.0)
@@ -148,9 +165,12 @@ def test_sampler_matches_model_distribution():
     from paper_infcompute.sample import sample
 
     class Fixed(torch.nn.Module):  # next-token distribution independent of context
-        def forward(self, x):
+        def forward(self, x, caches=None):
             logits = torch.log(torch.tensor([0.7, 0.2, 0.1]))
             return logits.expand(*x.shape, 3)
+
+        def new_caches(self):
+            return []
 
     toks = sample([Fixed()], 29_700, seq_len=8, unigram=np.array([1.0, 0.0, 0.0]), seed=0, streams=100)
     body = toks.reshape(-1, 9)[:, 1:].ravel()  # the first token of each stream is the unigram draw
@@ -173,3 +193,88 @@ def test_data_efficiency_and_retention():
     assert distill_retention(3.5, 3.3, 3.35) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="not better"):
         distill_retention(3.3, 3.4, 3.35)
+
+
+def test_kv_cache_with_grouped_query_attention():
+    torch.manual_seed(1)
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=12)
+    model = Decoder(cfg).eval()
+    assert model.blocks[0].qkv.out_features == 32 + 2 * 2 * 8  # q, then 2 key and 2 value heads of 8
+    idx = torch.randint(256, (2, 12))
+    caches = model.new_caches()
+    steps = [model(idx[:, t:t + 1], caches) for t in range(12)]
+    assert torch.allclose(torch.cat(steps, dim=1), model(idx), atol=1e-5)
+    assert caches[0]["k"].shape == (2, 2, 12, 8)  # the cache holds the 2 shared heads, not 4
+    with pytest.raises(ValueError, match="not a multiple"):
+        Decoder(ModelConfig(d_model=32, n_heads=4, n_kv_heads=3))
+
+
+def test_paper_shapes_have_the_papers_parameter_counts():
+    from suites.infcompute import PAPER_SHAPES
+
+    expected = {"150M": 22.8e6, "300M": 102.0e6, "600M": 339.8e6, "1.4B": 906.0e6}  # non-embedding
+    for d, (name, layers, heads, kv, ff) in PAPER_SHAPES.items():
+        with torch.device("meta"):
+            model = Decoder(ModelConfig(vocab_size=128_256, d_model=d, n_layers=layers, n_heads=heads,
+                                        n_kv_heads=kv, d_ff=ff, seq_len=4096))
+        assert model.n_params() == pytest.approx(expected[name], rel=0.01), name
+        assert model.n_params(non_embedding=False) - model.n_params() == 2 * 128_256 * d  # untied
+
+
+def test_distillation_mix_and_the_no_real_data_ablation(small_corpus):
+    synth = np.random.default_rng(0).integers(0, 256, 20_000)
+    base = dict(model=TINY, corpus=SPEC, epochs=2, batch_size=16, synth_weight=0.75, synth_key="s")
+    _, mixed = tr.train(tr.RunConfig(**base), small_corpus, synth)
+    _, synthetic = tr.train(tr.RunConfig(**base, real_data=False), small_corpus, synth)
+    # 4 real rows per batch -> ceil(124 / 4) steps per epoch for both; every row synthetic in the ablation
+    assert mixed["steps"] == synthetic["steps"] == 2 * math.ceil(124 / 4)
+    assert mixed["tokens"] == synthetic["tokens"] == mixed["steps"] * 16 * TINY.seq_len
+    assert mixed["val_loss"] != synthetic["val_loss"]
+    with pytest.raises(ValueError, match="needs teacher samples"):
+        tr.train(tr.RunConfig(**base), small_corpus)
+    with pytest.raises(ValueError, match="must be in"):
+        tr.train(tr.RunConfig(**{**base, "synth_weight": 1.0}), small_corpus, synth)
+    with pytest.raises(ValueError, match="real_data=False needs"):
+        tr.train(tr.RunConfig(model=TINY, corpus=SPEC, real_data=False), small_corpus)
+    # fields added later leave the cache keys of earlier configs alone (this key predates them),
+    # and change them when set
+    plain = tr.RunConfig(model=TINY, corpus=SPEC)
+    assert plain.key() == "597e51663b7bac1cf6b5"
+    assert len({plain.key(), tr.RunConfig(model=TINY, corpus=SPEC, precision="bf16").key(),
+                tr.RunConfig(model=ModelConfig(d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, seq_len=32),
+                             corpus=SPEC).key()}) == 3
+
+
+def test_efficiency_bounds_and_measured_floor():
+    from paper_infcompute.metrics import data_efficiency_bounds, measured_efficiency_floor
+
+    x = np.array([1.0, 2, 4, 8, 16])
+    law = fit.fit_power_law(x, 1.0 / x**0.5 + 2.0)
+    low, point, high = data_efficiency_bounds(law, float(law(8.0)), 4.0)
+    assert point == pytest.approx(2.0, rel=1e-3) and low <= point <= high and len(law.loo) == 5
+    # standard losses 3.0, 2.6, 2.4 at budgets 1, 2, 4: a loss of 2.5 is beyond budget 2 -> floor 2/2 = 1
+    assert measured_efficiency_floor([1, 2, 4], [3.0, 2.6, 2.4], 2.5, 2) == 1.0
+    assert measured_efficiency_floor([1, 2, 4], [3.0, 2.6, 2.4], 2.3, 2) == 2.0
+    assert measured_efficiency_floor([1, 2, 4], [3.0, 2.6, 2.4], 3.5, 2) == 0.0
+
+
+def test_jsonl_shards_are_read_by_their_text_field(tmp_path):
+    import gzip
+
+    records = [{"text": "first document"}, {"text": "second"}]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps({"text": "zipped", "url": "x"}) + "\n")
+    assert corpus.read_document(tmp_path / "a.jsonl") == b"first document\n\nsecond"
+    assert corpus.read_document(tmp_path / "b.jsonl.gz") == b"zipped"
+
+
+def test_search_certifies_from_points_it_has_already_seen():
+    """A 1-D search whose budget runs out exactly as it reaches the grid's edge is still certified:
+    every neighbour of the edge point was run on the way there."""
+    from paper_infcompute.search import local_optimum
+
+    losses = {8: 3.0, 16: 2.8, 32: 2.6, 64: 2.5}
+    res = local_optimum(lambda pts: [losses[p["epochs"]] for p in pts], {"epochs": [8, 16, 32, 64]},
+                        {"epochs": 16}, max_runs=4)
+    assert res.best == {"epochs": 64} and res.certified and res.runs == 4

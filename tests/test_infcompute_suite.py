@@ -18,7 +18,8 @@ def test_smoke_tier_runs_resumes_from_cache_and_is_deterministic(harness_env, ca
     statuses = {c["id"]: c["status"] for c in first["claims"]}
     assert statuses["ensemble.never_worse_than_members"] == "pass" and statuses["fit.asymptote_in_range"] == "pass"
     assert statuses["standard.overfits"] == "skipped"  # directional claims are small tier only
-    assert sorted(first["figures"]) == ["fig-ensemble-scaling.png", "fig-recipes-vs-size.png"]
+    assert sorted(first["figures"]) == ["fig-data-efficiency.png", "fig-distillation.png", "fig-ensemble-scaling.png",
+                                       "fig-recipes-vs-size.png"]
     seed = json.loads((harness_env / "a" / "seed_0" / "metrics.json").read_text())
     assert len(seed["info"]["corpus_sha256"]) == 64
     assert not set(seed["info"]["train_files"]) & set(seed["info"]["val_files"])

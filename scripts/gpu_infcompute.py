@@ -1,0 +1,74 @@
+"""One short single-GPU run of the infcompute sweep at 16x the CPU small tier's data.
+
+The whole suite (standard recipe and its data law, certified regularized search, ensembles with
+member selection, distillation, asymptotes, data efficiency) on 200 KB of byte-level stdlib text
+with 4-layer models of d_model 64-256, seq 128, bf16, four worker processes sharing the GPU.
+It calls the suite's own ``run`` with a plain config object, so it needs no Hydra or MLflow and
+runs on a bare GPU image (torch, numpy, scipy). Results go to OUT/infcompute_gpu.json; finished
+training runs are cached under --cache, so a rerun after a cut-off resumes.
+
+    python scripts/gpu_infcompute.py --out "$OUT"                          # on the GPU
+    python scripts/gpu_infcompute.py --device cpu --tiny --out /tmp/x      # CPU stand-in (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from suites.infcompute import InfComputeConfig, InfComputeSuite  # noqa: E402
+
+GPU = InfComputeConfig(
+    device="cuda", precision="bf16", train_bytes=200_000, val_bytes=100_000,
+    data_sizes=[50_000, 100_000, 200_000, 400_000], seq_len=128, batch_size=64, n_layers=4,
+    sizes=[64, 128, 192, 256], standard_epochs=[4, 8, 16, 32], standard_start_epochs=8, epochs_grid=[4, 8, 16, 32, 64],
+    wd_grid=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4], search_start_epochs=16, search_start_wd=1.6, max_search_runs=10,
+    members=5, distill_tokens=3_200_000, distill_weight=0.75, distill_epochs=16, workers=4)
+TINY = replace(GPU, device="cpu", precision="bf16", train_bytes=3000, val_bytes=2000, data_sizes=[1500, 3000, 6000],
+               seq_len=16, batch_size=8, n_layers=1, sizes=[16, 24, 32], standard_epochs=[1, 2], standard_start_epochs=1, epochs_grid=[1, 2, 4],
+               wd_grid=[0.1, 0.8, 3.2], search_start_epochs=2, search_start_wd=0.8, max_search_runs=3, members=3,
+               distill_tokens=2000, distill_epochs=1, workers=2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "paperclub"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tiny", action="store_true", help="seconds-long CPU stand-in for tests")
+    args = ap.parse_args()
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device visible; use --device cpu --tiny for the CPU stand-in")
+    cfg = replace(TINY if args.tiny else GPU, device=args.device, cache_dir=args.cache)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    suite = InfComputeSuite()
+    result = suite.run(cfg, args.seed, out)
+    record = {"config": asdict(cfg), "wall_s": round(time.perf_counter() - t0, 1), "metrics": result.metrics,
+              "inconclusive": result.inconclusive, "info": result.info,
+              "device": torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu",
+              "torch": torch.__version__}
+    (out / "infcompute_gpu.json").write_text(json.dumps(record, indent=1, default=str))
+    try:
+        suite.figures([result], cfg, out)
+    except ImportError as err:  # a bare image without matplotlib: the numbers are what matters
+        print(f"figures skipped: {err}", file=sys.stderr)
+    m = result.metrics
+    print(json.dumps({k: round(m[k], 4) for k in ("standard_best", "e_regularized", "best_ensemble_loss", "e_joint",
+                                                  "distill_retention", "data_efficiency_ensemble")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The infcompute full tier: its paper-scale config, and its code paths (JSON-lines corpus shards,
+bf16 autocast, grouped-query shapes, submitit fan-out) on CPU with tiny stand-ins."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("submitit")
+
+from runners.cli import main  # noqa: E402
+from runners.config import compose  # noqa: E402
+from suites.infcompute import InfComputeSuite  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gpu_script():
+    spec = importlib.util.spec_from_file_location("gpu_infcompute", ROOT / "scripts" / "gpu_infcompute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, capsys):
+    cfg, _ = compose(InfComputeSuite, "full", ["corpus=/data/dclm", "tokenizer=/data/gpt2.tiktoken"])
+    assert cfg.sizes == [512, 768, 1024, 2048] and cfg.paper_shapes and cfg.seq_len == 4096
+    assert cfg.batch_size == 64 and cfg.precision == "bf16" and cfg.device == "cuda"
+    assert cfg.wd_grid == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4] and cfg.epochs_grid == [1, 2, 4, 8, 16, 32, 64]
+    assert cfg.executor == "submitit" and cfg.executor_options["cluster"] == "slurm"
+    assert cfg.executor_options["gpus_per_node"] == 1
+    # the corpus has no default at this tier: one line naming it
+    assert main(["run", "infcompute", "--tier", "full", "--out", "m", "--no-publish"]) == 2
+    assert "corpus" in capsys.readouterr().err
+    if torch.cuda.is_available():
+        return
+    assert main(["run", "infcompute", "--tier", "full", "--out", "f", "--no-publish",
+                 "corpus=/data/dclm", "tokenizer=bytes"]) == 3
+    summary = json.loads((harness_env / "f" / "summary.json").read_text())
+    assert summary["status"] == "skipped" and "cuda" in summary["reason"]
+
+
+def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PAPERCLUB_PROGRESS", "0")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    words = ["the", "model", "reads", "text", "and", "predicts", "the", "next", "token", "of", "the", "text", "it", "reads"]
+    for i in range(12):
+        docs = [{"text": " ".join(words[(i + j) % len(words):] + words) * 3, "id": j} for j in range(8)]
+        with gzip.open(shards / f"shard_{i:02d}.jsonl.gz", "wt") as fh:
+            fh.write("\n".join(json.dumps(d) for d in docs) + "\n")
+    # the GPU script's CPU stand-in sizes, on the full tier's code paths
+    tiny = {k: getattr(gpu_script().TINY, k) for k in (
+        "n_layers", "sizes", "seq_len", "batch_size", "train_bytes", "val_bytes", "data_sizes", "standard_epochs", "standard_start_epochs",
+        "epochs_grid", "wd_grid", "search_start_epochs", "search_start_wd", "max_search_runs", "members",
+        "distill_tokens", "distill_epochs", "workers")}
+    cfg, _ = compose(InfComputeSuite, "full", [
+        "device=cpu", f"corpus={shards}", "tokenizer=bytes", "paper_shapes=false", "executor_options.cluster=debug",
+        *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
+    assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.pattern == "*.jsonl.gz"
+    suite = InfComputeSuite()
+    result = suite.run(cfg, 0, tmp_path)
+    m = result.metrics
+    assert all(f.endswith(".jsonl.gz") for f in result.info["train_files"] + result.info["val_files"])
+    assert m["ensemble_gain_min"] >= 0 and m["fits_in_range"] == 1.0
+    assert {"distill_retention", "data_efficiency_joint", "self_distill_no_real_margin"} <= set(m)
+    assert result.info["distillation"]["synthetic_tokens"] == 2000
+    figures = suite.figures([result], cfg, tmp_path)
+    assert len(figures) == 4 and all(p.stat().st_size > 0 for p in figures)
+
+
+def test_gpu_script_cpu_stand_in_writes_its_record(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_infcompute.py"), "--device", "cpu", "--tiny",
+                           "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "out" / "infcompute_gpu.json").read_text())
+    assert record["config"]["precision"] == "bf16" and record["config"]["sizes"] == [16, 24, 32]
+    assert record["metrics"]["ensemble_gain_min"] >= 0 and record["wall_s"] > 0
+    assert len(list((tmp_path / "out").glob("fig-*.png"))) == 4
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["standard_best"] > 0

@@ -1,0 +1,132 @@
+"""paper_ssd: exact verification (distribution tests in the spirit of the official
+test_verify_distribution.py) and the paper's closed forms against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from paper_ssd import theory  # noqa: E402
+from paper_ssd.verify import one_hot_proposal, probs, saguaro, verify  # noqa: E402
+
+N = 200_000
+
+
+def tv(samples: torch.Tensor, law: torch.Tensor) -> float:
+    freq = torch.bincount(samples, minlength=len(law)).double() / len(samples)
+    return 0.5 * float((freq - law.double()).abs().sum())
+
+
+def noise_floor(law: torch.Tensor, n: int, gen: torch.Generator) -> float:
+    """TV of n exact draws from the law: what sampling noise alone gives."""
+    return tv(torch.multinomial(law, n, replacement=True, generator=gen), law)
+
+
+def toy(v: int, k: int, seed: int, temperature: float = 1.0):
+    gen = torch.Generator().manual_seed(seed)
+    p = probs(2 * torch.randn(k + 1, v, generator=gen), temperature)
+    q = probs(2 * torch.randn(k, v, generator=gen), temperature)
+    return p, q, gen
+
+
+def run_rounds(p, q, gen, proposal="sample", c=1.0, fan_out=2):
+    """N independent rounds of one toy position law; returns draft tokens and the verdict."""
+    k, v = q.shape
+    if proposal == "sample":  # the draft samples from q (Saguaro-rescaled when C < 1)
+        q_used = saguaro(q, fan_out, c)
+        draft = torch.multinomial(q_used, N, replacement=True, generator=gen).T  # [N, K]
+        q_rows = q_used.expand(N, k, v)
+    elif proposal == "random":  # SSD's fast backup: uniform random tokens, a deterministic proposal
+        draft = torch.randint(v, (N, k), generator=gen)
+        q_rows = one_hot_proposal(draft, v)
+    else:  # a fixed cached chain (a cache hit whose proposal law is not known): q = delta_x
+        draft = torch.full((N, k), int(proposal))
+        q_rows = one_hot_proposal(draft, v)
+    verdict = verify(draft, q_rows, p.expand(N, k + 1, v), gen)
+    first = torch.where(verdict.accepted > 0, draft[:, 0], verdict.bonus)
+    return draft, verdict, first
+
+
+@pytest.mark.parametrize("v", [4, 8, 16])
+@pytest.mark.parametrize("case", ["sync", "saguaro_c0.3", "fast_backup", "fixed_chain", "temperature_0.7"])
+def test_emitted_tokens_follow_the_target(v, case):
+    temperature = 0.7 if case == "temperature_0.7" else 1.0
+    p, q, gen = toy(v, 2, seed=v, temperature=temperature)
+    kw = {"sync": {}, "temperature_0.7": {}, "saguaro_c0.3": {"c": 0.3},
+          "fast_backup": {"proposal": "random"}, "fixed_chain": {"proposal": "1"}}[case]
+    draft, verdict, first = run_rounds(p, q, gen, **kw)
+    floor = noise_floor(p[0], N, gen)
+    assert tv(first, p[0]) < max(0.01, 5 * floor)
+    # given the first token was accepted, the second emitted token follows p_2
+    sel = verdict.accepted >= 1
+    second = torch.where(verdict.accepted[sel] >= 2, draft[sel, 1], verdict.bonus[sel])
+    assert tv(second, p[1]) < max(0.01, 5 * noise_floor(p[1], int(sel.sum()), gen))
+    # and after all K accepted, the bonus follows p_{K+1}
+    full = verdict.accepted == 2
+    if int(full.sum()) > 2000:
+        assert tv(verdict.bonus[full], p[2]) < max(0.01, 5 * noise_floor(p[2], int(full.sum()), gen))
+
+
+def test_the_test_catches_a_biased_verifier():
+    """The official engine's pre-fix behaviour: greedy-match acceptance at temperature > 0 skews
+    toward argmax p. Our TV criterion must flag it."""
+    gen = torch.Generator().manual_seed(3)
+    p, q = torch.tensor([[0.4, 0.3, 0.2, 0.1]]), torch.tensor([[0.25, 0.25, 0.25, 0.25]])
+    draft = torch.multinomial(q, N, replacement=True, generator=gen).T
+    accept = draft[:, 0] == p[0].argmax()  # emits 0.25 delta_argmax + 0.75 p: P(argmax) 0.40 -> 0.55
+    bonus = torch.multinomial(p[0], N, replacement=True, generator=gen)
+    first = torch.where(accept, draft[:, 0], bonus)
+    assert tv(first, p[0]) > max(0.01, 5 * noise_floor(p[0], N, gen))
+
+
+def test_greedy_is_argmax_matching():
+    logits_p = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    p = probs(logits_p, 0.0)[None]
+    draft = torch.tensor([[1, 2]])  # first matches argmax (1), second does not (argmax 0)
+    verdict = verify(draft, one_hot_proposal(draft, 3), p)
+    assert verdict.accepted.tolist() == [1] and verdict.bonus.tolist() == [0]
+    assert verdict.emitted(draft) == [[1, 0]]
+    all_ok = verify(torch.tensor([[1, 0]]), one_hot_proposal(torch.tensor([[1, 0]]), 3), p)
+    assert all_ok.emitted(torch.tensor([[1, 0]])) == [[1, 0, 2]]  # bonus from p_{K+1}
+
+
+def test_saguaro_rescales_the_top_f_and_renormalises():
+    q = torch.tensor([0.5, 0.3, 0.1, 0.1])
+    out = saguaro(q, 2, 0.5)  # top-2 (0.5, 0.3) halved -> 0.25, 0.15, 0.1, 0.1 over 0.6
+    assert torch.allclose(out, torch.tensor([0.25, 0.15, 0.1, 0.1]) / 0.6)
+    assert torch.equal(saguaro(q, 2, 1.0), q)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        saguaro(q, 2, 1.5)
+
+
+def test_verify_rejects_inconsistent_inputs():
+    p = torch.full((1, 3, 4), 0.25)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        verify(torch.zeros(1, 3, dtype=torch.long), torch.full((1, 3, 4), 0.25), p)
+    q = torch.tensor([[[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]])
+    with pytest.raises(ValueError, match="zero probability"):
+        verify(torch.zeros(1, 2, dtype=torch.long), q, p)
+    with pytest.raises(ValueError, match="temperature"):
+        probs(torch.zeros(3), -1.0)
+
+
+def test_closed_forms_against_hand_values():
+    assert theory.expected_tokens_per_round(0.5, 2) == pytest.approx(1.75)  # (1 - 0.125) / 0.5
+    assert theory.expected_tokens_per_round(1.0, 4) == 5
+    assert theory.uniform_fan_out(3, 2) == [2, 2, 2, 2]
+    # Theorem 7: p_hit 0.8, E_hit 3, E_miss 2, T_p 0.5 (hidden), T_b 0.2 -> (2.4 + 0.4) / (0.8 + 0.24)
+    assert theory.ssd_speedup(0.8, 3.0, 2.0, 0.5, 0.2) == pytest.approx(2.8 / 1.04)
+    assert theory.ssd_speedup(1.0, 3.0, 2.0, 2.0, 0.0) == pytest.approx(1.5)  # draft-bound: T_p > 1
+    assert theory.sd_speedup(0.5, 2, 0.25) == pytest.approx(1.75 / 1.5)
+
+
+def test_geometric_fan_out_follows_theorem_12():
+    f = theory.geometric_fan_out(k=4, budget=30, accept_rate=0.7, r=0.5)
+    assert sum(f) == 30 and len(f) == 5
+    assert all(a >= b for a, b in zip(f[:4], f[1:4], strict=False))  # shrinks with accepted length
+    # the all-accepted slot is boosted by (1 - a)^(-1/(1+r)) = 0.3^(-2/3) ~ 2.23 over the geometric trend
+    trend = 0.7 ** (4 / 1.5) / 0.7 ** (3 / 1.5)
+    assert f[4] > f[3] * trend * 1.5
+    with pytest.raises(ValueError, match="acceptance rate"):
+        theory.geometric_fan_out(3, 10, 1.0, 0.5)
