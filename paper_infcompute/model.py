@@ -68,24 +68,25 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         """``cos``/``sin`` are the tables at this call's positions. With ``cache`` (a dict kept by the
-        caller) keys and values of earlier calls are reused: one new token per call after the first."""
+        caller) keys and values of earlier calls are reused and the new tokens appended."""
         b, t, d = x.shape
         hd = self.head_dim
         q, k, v = self.qkv(self.attn_norm(x)).split([d, self.n_kv * hd, self.n_kv * hd], dim=-1)
         q = q.view(b, t, self.n_heads, hd).transpose(1, 2)
         k, v = (z.view(b, t, self.n_kv, hd).transpose(1, 2) for z in (k, v))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        causal = True
+        mask, causal = None, True
         if cache is not None:
             if "k" in cache:
-                if t != 1:
-                    raise ValueError("with a filled cache, feed one token per call")
+                past = cache["k"].shape[2]
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-                causal = False  # the single new query sees every cached position
+                causal = False
+                if t > 1:  # new query i sees every cached position and the new ones up to itself
+                    mask = torch.arange(past + t, device=x.device)[None, :] <= past + torch.arange(t, device=x.device)[:, None]
             cache["k"], cache["v"] = k, v
         if self.n_kv != self.n_heads:  # cache the n_kv heads, share each among its query group
             k, v = (z.repeat_interleave(self.n_heads // self.n_kv, dim=1) for z in (k, v))
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
         h = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))

@@ -18,8 +18,11 @@ from runners.cli import main
 def test_interrupt_leaves_finished_seeds_marked_interrupted(harness_env, sig):
     cmd = [sys.executable, "-m", "runners.cli", "run", "toy", "--seeds", "5", "--out", "r", "--no-publish",
            "sleep_s=1.0"]
+    # a background launcher (`cmd &` in a script) leaves SIGINT ignored, and Python then keeps it
+    # ignored; give the child the default disposition, as an interactive terminal would
     proc = subprocess.Popen(cmd, cwd=harness_env, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     events = harness_env / "r" / "events.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
