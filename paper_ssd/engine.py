@@ -18,6 +18,7 @@ in all modes, so the output law is the target's.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -258,10 +259,8 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
     except (EOFError, KeyboardInterrupt):
         return
     except BaseException:  # report, then exit: the target raises it with this text
-        try:
+        with contextlib.suppress(Exception):
             conn.send(("error", traceback.format_exc()))
-        except Exception:
-            pass
 
 
 class DraftProcess:
@@ -298,10 +297,8 @@ class DraftProcess:
 
     def close(self) -> None:
         if self.proc.is_alive():
-            try:
+            with contextlib.suppress(Exception):
                 self.conn.send(("stop",))
-            except Exception:
-                pass
             self.proc.join(5)
         if self.proc.is_alive():
             self.proc.kill()

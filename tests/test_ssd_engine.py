@@ -15,7 +15,7 @@ from paper_infcompute import corpus  # noqa: E402
 from paper_infcompute import train as tr  # noqa: E402
 from paper_infcompute.model import ModelConfig  # noqa: E402
 from paper_ssd import engine  # noqa: E402
-from paper_ssd.lm import TinySpec, TorchSession, save_tiny  # noqa: E402
+from paper_ssd.lm import TorchSession, save_tiny  # noqa: E402
 
 SPEC = corpus.CorpusSpec(train_bytes=12_000, val_bytes=2000)
 
