@@ -43,10 +43,15 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
 
 
-def _suites(session: nox.Session) -> list[str]:
-    out = session.run("python", "-c", "import json; from runners.registry import available; "
-                      "print(json.dumps(sorted(available())))", silent=True)
-    return json.loads(out.strip().splitlines()[-1])
+def _suites(session: nox.Session, tier: str) -> list[str]:
+    """Registered suites that define ``tier`` (a suite still being written may have fewer tiers)."""
+    out = session.run("python", "-c", "import json; from runners.registry import available, load; "
+                      "print(json.dumps({n: sorted(load(n).tiers) for n in sorted(available())}))", silent=True)
+    tiers = json.loads(out.strip().splitlines()[-1])
+    for name, has in tiers.items():
+        if tier not in has:
+            session.log(f"{name}: no {tier!r} tier yet (has {', '.join(has)}); not run")
+    return [name for name, has in tiers.items() if tier in has]
 
 
 def _run_tier(session: nox.Session, tier: str) -> None:
@@ -55,7 +60,7 @@ def _run_tier(session: nox.Session, tier: str) -> None:
         i = args.index("--tier")
         tier = args[i + 1]
         del args[i:i + 2]
-    names = args or _suites(session)
+    names = args or _suites(session, tier)
     if not names:
         session.error("no suites are registered")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -316,8 +316,18 @@ def ssd(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg: DecodeC
         core: int | None = 0) -> tuple[list[int], Stats]:
     """SSD: the draft process builds the speculation cache while the target verifies."""
     cfg.check()
-    if core is not None and hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1):
+    pinned = core is not None and hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1)
+    before = os.sched_getaffinity(0) if pinned else None
+    if pinned:
         os.sched_setaffinity(0, {core})
+    try:
+        return _ssd_rounds(target, draft, prompt, n_new, cfg)
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, before)
+
+
+def _ssd_rounds(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg: DecodeConfig) -> tuple[list[int], Stats]:
     gen = torch.Generator().manual_seed(cfg.seed)
     stats = Stats()
     target.reset()

@@ -17,6 +17,7 @@ from runners.errors import HarnessError
 BUILTIN: dict[str, str] = {
     "pacbayes": "suites.pacbayes:PacBayesSuite",
     "infcompute": "suites.infcompute:InfComputeSuite",
+    "ssd": "suites.ssd:SSDSuite",
 }
 
 ENV_VAR = "PAPERCLUB_EXTRA_SUITES"

@@ -130,3 +130,19 @@ def test_geometric_fan_out_follows_theorem_12():
     assert f[4] > f[3] * trend * 1.5
     with pytest.raises(ValueError, match="acceptance rate"):
         theory.geometric_fan_out(3, 10, 1.0, 0.5)
+
+
+def test_outcome_prediction_by_hand():
+    from paper_ssd.offline import miss_exponent, outcome_prediction
+
+    p = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    q = torch.tensor([[0.2, 0.5, 0.3]]).log()
+    # overlap 0.2 + 0.3 + 0.2 = 0.7; the residual is all on token 0; the draft ranks 1, 2, 0
+    out = outcome_prediction(p, q, 1.0, [1, 2])
+    assert out["acceptance"] == pytest.approx(0.7) and out["rejection"] == pytest.approx(0.3)
+    assert out["hit"][1] == pytest.approx(0.0) and out["hit"][2] == pytest.approx(1.0)
+    greedy = outcome_prediction(p, q, 0.0, [1])  # argmax 0 vs 1: always rejected, bonus 0 = draft's 3rd
+    assert greedy["acceptance"] == 0 and greedy["hit"][1] == 0
+    fans = [1, 2, 4, 8]
+    r, a = miss_exponent(fans, {f: 1 - 0.6 * f ** -0.5 for f in fans})
+    assert r == pytest.approx(0.5) and a == pytest.approx(0.6)
