@@ -475,14 +475,13 @@ class InfComputeSuite(Suite):
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):
-        import matplotlib
+        from runners.plotting import FigureWriter, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
+        out = FigureWriter(out_dir)
         import numpy as np
 
         r = results[0]
-        paths = []
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ys = []
         for key, style, label in (("standard", "C3o-", "standard (wd 0.1, epochs tuned; one seed)"),
@@ -506,10 +505,7 @@ class InfComputeSuite(Suite):
         ax.set_ylabel("validation loss (nats/byte)")
         ax.set_title("Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / "fig-recipes-vs-size.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        out.save(fig, "fig-recipes-vs-size.png")
 
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for i, d in enumerate(cfg.sizes):
@@ -521,10 +517,7 @@ class InfComputeSuite(Suite):
         ax.set_ylabel("validation loss (nats/byte)")
         ax.set_title(f"Ensemble scaling ({cfg.combine} averaging); dotted: fitted K->inf asymptote")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / "fig-ensemble-scaling.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        out.save(fig, "fig-ensemble-scaling.png")
 
         # data efficiency: the standard recipe's data law, and where each recipe's loss sits on it
         from paper_infcompute.fit import PowerLaw
@@ -551,10 +544,7 @@ class InfComputeSuite(Suite):
         ax.set_ylabel("validation loss (nats/byte)")
         ax.set_title("Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / Sec. 5)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        paths.append(out_dir / "fig-data-efficiency.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        out.save(fig, "fig-data-efficiency.png")
 
         m = r.metrics
         bars = [("tuned single model", m[f"regularized_loss_d{r.info['distillation']['size']}"], "C0"),
@@ -573,8 +563,5 @@ class InfComputeSuite(Suite):
         ax.set_xlabel("validation loss (nats/byte)")
         ax.set_title(f"Distillation at d_model {r.info['distillation']['size']}: retention "
                      f"{m['distill_retention']:.2f} (paper 0.83)")
-        fig.tight_layout()
-        paths.append(out_dir / "fig-distillation.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-        return paths
+        out.save(fig, "fig-distillation.png")
+        return out.paths

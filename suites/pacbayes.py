@@ -291,20 +291,11 @@ class PacBayesSuite(Suite):
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):
-        import matplotlib
+        from runners.plotting import FigureWriter, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
+        out = FigureWriter(out_dir)
         import numpy as np
-
-        paths = []
-
-        def save(fig, name):
-            path = out_dir / name
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            paths.append(path)
 
         # Fig. 1 (a-c): seed 0's fits
         curves = np.load(results[0].artifacts["poly_curves"])
@@ -321,7 +312,7 @@ class PacBayesSuite(Suite):
             ax.set_title(title)
         axes[0].legend(fontsize=7, loc="lower right")
         fig.suptitle("Benign overfitting: one order-150 model fits noise exactly and still generalizes (Wilson 2025 Fig. 1a-c)")
-        save(fig, "fig1abc-benign-overfitting.png")
+        out.save(fig, "fig1abc-benign-overfitting.png")
 
         def mean_curve(key):
             xs = [x for x, _ in results[0].series[key]]
@@ -345,7 +336,7 @@ class PacBayesSuite(Suite):
         def finish(fig, ax, ax2, legend_locs, name):
             ax.legend(loc=legend_locs[0], fontsize=8)
             ax2.legend(loc=legend_locs[1], fontsize=8)
-            save(fig, name)
+            out.save(fig, name)
 
         # Fig. 1 (g)
         fig, ax, ax2, locs = twin_plot(
@@ -389,7 +380,7 @@ class PacBayesSuite(Suite):
         ax.set_ylabel("error rate")
         ax.legend(fontsize=8)
         ax.set_title(f"Compression bounds, {ds}, {cfg.bound.arch} in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
-        save(fig, "lotfi-compression-bounds.png")
+        out.save(fig, "lotfi-compression-bounds.png")
 
         if "width_bits" in results[0].series:
             fig, ax, ax2, locs = twin_plot(
@@ -401,7 +392,7 @@ class PacBayesSuite(Suite):
             ax.set_ylim(0, max(mean_curve("width_bits")[1]) * 1.3)
             ax2.set_yscale("log")
             finish(fig, ax, ax2, locs, "width-compressibility.png")
-        return paths
+        return out.paths
 
     def notes(self, cfg, tier):
         b = cfg.bound

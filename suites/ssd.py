@@ -280,13 +280,12 @@ class SSDSuite(Suite):
         return out
 
     def figures(self, results, cfg, out_dir):
-        import matplotlib
+        from runners.plotting import FigureWriter, pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
+        out = FigureWriter(out_dir)
 
         r = results[0]
-        paths = []
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
         for name, pts in r.series.items():
             if name.startswith("bonus_hit_t"):
@@ -305,10 +304,7 @@ class SSDSuite(Suite):
         bx.set_xlabel("acceptance rate")
         bx.set_ylabel("bonus hit rate | rejection")
         bx.set_title("Saguaro sampling: acceptance for hits (T = 1)")
-        fig.tight_layout()
-        paths.append(out_dir / "fig-outcome-prediction.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        out.save(fig, "fig-outcome-prediction.png")
 
         m = r.metrics
         fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -322,8 +318,5 @@ class SSDSuite(Suite):
         ax.set_ylabel("decode tokens/s (prefill excluded)")
         ax.set_title(f"Decoding speed, greedy, K = {cfg.k} (tiny pair on CPU cores)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / "fig-decode-speed.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-        return paths
+        out.save(fig, "fig-decode-speed.png")
+        return out.paths
