@@ -29,7 +29,7 @@ def outcome_prediction(p_logits: torch.Tensor, q_logits: torch.Tensor, temperatu
     w = (1 - overlap).clamp(min=0)
     residual = (p - q).clamp(min=0)
     residual = residual / residual.sum(-1, keepdim=True).clamp(min=1e-30)
-    order = q_logits.argsort(-1, descending=True)  # the draft's ranking; top-1 is the speculated token
+    order = q_logits.topk(max(fan_outs) + 1, dim=-1).indices  # the draft's ranking; top-1 is the speculated token
     hits = {}
     for f in fan_outs:
         candidates = order[:, 1:f + 1]

@@ -146,3 +146,13 @@ def test_outcome_prediction_by_hand():
     fans = [1, 2, 4, 8]
     r, a = miss_exponent(fans, {f: 1 - 0.6 * f ** -0.5 for f in fans})
     assert r == pytest.approx(0.5) and a == pytest.approx(0.6)
+
+
+def test_stdlib_prompts_are_deterministic_and_of_both_kinds():
+    from paper_ssd.prompts import stdlib_prompts
+
+    first, again = stdlib_prompts(5, seed=0), stdlib_prompts(5, seed=0)
+    assert first == again and [p["kind"] for p in first] == ["code", "prose", "code", "prose", "code"]
+    assert all(p["text"].startswith("def ") and '"""' in p["text"] for p in first if p["kind"] == "code")
+    assert all(150 <= len(p["text"]) <= 400 for p in first if p["kind"] == "prose")
+    assert stdlib_prompts(5, seed=1) != first

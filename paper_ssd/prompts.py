@@ -1,0 +1,64 @@
+"""Prompts that ship with every Python: the offline stand-in for the paper's four prompt sets.
+
+Code prompts (the paper's HumanEval role): a function's signature and docstring from the
+standard library, to be completed. Prose prompts (the Alpaca / UltraFeedback role): the
+opening of a module docstring. Files are taken in a fixed shuffled order, so the same Python
+gives the same prompts; the text is returned with its source for the report.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import sysconfig
+from pathlib import Path
+
+
+def _modules(seed: int) -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(root.glob("*.py"))
+    random.Random(seed).shuffle(files)
+    return files
+
+
+def code_prompts(n: int, seed: int = 0, max_chars: int = 400) -> list[dict]:
+    out = []
+    for path in _modules(seed):
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        lines = source.splitlines(keepends=True)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and ast.get_docstring(node) and node.body[1:]:
+                start, end = node.lineno - 1, node.body[0].end_lineno  # signature + docstring
+                text = "".join(lines[start:end])
+                if len(text) <= max_chars:
+                    out.append({"kind": "code", "source": f"{path.name}:{node.name}", "text": text + "\n"})
+                    break
+        if len(out) == n:
+            return out
+    raise ValueError(f"found only {len(out)} code prompts in the standard library, wanted {n}")
+
+
+def prose_prompts(n: int, seed: int = 0, min_chars: int = 150, max_chars: int = 400) -> list[dict]:
+    out = []
+    for path in _modules(seed + 1):
+        try:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        if doc and len(doc) >= min_chars:
+            text = doc[:max_chars].rsplit(" ", 1)[0]
+            out.append({"kind": "prose", "source": path.name, "text": text})
+        if len(out) == n:
+            return out
+    raise ValueError(f"found only {len(out)} prose prompts in the standard library, wanted {n}")
+
+
+def stdlib_prompts(n: int, seed: int = 0) -> list[dict]:
+    """n prompts, alternating code and prose."""
+    code, prose = code_prompts((n + 1) // 2, seed), prose_prompts(n // 2, seed)
+    mixed = [p for pair in zip(code, prose, strict=False) for p in pair]
+    return (mixed + code[len(prose):])[:n]
