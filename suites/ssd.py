@@ -355,15 +355,18 @@ class SSDSuite(Suite):
     def _hf_assisted(target, draft, prompts, cfg, sd_total, sd_streams):
         """transformers' assisted generation on the same pair and prompts (greedy, K draft tokens,
         constant schedule): our SD's tokens/s over its tokens/s, both timed end to end (prefill included)."""
+        import copy
+
         import torch
 
+        gen_cfg = copy.deepcopy(target.model.generation_config)
+        gen_cfg.update(do_sample=False, max_new_tokens=cfg.new_tokens, min_new_tokens=cfg.new_tokens,
+                       num_assistant_tokens=cfg.k, num_assistant_tokens_schedule="constant",
+                       assistant_confidence_threshold=0.0)
         t0 = time.perf_counter()
         same = []
         for prompt, ours in zip(track(prompts, "transformers assisted generation"), sd_streams, strict=True):
-            out = target.model.generate(torch.tensor([prompt]), assistant_model=draft.model, do_sample=False,
-                                        max_new_tokens=cfg.new_tokens, min_new_tokens=cfg.new_tokens,
-                                        num_assistant_tokens=cfg.k, num_assistant_tokens_schedule="constant",
-                                        assistant_confidence_threshold=0.0)
+            out = target.model.generate(torch.tensor([prompt]), assistant_model=draft.model, generation_config=gen_cfg)
             same.append(out[0, len(prompt):].tolist() == ours)
         hf_s = time.perf_counter() - t0
         ours_s = sd_total.prefill_s + sd_total.decode_s
