@@ -2,8 +2,8 @@
 
 ``feed`` appends tokens and returns their next-token logits, ``crop`` rolls the cache back to a
 prefix (a rejected speculation), ``fork`` copies a prefix into a batch of branches (the
-speculation-cache tree). Backends: the tiny pure-torch Llama-style decoder (tests, smoke tier);
-Hugging Face causal LMs plug in behind the same three calls.
+speculation-cache tree). Backends: a tiny pure-torch decoder with a KV cache (tests, smoke tier;
+the suite supplies it); Hugging Face causal LMs (``paper_ssd.models``) behind the same calls.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 
 class TorchSession:
-    """KV-cached decoding with ``paper_infcompute.model.Decoder`` (batch rows share a length)."""
+    """KV-cached decoding with a small torch decoder (batch rows share a length)."""
 
     def __init__(self, model, caches: list[dict] | None = None):
         self.model = model.eval()
@@ -58,15 +58,17 @@ class TorchSession:
 
 @dataclass(frozen=True)
 class TinySpec:
-    """A picklable recipe for a tiny decoder saved by ``save_tiny`` (the draft process loads it)."""
+    """A picklable recipe for a tiny decoder saved by ``save_tiny`` (the draft process loads it).
+    The model and config classes travel with it (by reference), so this package does not need to
+    know which decoder it is: any module with ``cfg``, ``new_caches()`` and ``forward(idx, caches)``."""
 
     path: str
+    model_cls: type
+    config_cls: type
 
     def session(self) -> TorchSession:
-        from paper_infcompute.model import Decoder, ModelConfig
-
         saved = torch.load(self.path, weights_only=False)
-        model = Decoder(ModelConfig(**saved["config"]))
+        model = self.model_cls(self.config_cls(**saved["config"]))
         model.load_state_dict(saved["state"])
         return TorchSession(model)
 
@@ -79,4 +81,4 @@ def save_tiny(model, path: str | Path) -> TinySpec:
     tmp = path.with_suffix(".part")
     torch.save({"config": asdict(model.cfg), "state": model.state_dict()}, tmp)
     tmp.replace(path)
-    return TinySpec(str(path))
+    return TinySpec(str(path), type(model), type(model.cfg))

@@ -316,7 +316,7 @@ class SSDSuite(Suite):
     def _tiny_pair(cfg, text, cache):
         """A byte-level target and a smaller draft trained for seconds on the same bytes (cached)."""
         from paper_infcompute import train as tr
-        from paper_infcompute.model import ModelConfig
+        from paper_infcompute.model import Decoder, ModelConfig
         from paper_ssd.lm import TinySpec, save_tiny
 
         seq_len = max(128, cfg.prompt_len + cfg.new_tokens + cfg.k + 2)
@@ -328,7 +328,7 @@ class SSDSuite(Suite):
             if not path.is_file():
                 model, _ = tr.cached_run(run, text, cache)
                 save_tiny(model, path)
-            specs.append(TinySpec(str(path)))
+            specs.append(TinySpec(str(path), Decoder, ModelConfig))
         return specs[0], specs[1]
 
     @staticmethod
