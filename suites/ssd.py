@@ -139,8 +139,8 @@ class SSDSuite(Suite):
         import torch
 
         from paper_infcompute import corpus as corpus_mod
-        from paper_ssd import engine, offline, theory
-        from paper_ssd.verify import one_hot_proposal, probs, saguaro, verify
+        from paper_ssd import engine, exactness, offline, theory
+        from paper_ssd.verify import probs
 
         torch.set_num_threads(cfg.threads)
         cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "ssd"
@@ -258,21 +258,9 @@ class SSDSuite(Suite):
         for v in (4, 8, 16):
             p = probs(2 * torch.randn(3, v, generator=gen), 1.0)
             q = probs(2 * torch.randn(2, v, generator=gen), 1.0)
-            n = 200_000
-            for case in ("sync", "saguaro", "random_backup"):
-                if case == "random_backup":
-                    x = torch.randint(v, (n, 2), generator=gen)
-                    q_rows = one_hot_proposal(x, v)
-                else:
-                    qq = saguaro(q, 2, 0.3) if case == "saguaro" else q
-                    x = torch.multinomial(qq, n, replacement=True, generator=gen).T
-                    q_rows = qq.expand(n, 2, v)
-                verdict = verify(x, q_rows, p.expand(n, 3, v), gen)
-                first = torch.where(verdict.accepted > 0, x[:, 0], verdict.bonus)
-                freq = torch.bincount(first, minlength=v).double() / n
-                exact = torch.multinomial(p[0], n, replacement=True, generator=gen)
-                floor = 0.5 * float((torch.bincount(exact, minlength=v).double() / n - p[0]).abs().sum())
-                toy_pass.append(0.5 * float((freq - p[0]).abs().sum()) < max(0.01, 5 * floor))
+            for kw in ({}, {"c": 0.3}, {"proposal": "random"}):  # sync / SSD hit, Saguaro, random backup
+                _, _, first = exactness.toy_rounds(p, q, 200_000, gen, **kw)
+                toy_pass.append(exactness.passes(first, p[0], gen))
         e2e = self._sampling_law(cfg, tiny, text.val[:cfg.prompt_len].tolist(), seed)
         info["sampling"] = {"toy_cases_passed": int(sum(toy_pass)), "toy_cases": len(toy_pass), **e2e}
         metrics["sampling_tv_pass"] = float(all(toy_pass) and all(v > 1e-3 for v in e2e.values()))

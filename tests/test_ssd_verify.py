@@ -8,19 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from paper_ssd import theory  # noqa: E402
+from paper_ssd.exactness import noise_floor, toy_rounds, tv  # noqa: E402
 from paper_ssd.verify import one_hot_proposal, probs, saguaro, verify  # noqa: E402
 
 N = 200_000
-
-
-def tv(samples: torch.Tensor, law: torch.Tensor) -> float:
-    freq = torch.bincount(samples, minlength=len(law)).double() / len(samples)
-    return 0.5 * float((freq - law.double()).abs().sum())
-
-
-def noise_floor(law: torch.Tensor, n: int, gen: torch.Generator) -> float:
-    """TV of n exact draws from the law: what sampling noise alone gives."""
-    return tv(torch.multinomial(law, n, replacement=True, generator=gen), law)
 
 
 def toy(v: int, k: int, seed: int, temperature: float = 1.0):
@@ -30,22 +21,8 @@ def toy(v: int, k: int, seed: int, temperature: float = 1.0):
     return p, q, gen
 
 
-def run_rounds(p, q, gen, proposal="sample", c=1.0, fan_out=2):
-    """N independent rounds of one toy position law; returns draft tokens and the verdict."""
-    k, v = q.shape
-    if proposal == "sample":  # the draft samples from q (Saguaro-rescaled when C < 1)
-        q_used = saguaro(q, fan_out, c)
-        draft = torch.multinomial(q_used, N, replacement=True, generator=gen).T  # [N, K]
-        q_rows = q_used.expand(N, k, v)
-    elif proposal == "random":  # SSD's fast backup: uniform random tokens, a deterministic proposal
-        draft = torch.randint(v, (N, k), generator=gen)
-        q_rows = one_hot_proposal(draft, v)
-    else:  # a fixed cached chain (a cache hit whose proposal law is not known): q = delta_x
-        draft = torch.full((N, k), int(proposal))
-        q_rows = one_hot_proposal(draft, v)
-    verdict = verify(draft, q_rows, p.expand(N, k + 1, v), gen)
-    first = torch.where(verdict.accepted > 0, draft[:, 0], verdict.bonus)
-    return draft, verdict, first
+def run_rounds(p, q, gen, **kw):
+    return toy_rounds(p, q, N, gen, **kw)
 
 
 @pytest.mark.parametrize("v", [4, 8, 16])
