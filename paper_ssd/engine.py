@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
@@ -70,22 +70,26 @@ class Stats:
     hits: int = 0
     length_hits: int = 0  # the accepted length had candidates (F_a > 0)
     tokens_on_hit: int = 0
-    rounds_on_hit: int = 0
     draft_busy_s: float = 0.0
     draft_idle_s: float = 0.0
     backup_s: float = 0.0
 
+    def add(self, other: Stats) -> None:
+        """Accumulate another run's counts and times (every field is a sum)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def summary(self) -> dict:
         rounds = max(self.rounds, 1)
         predicted = max(self.predicted, 1)
-        miss_rounds = max(self.rounds - self.rounds_on_hit, 1)
+        miss_rounds = max(self.rounds - self.hits, 1)
         return {**asdict(self),
                 "tokens_per_s": self.new_tokens / self.decode_s if self.decode_s else float("nan"),
                 "tokens_per_round": self.new_tokens / rounds,
                 "acceptance": self.accepted / self.drafted if self.drafted else float("nan"),
                 "hit_rate": self.hits / predicted, "length_hit_rate": self.length_hits / predicted,
                 "bonus_hit_rate": self.hits / self.length_hits if self.length_hits else float("nan"),
-                "tokens_per_round_hit": self.tokens_on_hit / max(self.rounds_on_hit, 1),
+                "tokens_per_round_hit": self.tokens_on_hit / max(self.hits, 1),
                 "tokens_per_round_miss": (self.new_tokens - self.tokens_on_hit) / miss_rounds,
                 "verify_ms": 1000 * self.verify_s / rounds}
 
@@ -116,6 +120,18 @@ def autoregressive(target, prompt: list[int], n_new: int, temperature: float = 0
     return out, stats
 
 
+def _propose(logits: torch.Tensor, temperature: float, c: float, top: int,
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draft's proposal q (temperature, then Saguaro on its ``top`` tokens when C < 1) and a
+    token drawn from it (the argmax at temperature 0); logits [V] or [B, V]."""
+    q = probs(logits, temperature)
+    if c < 1:
+        q = saguaro(q, top, c)
+    if temperature == 0:
+        return q.argmax(-1), q
+    return torch.multinomial(q.reshape(-1, q.shape[-1]), 1, generator=generator).reshape(q.shape[:-1]), q
+
+
 def _draft_chain(draft, s: list[int], k: int, temperature: float, c: float, fan: int,
                  generator: torch.Generator) -> tuple[list[int], torch.Tensor]:
     """K tokens from the draft after ``s`` (its cache must hold a prefix of s[:-1] at most)."""
@@ -123,8 +139,8 @@ def _draft_chain(draft, s: list[int], k: int, temperature: float, c: float, fan:
     logits = draft.feed(s[draft.length:])[-1]
     xs, qs = [], []
     for i in range(k):
-        q = saguaro(probs(logits, temperature), fan, c) if c < 1 else probs(logits, temperature)
-        xs.append(int(q.argmax()) if temperature == 0 else int(torch.multinomial(q, 1, generator=generator)))
+        x, q = _propose(logits, temperature, c, fan, generator)
+        xs.append(int(x))
         qs.append(q)
         if i < k - 1:
             logits = draft.feed([xs[-1]])[-1]
@@ -195,10 +211,8 @@ def _build_cache(draft, s: list[int], xs: list[int], cfg: DecodeConfig, fan: lis
         logits = branch.feed(candidates[:, None])[:, -1]
         tokens, dists = [], []
         for step in range(k):
-            qd = probs(logits, cfg.temperature)
-            if c < 1:  # the official code scales the top F+1: the speculated token and F bonus candidates
-                qd = saguaro(qd, fan[0] + 1, c)
-            nxt = qd.argmax(-1) if cfg.temperature == 0 else torch.multinomial(qd, 1, generator=generator).squeeze(-1)
+            # Saguaro on the top F+1, as the official code: the speculated token and F bonus candidates
+            nxt, qd = _propose(logits, cfg.temperature, c, fan[0] + 1, generator)
             tokens.append(nxt)
             dists.append(qd)
             if step < k - 1:
@@ -358,7 +372,6 @@ def _ssd_rounds(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg:
             stats.predicted += 1
             stats.hits += hit
             stats.length_hits += length_hit
-            stats.rounds_on_hit += hit
             stats.tokens_on_hit += emitted if hit else 0
         target.crop(len(s) - 1)
         outcome = (accepted, bonus)

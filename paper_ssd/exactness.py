@@ -43,3 +43,31 @@ def toy_rounds(p: torch.Tensor, q: torch.Tensor, n: int, gen: torch.Generator, p
     verdict = verify(draft, q_rows, p.expand(n, k + 1, v), gen)
     first = torch.where(verdict.accepted > 0, draft[:, 0], verdict.bonus)
     return draft, verdict, first
+
+
+def next_token_law(session, prefix: list[int]) -> torch.Tensor:
+    """The target's exact next-token distribution after ``prefix`` (float64)."""
+    session.reset()
+    return torch.softmax(session.feed(prefix)[-1].double(), -1)
+
+
+def two_token_pvalues(session, prompt: list[int], samples: list[tuple[int, int]], seed: int = 0,
+                      min_expected: float = 5.0) -> tuple[float, float]:
+    """End-to-end test of generated pairs (y1, y2) against the target's own law: a chi-square
+    p-value for y1 against p(. | prompt), rare tokens pooled into one bin; and a Kolmogorov-Smirnov
+    p-value for y2 through the randomised probability integral transform under p(. | prompt, y1),
+    which is uniform on [0, 1] exactly when y2 follows the target whatever y1 was."""
+    import numpy as np
+    from scipy import stats
+
+    n = len(samples)
+    counts = np.bincount([a for a, _ in samples], minlength=session.vocab_size)
+    expected = next_token_law(session, prompt).numpy() * n
+    big = expected >= min_expected
+    observed = np.append(counts[big], counts[~big].sum())
+    expected = np.append(expected[big], expected[~big].sum())
+    chi2 = float(stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue)
+    rng = np.random.default_rng(seed)
+    laws = {a: next_token_law(session, prompt + [a]) for a in {a for a, _ in samples}}
+    u = [float(laws[a][:b].sum()) + rng.random() * float(laws[a][b]) for a, b in samples]
+    return chi2, float(stats.kstest(u, "uniform").pvalue)

@@ -182,21 +182,15 @@ class SSDSuite(Suite):
         totals = {m: engine.Stats() for m in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast")}
         streams: dict[str, list] = {m: [] for m in totals}
 
-        def add(total, stats):
-            for name in ("new_tokens", "rounds", "drafted", "accepted", "prefill_s", "decode_s", "verify_s", "draft_s",
-                         "wait_s", "predicted", "hits", "length_hits", "tokens_on_hit", "rounds_on_hit", "draft_busy_s",
-                         "draft_idle_s", "backup_s"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-
         for threads in (1, 2):  # one core (the paper's SD arrangement), then both cores (equal hardware)
             torch.set_num_threads(threads)
             tag = "" if threads == 1 else "_2t"
             for prompt in track(prompts, f"AR and SD, {threads} thread(s)"):
                 out, st = engine.autoregressive(target, prompt, cfg.new_tokens, cfg.temperature, seed)
-                add(totals["ar" + tag], st)
+                totals["ar" + tag].add(st)
                 streams["ar" + tag].append(out)
                 out, st = engine.speculative(target, draft, prompt, cfg.new_tokens, dcfg)
-                add(totals["sd" + tag], st)
+                totals["sd" + tag].add(st)
                 streams["sd" + tag].append(out)
         torch.set_num_threads(cfg.threads)
         for backup in ("jit", "fast"):
@@ -204,7 +198,7 @@ class SSDSuite(Suite):
             with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
                 for prompt in track(prompts, f"SSD ({backup} backup), draft on core 1"):
                     out, st = engine.ssd(target, proc, prompt, cfg.new_tokens, bcfg, core=0)
-                    add(totals[f"ssd_{backup}"], st)
+                    totals[f"ssd_{backup}"].add(st)
                     streams[f"ssd_{backup}"].append(out)
         if cfg.temperature == 0:
             matches, divergences = self._greedy_identity(target, prompts, streams, cfg.greedy_eps)
@@ -368,20 +362,9 @@ class SSDSuite(Suite):
         """p-values of the first generated token (chi-square against the target's law) and of the
         second (randomised PIT against its conditional law, Kolmogorov-Smirnov), for SD and SSD,
         on the tiny pair (thousands of seeded generations)."""
-        import numpy as np
-        import torch
-        from scipy import stats
-
-        from paper_ssd import engine
+        from paper_ssd import engine, exactness
 
         target, draft = tiny[0].session(), tiny[1].session()
-
-        def law(prefix):
-            target.reset()
-            return torch.softmax(target.feed(prefix)[-1].double(), -1)
-
-        first_law = law(prompt)
-        rng = np.random.default_rng(seed)
         out = {}
         scfg = engine.DecodeConfig(k=1, temperature=1.0, fan_out=[2, 2], backup="fast", saguaro_c=0.5)
         with engine.DraftProcess(tiny[1], scfg, core=None) as proc:
@@ -393,17 +376,9 @@ class SSDSuite(Suite):
                         toks, _ = engine.speculative(target, draft, prompt, 2, run_cfg)
                     else:
                         toks, _ = engine.ssd(target, proc, prompt, 2, run_cfg, core=None)
-                    samples.append(toks)
-                n = len(samples)
-                counts = np.bincount([a for a, _ in samples], minlength=len(first_law))
-                expected = first_law.numpy() * n
-                big = expected >= 5
-                obs = np.append(counts[big], counts[~big].sum())
-                exp = np.append(expected[big], expected[~big].sum())
-                out[f"{mode}_first_token_chi2_p"] = float(stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue)
-                laws = {a: law(prompt + [a]) for a in {a for a, _ in samples}}
-                u = [float(laws[a][:b].sum()) + rng.random() * float(laws[a][b]) for a, b in samples]
-                out[f"{mode}_second_token_pit_ks_p"] = float(stats.kstest(u, "uniform").pvalue)
+                    samples.append(tuple(toks))
+                chi2, ks = exactness.two_token_pvalues(target, prompt, samples, seed)
+                out[f"{mode}_first_token_chi2_p"], out[f"{mode}_second_token_pit_ks_p"] = chi2, ks
         return out
 
     def figures(self, results, cfg, out_dir):

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-scipy_stats = pytest.importorskip("scipy.stats")
+pytest.importorskip("scipy.stats")
 
 from paper_infcompute import corpus  # noqa: E402
 from paper_infcompute import train as tr  # noqa: E402
 from paper_infcompute.model import ModelConfig  # noqa: E402
 from paper_ssd import engine  # noqa: E402
-from paper_ssd.lm import TorchSession, save_tiny  # noqa: E402
+from paper_ssd.exactness import two_token_pvalues  # noqa: E402
+from paper_ssd.lm import save_tiny  # noqa: E402
 
 SPEC = corpus.CorpusSpec(train_bytes=12_000, val_bytes=2000)
 
@@ -79,27 +79,6 @@ def test_trained_pair_accepts_and_the_cache_hits(pair):
     assert s["acceptance"] > 0.2 and s["hit_rate"] > 0.3, s  # trained on the same bytes: they agree
 
 
-def next_token_law(target: TorchSession, prefix: list[int]) -> torch.Tensor:
-    target.reset()
-    return torch.softmax(target.feed(prefix)[-1].double(), -1)
-
-
-def chi_square_pvalue(samples: list[int], law: torch.Tensor, min_expected: float = 5.0) -> float:
-    n = len(samples)
-    counts = np.bincount(samples, minlength=len(law))
-    expected = law.numpy() * n
-    big = expected >= min_expected
-    observed = np.append(counts[big], counts[~big].sum())  # the rare tokens pooled into one bin
-    expected = np.append(expected[big], expected[~big].sum())
-    return float(scipy_stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue)
-
-
-def pit(token: int, law: torch.Tensor, rng: np.random.Generator) -> float:
-    """Randomised probability integral transform: uniform on [0, 1] exactly when token ~ law."""
-    cdf_below = float(law[:token].sum())
-    return cdf_below + rng.random() * float(law[token])
-
-
 @pytest.mark.parametrize("mode", ["sd", "ssd_jit", "ssd_fast_saguaro"])
 def test_sampling_matches_the_targets_law(pair, mode):
     """First two tokens at temperature 1 over many seeded runs against the target's exact law."""
@@ -120,11 +99,8 @@ def test_sampling_matches_the_targets_law(pair, mode):
             samples.append(tuple(out))
     # first token: chi-square against p(. | prompt); second: its conditional law, through the
     # randomised PIT (uniform under the target's law whatever the first token was), by Kolmogorov-Smirnov
-    assert chi_square_pvalue([a for a, _ in samples], next_token_law(target, prompt)) > 1e-3
-    rng = np.random.default_rng(0)
-    laws = {a: next_token_law(target, prompt + [a]) for a in {a for a, _ in samples}}
-    u = [pit(b, laws[a], rng) for a, b in samples]
-    assert scipy_stats.kstest(u, "uniform").pvalue > 1e-3
+    chi2, ks = two_token_pvalues(target, prompt, samples)
+    assert chi2 > 1e-3 and ks > 1e-3
 
 
 class BrokenSpec:
