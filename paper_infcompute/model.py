@@ -46,7 +46,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate channel pairs (x[..., ::2], x[..., 1::2]) by position-dependent angles."""
     x1, x2 = x[..., ::2], x[..., 1::2]
     t = x.shape[-2]
-    c, s = cos[:t], sin[:t]
+    c, s = (cos[:t], sin[:t]) if cos.dim() == 2 else (cos, sin)  # per-row tables are already [b, 1, t, .]
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1).flatten(-2)
 
 
@@ -66,9 +66,12 @@ class Block(nn.Module):
         self.up = nn.Linear(cfg.d_model, cfg.ff, bias=False)
         self.down = nn.Linear(cfg.ff, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: dict | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``cos``/``sin`` are the tables at this call's positions. With ``cache`` (a dict kept by the
-        caller) keys and values of earlier calls are reused and the new tokens appended."""
+        caller) keys and values of earlier calls are reused and the new tokens appended.
+        ``key_mask`` [b, past + t] (bool) hides cache slots per row (rows of a batch that advanced by
+        different amounts); the new tokens stay causal among themselves."""
         b, t, d = x.shape
         hd = self.head_dim
         q, k, v = self.qkv(self.attn_norm(x)).split([d, self.n_kv * hd, self.n_kv * hd], dim=-1)
@@ -84,6 +87,10 @@ class Block(nn.Module):
                 if t > 1:  # new query i sees every cached position and the new ones up to itself
                     mask = torch.arange(past + t, device=x.device)[None, :] <= past + torch.arange(t, device=x.device)[:, None]
             cache["k"], cache["v"] = k, v
+        if key_mask is not None:
+            past = k.shape[2] - t
+            causal_part = torch.arange(past + t, device=x.device)[None, :] <= past + torch.arange(t, device=x.device)[:, None]
+            mask, causal = key_mask[:, None, None, :] & causal_part, False
         if self.n_kv != self.n_heads:  # cache the n_kv heads, share each among its query group
             k, v = (z.repeat_interleave(self.n_heads // self.n_kv, dim=1) for z in (k, v))
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
@@ -109,17 +116,24 @@ class Decoder(nn.Module):
             if isinstance(m, nn.Linear | nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
 
-    def forward(self, idx: torch.Tensor, caches: list[dict] | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, caches: list[dict] | None = None, positions: torch.Tensor | None = None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [b, t, vocab]. ``caches`` (one dict per block, from ``new_caches``) turns on
-        incremental decoding: positions continue after what the caches hold."""
-        pos = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
+        incremental decoding: positions continue after what the caches hold, unless ``positions``
+        [b, t] gives each row's own (with ``key_mask`` hiding the cache slots a row does not use)."""
         t = idx.shape[1]
-        if pos + t > self.cfg.seq_len:
-            raise ValueError(f"positions {pos}..{pos + t - 1} exceed seq_len {self.cfg.seq_len}")
-        cos, sin = self.cos[pos:pos + t], self.sin[pos:pos + t]
+        if positions is None:
+            pos = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
+            if pos + t > self.cfg.seq_len:
+                raise ValueError(f"positions {pos}..{pos + t - 1} exceed seq_len {self.cfg.seq_len}")
+            cos, sin = self.cos[pos:pos + t], self.sin[pos:pos + t]
+        else:
+            if int(positions.max()) >= self.cfg.seq_len:
+                raise ValueError(f"position {int(positions.max())} exceeds seq_len {self.cfg.seq_len}")
+            cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = self.embed(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if caches is None else caches[i])
+            x = block(x, cos, sin, None if caches is None else caches[i], key_mask)
         return self.head(self.norm(x))
 
     def new_caches(self) -> list[dict]:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from paper_ssd.lm import Rows
 from paper_ssd.verify import one_hot_proposal, probs, saguaro, verify
 
 
@@ -57,8 +58,12 @@ class DecodeConfig:
 
 @dataclass
 class Stats:
+    """Counts and times of one decode call. A *round* is one row's draft-verify cycle (a batch of B
+    rows runs B rounds per step); times are wall-clock per step."""
+
     new_tokens: int = 0
     rounds: int = 0
+    steps: int = 0  # batched target passes after prefill
     drafted: int = 0
     accepted: int = 0
     prefill_s: float = 0.0
@@ -66,7 +71,7 @@ class Stats:
     verify_s: float = 0.0
     draft_s: float = 0.0  # SD: drafting on the critical path
     wait_s: float = 0.0  # SSD: target waiting for the draft's answer
-    predicted: int = 0  # SSD rounds after the first: the ones a speculation cache could serve
+    predicted: int = 0  # SSD rounds after a row's first: the ones a speculation cache could serve
     hits: int = 0
     length_hits: int = 0  # the accepted length had candidates (F_a > 0)
     tokens_on_hit: int = 0
@@ -91,136 +96,199 @@ class Stats:
                 "bonus_hit_rate": self.hits / self.length_hits if self.length_hits else float("nan"),
                 "tokens_per_round_hit": self.tokens_on_hit / max(self.hits, 1),
                 "tokens_per_round_miss": (self.new_tokens - self.tokens_on_hit) / miss_rounds,
-                "verify_ms": 1000 * self.verify_s / rounds}
+                "verify_ms": 1000 * self.verify_s / max(self.steps, 1)}
 
 
-def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+def _as_batch(prompt) -> tuple[list[list[int]], bool]:
+    """One prompt (a list of ints) or a batch (a list of lists); whether it was one."""
+    if len(prompt) and isinstance(prompt[0], list | tuple):
+        return [list(p) for p in prompt], False
+    return [list(prompt)], True
+
+
+def _generator(session, seed: int) -> torch.Generator:
+    return torch.Generator(device=session.device).manual_seed(seed)
+
+
+def _last(logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
+    """Each row's logits after its own last fed token ([B, V]) from a padded ragged feed."""
+    index = torch.tensor([len(x) - 1 for x in seqs], device=logits.device)
+    return logits[torch.arange(len(seqs), device=logits.device), index]
+
+
+def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """A token per row of logits [B, V] (or one from [V]): the argmax at temperature 0."""
     if temperature == 0:
-        return int(logits.argmax())
-    return int(torch.multinomial(probs(logits, temperature), 1, generator=generator))
+        return logits.argmax(-1)
+    q = probs(logits, temperature)
+    return torch.multinomial(q.reshape(-1, q.shape[-1]), 1, generator=generator).reshape(q.shape[:-1])
 
 
-def autoregressive(target, prompt: list[int], n_new: int, temperature: float = 0.0,
-                   seed: int = 0) -> tuple[list[int], Stats]:
-    gen = torch.Generator().manual_seed(seed)
+def autoregressive(target, prompt, n_new: int, temperature: float = 0.0, seed: int = 0):
+    """The target alone, one token per pass; ``prompt`` one list of ids or a batch of lists."""
+    prompts, single = _as_batch(prompt)
+    gen = _generator(target, seed)
     stats = Stats()
-    target.reset()
+    rows = Rows.fresh(target, len(prompts))
     t0 = time.perf_counter()
-    logits = target.feed(prompt)[-1]
+    logits = _last(rows.feed(prompts), prompts)
     stats.prefill_s = time.perf_counter() - t0
-    out: list[int] = []
+    out = []
     t0 = time.perf_counter()
     while True:
         out.append(pick(logits, temperature, gen))
         if len(out) == n_new:
             break
-        logits = target.feed([out[-1]])[-1]
+        logits = rows.feed(out[-1][:, None])[:, -1]
     stats.decode_s = time.perf_counter() - t0
-    stats.new_tokens = stats.rounds = len(out)
-    return out, stats
+    streams = torch.stack(out, 1).tolist()
+    stats.new_tokens = stats.rounds = len(prompts) * n_new
+    stats.steps = n_new
+    return (streams[0] if single else streams), stats
 
 
 def _propose(logits: torch.Tensor, temperature: float, c: float, top: int,
-             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The draft's proposal q (temperature, then Saguaro on its ``top`` tokens when C < 1) and a
-    token drawn from it (the argmax at temperature 0); logits [V] or [B, V]."""
+    token drawn from it; logits [B, V]. At temperature 0 the proposal is the argmax, a
+    deterministic one: q is None (verified as q = delta_x)."""
+    if temperature == 0:
+        return logits.argmax(-1), None
     q = probs(logits, temperature)
     if c < 1:
         q = saguaro(q, top, c)
-    if temperature == 0:
-        return q.argmax(-1), q
     return torch.multinomial(q.reshape(-1, q.shape[-1]), 1, generator=generator).reshape(q.shape[:-1]), q
 
 
-def _draft_chain(draft, s: list[int], k: int, temperature: float, c: float, fan: int,
-                 generator: torch.Generator) -> tuple[list[int], torch.Tensor]:
-    """K tokens from the draft after ``s`` (its cache must hold a prefix of s[:-1] at most)."""
-    draft.crop(min(draft.length, len(s) - 1))
-    logits = draft.feed(s[draft.length:])[-1]
+def _chain(rows: Rows, logits: torch.Tensor, k: int, temperature: float, c: float, top: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """K draft tokens per row from the logits after each row's last token: tokens [B, K] and
+    their proposals [B, K, V] (None at temperature 0). The rows' caches grow by K - 1."""
     xs, qs = [], []
     for i in range(k):
-        x, q = _propose(logits, temperature, c, fan, generator)
-        xs.append(int(x))
+        x, q = _propose(logits, temperature, c, top, generator)
+        xs.append(x)
         qs.append(q)
         if i < k - 1:
-            logits = draft.feed([xs[-1]])[-1]
-    return xs, torch.stack(qs)
+            logits = rows.feed(x[:, None])[:, -1]
+    return torch.stack(xs, 1), (None if temperature == 0 else torch.stack(qs, 1))
 
 
-def _verify_round(target, s: list[int], xs: list[int], qs: torch.Tensor, temperature: float,
-                  generator: torch.Generator) -> tuple[int, int]:
-    p = probs(target.feed([s[-1], *xs]), temperature)
-    verdict = verify(torch.tensor([xs]), qs[None], p[None], generator)
-    return int(verdict.accepted[0]), int(verdict.bonus[0])
+def _catch_up(rows: Rows, s: list[list[int]], extra: list[list[int]] | None = None) -> torch.Tensor:
+    """Roll each row back to (at most) s[r][:-1], feed the rest of s[r] and ``extra[r]``; the
+    logits of the last len(extra[r]) + 1 tokens of each row [B, len(extra) + 1, V]."""
+    rows.truncate(torch.minimum(rows.lengths, torch.tensor([len(x) - 1 for x in s], device=rows.lengths.device)))
+    extra = extra or [[] for _ in s]
+    seqs = [x[int(n):] + e for x, n, e in zip(s, rows.lengths.tolist(), extra, strict=True)]
+    logits = rows.feed(seqs)
+    width = len(extra[0]) + 1
+    index = torch.tensor([len(x) - width for x in seqs], device=logits.device)[:, None] + torch.arange(width, device=logits.device)
+    return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
 
 
-def _commit(s: list[int], xs: list[int], accepted: int, bonus: int, stats: Stats, start: int, n_new: int) -> int:
-    emitted = xs[:accepted] + [bonus]
-    room = n_new - (len(s) - start)
-    s += emitted[:room]
-    stats.rounds += 1
-    stats.drafted += len(xs)
-    stats.accepted += accepted
-    return len(emitted[:room])
+def _draft_chain(rows: Rows, s: list[list[int]], k: int, temperature: float, c: float, top: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """K tokens from the draft after each s[r] (the rows may hold any prefix of s[r][:-1])."""
+    return _chain(rows, _catch_up(rows, s)[:, -1], k, temperature, c, top, generator)
 
 
-def speculative(target, draft, prompt: list[int], n_new: int, cfg: DecodeConfig) -> tuple[list[int], Stats]:
+def _verify_round(target: Rows, s: list[list[int]], xs: torch.Tensor, qs: torch.Tensor | None, temperature: float,
+                  generator: torch.Generator) -> tuple[list[int], list[int]]:
+    xs = xs.to(target.mask.device)
+    pending = torch.tensor([x[-1] for x in s], device=xs.device)
+    p = probs(target.feed(torch.cat([pending[:, None], xs], 1)), temperature)
+    verdict = verify(xs, qs, p, generator)
+    return verdict.accepted.tolist(), verdict.bonus.tolist()
+
+
+def _commit(s: list[list[int]], xs: list[list[int]], accepted: list[int], bonus: list[int], stats: Stats,
+            start: list[int], n_new: int) -> list[int]:
+    """Append each live row's accepted tokens and bonus (capped at n_new); tokens emitted per row."""
+    emitted = []
+    for r, row in enumerate(s):
+        room = n_new - (len(row) - start[r])
+        if room <= 0:  # finished rows ride along in the batch; nothing of theirs counts
+            emitted.append(0)
+            continue
+        new = (xs[r][:accepted[r]] + [bonus[r]])[:room]
+        row += new
+        stats.rounds += 1
+        stats.drafted += len(xs[r])
+        stats.accepted += accepted[r]
+        emitted.append(len(new))
+    stats.steps += 1
+    return emitted
+
+
+def _done(s: list[list[int]], start: list[int], n_new: int) -> bool:
+    return all(len(row) - n >= n_new for row, n in zip(s, start, strict=True))
+
+
+def speculative(target, draft, prompt, n_new: int, cfg: DecodeConfig):
     """Synchronous SD: the draft proposes K tokens, then the target verifies them in one pass."""
     cfg.check()
-    gen = torch.Generator().manual_seed(cfg.seed)
+    prompts, single = _as_batch(prompt)
+    gen = _generator(target, cfg.seed)
+    dgen = _generator(draft, cfg.seed + 1)
     stats = Stats()
-    target.reset()
-    draft.reset()
+    t_rows, d_rows = Rows.fresh(target, len(prompts)), Rows.fresh(draft, len(prompts))
     t0 = time.perf_counter()
-    target.feed(prompt[:-1])
-    draft.feed(prompt[:-1])
+    if any(len(p) > 1 for p in prompts):
+        t_rows.feed([p[:-1] or p for p in prompts])
+        t_rows.truncate([len(p) - 1 for p in prompts])
+        d_rows.feed([p[:-1] or p for p in prompts])
+        d_rows.truncate([len(p) - 1 for p in prompts])
     stats.prefill_s = time.perf_counter() - t0
-    s = list(prompt)
+    s = [list(p) for p in prompts]
+    start = [len(p) for p in prompts]
     t_start = time.perf_counter()
-    while len(s) - len(prompt) < n_new:
+    while not _done(s, start, n_new):
         t0 = time.perf_counter()
-        xs, qs = _draft_chain(draft, s, cfg.k, cfg.temperature, 1.0, 0, gen)
+        xs, qs = _draft_chain(d_rows, s, cfg.k, cfg.temperature, 1.0, 0, dgen)
         t1 = time.perf_counter()
-        accepted, bonus = _verify_round(target, s, xs, qs, cfg.temperature, gen)
+        accepted, bonus = _verify_round(t_rows, s, xs, qs, cfg.temperature, gen)
         stats.draft_s += t1 - t0
         stats.verify_s += time.perf_counter() - t1
-        _commit(s, xs, accepted, bonus, stats, len(prompt), n_new)
-        target.crop(len(s) - 1)
+        _commit(s, xs.tolist(), accepted, bonus, stats, start, n_new)
+        t_rows.truncate([len(x) - 1 for x in s])
     stats.decode_s = time.perf_counter() - t_start
-    stats.new_tokens = len(s) - len(prompt)
-    return s[len(prompt):], stats
+    stats.new_tokens = sum(len(x) - n for x, n in zip(s, start, strict=True))
+    streams = [x[n:] for x, n in zip(s, start, strict=True)]
+    return (streams[0] if single else streams), stats
 
 
 # ---------------------------------------------------------------------------- SSD draft process
-def _build_cache(draft, s: list[int], xs: list[int], cfg: DecodeConfig, fan: list[int],
-                 generator: torch.Generator) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
-    """Predict the outcome of verifying ``xs`` after ``s`` and pre-draft the next round for each."""
+Cache = dict[tuple[int, int, int], tuple[list[int], torch.Tensor | None]]  # (row, accepted, bonus) -> next chain
+
+
+def _build_cache(rows: Rows, s: list[list[int]], xs: list[list[int]], cfg: DecodeConfig, fans: list[list[int]],
+                 generator: torch.Generator) -> Cache:
+    """Predict the outcome of verifying xs[r] after s[r] and pre-draft the next round for the
+    likely ones: every row's branches over every accepted length decode as one batch."""
     k, c = cfg.k, cfg.saguaro_c
-    draft.crop(min(draft.length, len(s) - 1))
-    glue = draft.feed(s[draft.length:] + xs)[-(k + 1):]  # draft logits after s + x_1..x_j, j = 0..K
-    cache = {}
-    for j in range(k + 1):
-        if fan[j] <= 0:
-            continue
-        q = probs(glue[j], cfg.temperature) if cfg.temperature > 0 else torch.softmax(glue[j], -1)
-        if j < k:
-            q = q.clone()
-            q[xs[j]] = -1.0  # a rejection at j+1 rules out the rejected token as the bonus
-        candidates = q.topk(min(fan[j], q.numel() - 1)).indices
-        branch = draft.fork(len(s) + j, len(candidates))
-        logits = branch.feed(candidates[:, None])[:, -1]
-        tokens, dists = [], []
-        for step in range(k):
-            # Saguaro on the top F+1, as the official code: the speculated token and F bonus candidates
-            nxt, qd = _propose(logits, cfg.temperature, c, fan[0] + 1, generator)
-            tokens.append(nxt)
-            dists.append(qd)
-            if step < k - 1:
-                logits = branch.feed(nxt[:, None])[:, -1]
-        tokens_t, dists_t = torch.stack(tokens, 1), torch.stack(dists, 1)  # [F, K], [F, K, V]
-        for i, t in enumerate(candidates.tolist()):
-            cache[(j, t)] = (tokens_t[i].tolist(), dists_t[i])
-    return cache
+    glue = _catch_up(rows, s, xs)  # [B, K+1, V]: draft logits after s + x_1..x_j, j = 0..K
+    q = probs(glue, cfg.temperature) if cfg.temperature > 0 else torch.softmax(glue, -1)
+    spec = torch.tensor(xs, device=q.device)
+    q[:, :k].scatter_(-1, spec[..., None], -1.0)  # a rejection at j+1 rules out x_{j+1} as the bonus
+    widest = min(max(max(f) for f in fans), q.shape[-1] - 1)
+    if widest <= 0:
+        return {}
+    top = q.topk(widest, -1).indices.tolist()  # [B, K+1, widest]
+    keys, parent, lengths = [], [], []
+    for r, fan in enumerate(fans):
+        for j in range(k + 1):
+            for t in top[r][j][:max(fan[j], 0)]:
+                keys.append((r, j, t))
+                parent.append(r)
+                lengths.append(len(s[r]) + j)
+    if not keys:
+        return {}
+    branch = rows.take(parent, lengths)
+    logits = branch.feed(torch.tensor([[t] for (_, _, t) in keys]))[:, -1]
+    # Saguaro on the top F+1, as the official code: the speculated token and F bonus candidates
+    tokens, dists = _chain(branch, logits, k, cfg.temperature, c, cfg.fan_out[0] + 1, generator)
+    tokens = tokens.tolist()
+    return {key: (tokens[i], None if dists is None else dists[i]) for i, key in enumerate(keys)}
 
 
 def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
@@ -229,12 +297,10 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
             os.sched_setaffinity(0, {core})
         torch.set_num_threads(1)
         draft = spec.session()
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        vocab = draft.vocab_size
+        gen = _generator(draft, cfg.seed + 1)
         fast = torch.Generator().manual_seed(cfg.seed + 2)
-        s: list[int] = []
-        cache: dict = {}
-        xs: list[int] = []
+        vocab = draft.vocab_size
+        rows, s, cache, xs = None, [], {}, []
         idle0 = time.perf_counter()
         while True:
             msg = conn.recv()
@@ -242,32 +308,47 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
             if msg[0] == "stop":
                 return
             if msg[0] == "prefill":
-                s, cache, xs = list(msg[1]), {}, []
-                draft.reset()
-                draft.feed(s[:-1])
+                s, cache, xs = [list(p) for p in msg[1]], {}, []
+                rows = Rows.fresh(draft, len(s))
+                if any(len(p) > 1 for p in s):
+                    rows.feed([p[:-1] or p for p in s])
+                    rows.truncate([len(p) - 1 for p in s])
                 conn.send(("ok",))
                 idle0 = time.perf_counter()
                 continue
             busy0 = time.perf_counter()
-            outcome = msg[1]
+            outcomes = msg[1]
             backup_s = 0.0
-            if outcome is not None:
-                accepted, bonus = outcome
-                s += xs[:accepted] + [bonus]
-            entry = cache.get(outcome) if outcome is not None else None
-            length_hit = outcome is not None and any(key[0] == outcome[0] for key in cache)
-            if entry is not None:
-                xs, qs = entry
-            elif outcome is None or cfg.backup == "jit":
+            if outcomes is not None:
+                for r, (accepted, bonus) in enumerate(outcomes):
+                    s[r] += xs[r][:accepted] + [bonus]
+            entries = [None] * len(s) if outcomes is None else \
+                [cache.get((r, a, t)) for r, (a, t) in enumerate(outcomes)]
+            length_hits = [False] * len(s) if outcomes is None else \
+                [any(key[:2] == (r, a) for key in cache) for r, (a, _) in enumerate(outcomes)]
+            missed = [r for r, e in enumerate(entries) if e is None]
+            new_xs = [e[0] if e is not None else None for e in entries]
+            new_qs = [e[1] if e is not None else None for e in entries]
+            if missed and (outcomes is None or cfg.backup == "jit"):
                 b0 = time.perf_counter()
-                xs, qs = _draft_chain(draft, s, cfg.k, cfg.temperature, cfg.saguaro_c, cfg.fan_out[0] + 1, gen)
+                sub = rows if len(missed) == len(s) else rows.take(missed)
+                tok, dist = _draft_chain(sub, [s[r] for r in missed], cfg.k, cfg.temperature, cfg.saguaro_c,
+                                         cfg.fan_out[0] + 1, gen)
+                for i, r in enumerate(missed):
+                    new_xs[r], new_qs[r] = tok[i].tolist(), None if dist is None else dist[i]
                 backup_s = time.perf_counter() - b0
             else:  # random tokens: costs nothing, verified as q = delta_x
-                xs = torch.randint(vocab, (cfg.k,), generator=fast).tolist()
-                qs = one_hot_proposal(torch.tensor(xs), vocab)
-            conn.send(("spec", xs, qs, entry is not None, length_hit, idle, backup_s))
-            fan = cfg.fan_out if (entry is not None or not cfg.fan_out_miss) else cfg.fan_out_miss
-            cache = _build_cache(draft, s, xs, cfg, fan, gen)
+                for r in missed:
+                    new_xs[r] = torch.randint(vocab, (cfg.k,), generator=fast).tolist()
+            xs = new_xs
+            qs = None
+            if cfg.temperature > 0:  # deterministic rows (random backup) get q = delta_x
+                qs = torch.stack([q.cpu() if q is not None else one_hot_proposal(torch.tensor(x), vocab)
+                                  for x, q in zip(xs, new_qs, strict=True)])
+            hits = [e is not None for e in entries]
+            conn.send(("spec", xs, qs, hits, length_hits, idle, backup_s))
+            fans = [cfg.fan_out if (hit or not cfg.fan_out_miss) else cfg.fan_out_miss for hit in hits]
+            cache = _build_cache(rows, s, xs, cfg, fans, gen)
             conn.send(("built", time.perf_counter() - busy0))
             idle0 = time.perf_counter()
     except (EOFError, KeyboardInterrupt):
@@ -326,8 +407,7 @@ class DraftProcess:
         self.close()
 
 
-def ssd(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg: DecodeConfig,
-        core: int | None = 0) -> tuple[list[int], Stats]:
+def ssd(target, draft: DraftProcess, prompt, n_new: int, cfg: DecodeConfig, core: int | None = 0):
     """SSD: the draft process builds the speculation cache while the target verifies."""
     cfg.check()
     pinned = core is not None and hasattr(os, "sched_setaffinity") and core < (os.cpu_count() or 1)
@@ -335,48 +415,58 @@ def ssd(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg: DecodeC
     if pinned:
         os.sched_setaffinity(0, {core})
     try:
-        return _ssd_rounds(target, draft, prompt, n_new, cfg)
+        prompts, single = _as_batch(prompt)
+        streams, stats = _ssd_rounds(target, draft, prompts, n_new, cfg)
+        return (streams[0] if single else streams), stats
     finally:
         if pinned:
             os.sched_setaffinity(0, before)
 
 
-def _ssd_rounds(target, draft: DraftProcess, prompt: list[int], n_new: int, cfg: DecodeConfig) -> tuple[list[int], Stats]:
-    gen = torch.Generator().manual_seed(cfg.seed)
+def _ssd_rounds(target, draft: DraftProcess, prompts: list[list[int]], n_new: int,
+                cfg: DecodeConfig) -> tuple[list[list[int]], Stats]:
+    gen = _generator(target, cfg.seed)
     stats = Stats()
-    target.reset()
+    rows = Rows.fresh(target, len(prompts))
     t0 = time.perf_counter()
-    draft.send(("prefill", list(prompt)))
-    target.feed(prompt[:-1])
+    draft.send(("prefill", prompts))
+    if any(len(p) > 1 for p in prompts):
+        rows.feed([p[:-1] or p for p in prompts])
+        rows.truncate([len(p) - 1 for p in prompts])
     draft.recv()
     stats.prefill_s = time.perf_counter() - t0
-    s = list(prompt)
-    outcome = None
+    s = [list(p) for p in prompts]
+    start = [len(p) for p in prompts]
+    outcomes = None
     building = False
     t_start = time.perf_counter()
-    while len(s) - len(prompt) < n_new:
+    while not _done(s, start, n_new):
         t0 = time.perf_counter()
         if building:  # the draft's previous cache build, if still running, is time the target waits
             stats.draft_busy_s += draft.recv()[1]
-        draft.send(("round", outcome))
-        _, xs, qs, hit, length_hit, idle, backup_s = draft.recv()
+        draft.send(("round", outcomes))
+        _, xs, qs, hits, length_hits, idle, backup_s = draft.recv()
         building = True
         t1 = time.perf_counter()
         stats.wait_s += t1 - t0
         stats.draft_idle_s += idle
         stats.backup_s += backup_s
-        accepted, bonus = _verify_round(target, s, xs, qs, cfg.temperature, gen)
+        x = torch.tensor(xs, device=rows.mask.device)
+        accepted, bonus = _verify_round(rows, s, x, qs, cfg.temperature, gen)
         stats.verify_s += time.perf_counter() - t1
-        emitted = _commit(s, xs, accepted, bonus, stats, len(prompt), n_new)
-        if outcome is not None:  # the first round has no prediction to hit
-            stats.predicted += 1
-            stats.hits += hit
-            stats.length_hits += length_hit
-            stats.tokens_on_hit += emitted if hit else 0
-        target.crop(len(s) - 1)
-        outcome = (accepted, bonus)
+        live = [len(row) - n < n_new for row, n in zip(s, start, strict=True)]
+        emitted = _commit(s, xs, accepted, bonus, stats, start, n_new)
+        if outcomes is not None:  # a row's first round has no prediction to hit
+            for r in range(len(s)):
+                if live[r]:
+                    stats.predicted += 1
+                    stats.hits += hits[r]
+                    stats.length_hits += length_hits[r]
+                    stats.tokens_on_hit += emitted[r] if hits[r] else 0
+        rows.truncate([len(row) - 1 for row in s])
+        outcomes = list(zip(accepted, bonus, strict=True))
     stats.decode_s = time.perf_counter() - t_start
     if building:
         stats.draft_busy_s += draft.recv()[1]
-    stats.new_tokens = len(s) - len(prompt)
-    return s[len(prompt):], stats
+    stats.new_tokens = sum(len(x) - n for x, n in zip(s, start, strict=True))
+    return [x[n:] for x, n in zip(s, start, strict=True)], stats

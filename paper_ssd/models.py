@@ -221,13 +221,25 @@ class HFSession:
     def length(self) -> int:
         return self.cache.get_seq_length()
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     @torch.no_grad()
     def feed(self, tokens) -> torch.Tensor:
-        batch = torch.as_tensor(tokens, dtype=torch.long)
+        batch = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
         one_row = batch.dim() == 1
         out = self.model(input_ids=batch[None] if one_row else batch, cache=self.cache, use_cache=True)
         logits = out.logits.float()
         return logits[0] if one_row else logits
+
+    @torch.no_grad()
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """Per-row positions and a [B, cache + t] mask over the slots (transformers adds causality)."""
+        mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
+                         cache=self.cache, use_cache=True)
+        return out.logits.float()
 
     def crop(self, n: int) -> None:
         if n < 0 or n > self.length:
@@ -235,14 +247,15 @@ class HFSession:
         if n < self.length:  # transformers 5: a negative count removes that many tokens from the end
             self.cache.crop(n - self.length)
 
-    def fork(self, n: int, rows: int) -> HFSession:
-        import copy
+    def take(self, index: torch.Tensor) -> HFSession:
+        """A new session of the given rows (an index may repeat: branches of one row)."""
+        from transformers import DynamicCache
 
-        cache = copy.deepcopy(self.cache)
-        if n < cache.get_seq_length():
-            cache.crop(n - cache.get_seq_length())
-        cache.batch_repeat_interleave(rows)
-        return HFSession(self.model, cache)
+        if self.length == 0:
+            return HFSession(self.model)
+        index = index.to(self.device)
+        layers = [(layer.keys[index], layer.values[index]) for layer in self.cache.layers]
+        return HFSession(self.model, DynamicCache(ddp_cache_data=layers, config=self.model.config))
 
     def reset(self) -> None:
         from transformers import DynamicCache

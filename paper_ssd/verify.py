@@ -61,15 +61,23 @@ class Verdict:
         return [draft[b, : int(self.accepted[b])].tolist() + [int(self.bonus[b])] for b in range(len(draft))]
 
 
-def verify(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor, generator: torch.Generator | None = None) -> Verdict:
-    """draft [B, K] tokens, q [B, K, V] their proposal distributions, p [B, K+1, V] the target's."""
+def verify(draft: torch.Tensor, q: torch.Tensor | None, p: torch.Tensor,
+           generator: torch.Generator | None = None) -> Verdict:
+    """draft [B, K] tokens, q [B, K, V] their proposal distributions, p [B, K+1, V] the target's.
+    ``q=None`` means every token was proposed deterministically (q = delta_x; greedy drafting at
+    temperature 0 is such a proposal), without materialising B x K x V one-hot rows."""
     b, k = draft.shape
-    if q.shape[:2] != (b, k) or p.shape[:2] != (b, k + 1) or q.shape[-1] != p.shape[-1]:
-        raise ValueError(f"shapes disagree: draft {tuple(draft.shape)}, q {tuple(q.shape)}, p {tuple(p.shape)}")
+    draft = draft.to(p.device)
+    if p.shape[:2] != (b, k + 1) or (q is not None and (q.shape[:2] != (b, k) or q.shape[-1] != p.shape[-1])):
+        shape_q = None if q is None else tuple(q.shape)
+        raise ValueError(f"shapes disagree: draft {tuple(draft.shape)}, q {shape_q}, p {tuple(p.shape)}")
     p = p.float()
-    q = q.float()
     px = p[:, :k].gather(-1, draft[..., None]).squeeze(-1)
-    qx = q.gather(-1, draft[..., None]).squeeze(-1)
+    if q is None:
+        qx = torch.ones_like(px)
+    else:
+        q = q.to(p.device).float()
+        qx = q.gather(-1, draft[..., None]).squeeze(-1)
     if bool((qx <= 0).any()):
         raise ValueError("a draft token has zero probability under its own proposal q: q is not what it was drawn from")
     u = torch.rand(b, k, generator=generator, device=p.device)
@@ -77,7 +85,11 @@ def verify(draft: torch.Tensor, q: torch.Tensor, p: torch.Tensor, generator: tor
     accepted = ok.long().cumprod(-1).sum(-1)  # length of the accepted prefix
     rows = torch.arange(b, device=p.device)
     p_at = p[rows, accepted]
-    q_at = torch.cat([q, torch.zeros_like(q[:, :1])], dim=1)[rows, accepted]  # q = 0 past K: residual = p_{K+1}
+    if q is None:  # residual of delta_x: p without the rejected token (nothing removed past K)
+        rejected = draft.gather(1, accepted.clamp(max=k - 1)[:, None]).squeeze(1)
+        q_at = torch.zeros_like(p_at).scatter(1, rejected[:, None], (accepted < k).float()[:, None])
+    else:
+        q_at = torch.cat([q, torch.zeros_like(q[:, :1])], dim=1)[rows, accepted]  # q = 0 past K: residual = p_{K+1}
     residual = (p_at - q_at).clamp(min=0)
     mass = residual.sum(-1, keepdim=True)
     residual = torch.where(mass > 0, residual / mass.clamp(min=1e-30), p_at)

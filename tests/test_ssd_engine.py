@@ -15,7 +15,7 @@ from paper_infcompute import train as tr  # noqa: E402
 from paper_infcompute.model import ModelConfig  # noqa: E402
 from paper_ssd import engine  # noqa: E402
 from paper_ssd.exactness import two_token_pvalues  # noqa: E402
-from paper_ssd.lm import save_tiny  # noqa: E402
+from paper_ssd.lm import Rows, save_tiny  # noqa: E402
 
 SPEC = corpus.CorpusSpec(train_bytes=12_000, val_bytes=2000)
 
@@ -43,7 +43,8 @@ def test_sessions_roll_back_and_fork_exactly(pair):
     target.feed(seq[:12] + [7, 7, 7])  # a rejected speculation ...
     target.crop(12)  # ... rolled back
     assert torch.allclose(target.feed(seq[12:]), full[12:], atol=1e-5)
-    branches = target.fork(10, 3)
+    rows = Rows(target, 1, torch.ones(1, 20, dtype=torch.bool), torch.tensor([20]))
+    branches = rows.take([0, 0, 0], [10, 10, 10])
     out = branches.feed(torch.tensor([[seq[10]], [seq[10]], [99]]))
     assert out.shape[:2] == (3, 1) and torch.allclose(out[0, 0], full[10], atol=1e-5)
     assert torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[2])
@@ -86,17 +87,17 @@ def test_sampling_matches_the_targets_law(pair, mode):
     prompt = prompts[1]
     target, draft = target_spec.session(), draft_spec.session()
     backup, c = ("fast", 0.5) if mode == "ssd_fast_saguaro" else ("jit", 1.0)
-    n = 1500
+    n, batch = 1500, 25  # each row of a batch is an independent draw
     samples = []
     with engine.DraftProcess(draft_spec, engine.DecodeConfig(k=1, temperature=1.0, fan_out=[2, 2], backup=backup,
                                                              saguaro_c=c), core=None) as proc:
-        for seed in range(n):
+        for seed in range(n // batch):
             cfg = engine.DecodeConfig(k=1, temperature=1.0, fan_out=[2, 2], backup=backup, saguaro_c=c, seed=seed)
             if mode == "sd":
-                out, _ = engine.speculative(target, draft, prompt, 2, cfg)
+                out, _ = engine.speculative(target, draft, [prompt] * batch, 2, cfg)
             else:
-                out, _ = engine.ssd(target, proc, prompt, 2, cfg, core=None)
-            samples.append(tuple(out))
+                out, _ = engine.ssd(target, proc, [prompt] * batch, 2, cfg, core=None)
+            samples += [tuple(x) for x in out]
     # first token: chi-square against p(. | prompt); second: its conditional law, through the
     # randomised PIT (uniform under the target's law whatever the first token was), by Kolmogorov-Smirnov
     chi2, ks = two_token_pvalues(target, prompt, samples)
@@ -125,17 +126,67 @@ def test_a_failing_or_dead_draft_is_a_clear_error_and_leaves_no_process(pair):
 
 
 def test_cache_keys_cover_the_fan_out_and_exclude_the_speculated_token(pair):
-    draft = pair[1].session()
-    cfg = engine.DecodeConfig(k=2, temperature=0.0, fan_out=[3, 2, 1])
-    s = pair[2][0]
-    draft.feed(s[:-1])
-    xs = [101, 102]
-    cache = engine._build_cache(draft, s, xs, cfg, cfg.fan_out, torch.Generator())
-    per_length = {j: [t for (jj, t) in cache if jj == j] for j in range(3)}
-    assert [len(per_length[j]) for j in range(3)] == [3, 2, 1]
-    assert 101 not in per_length[0] and 102 not in per_length[1]
-    tokens, q = cache[(0, per_length[0][0])]
+    cfg = engine.DecodeConfig(k=2, temperature=0.5, fan_out=[3, 2, 1], fan_out_miss=[0, 4, 2])
+    s = [pair[2][0], pair[2][1][:15]]  # two rows of different lengths, built in one batch
+    rows = Rows.fresh(pair[1].session(), 2)
+    rows.feed([x[:-1] for x in s])
+    xs = [[101, 102], [103, 104]]
+    cache = engine._build_cache(rows, s, xs, cfg, [cfg.fan_out, cfg.fan_out_miss], torch.Generator())
+    for r, fan in enumerate([cfg.fan_out, cfg.fan_out_miss]):
+        per_length = {j: [t for (rr, jj, t) in cache if (rr, jj) == (r, j)] for j in range(3)}
+        assert [len(per_length[j]) for j in range(3)] == fan
+        assert xs[r][0] not in per_length[0] and xs[r][1] not in per_length[1]
+    tokens, q = cache[(0, 0, [t for (rr, jj, t) in cache if (rr, jj) == (0, 0)][0])]
     assert len(tokens) == 2 and q.shape == (2, 256)
+    # each branch's chain is what the draft alone proposes after s + x_1..x_j + t (greedy)
+    greedy = engine.DecodeConfig(k=2, temperature=0.0, fan_out=[1, 1, 1])
+    rows = Rows.fresh(pair[1].session(), 2)
+    rows.feed([x[:-1] for x in s])
+    cache = engine._build_cache(rows, s, xs, greedy, [greedy.fan_out] * 2, torch.Generator())
+    alone = pair[1].session()
+    for (r, j, t), (tokens, q) in cache.items():
+        assert q is None
+        alone.reset()
+        first = int(alone.feed(s[r] + xs[r][:j] + [t])[-1].argmax())
+        assert tokens == [first, int(alone.feed([first])[-1].argmax())]
+
+
+def test_ragged_rows_match_each_sequence_alone(pair):
+    session = pair[0].session()
+    seqs = [list(range(30, 52)), list(range(60, 69)), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
+    alone = []
+    for x in seqs:
+        session.reset()
+        alone.append(session.feed(x))
+    rows = Rows.fresh(session, 3)
+    rows.feed([x[:6] for x in seqs])
+    rows.feed([x[6:8] + [1, 2, 3] for x in seqs])  # a speculation of three ...
+    rows.truncate([8, 8, 8])  # ... rejected in every row
+    logits = rows.feed([x[8:] for x in seqs])
+    for r, x in enumerate(seqs):
+        assert torch.allclose(logits[r, :len(x) - 8], alone[r][8:], atol=1e-4)
+    assert rows.lengths.tolist() == [len(x) for x in seqs]
+    with pytest.raises(ValueError, match="cannot truncate"):
+        rows.truncate([30, 1, 1])
+
+
+@pytest.mark.parametrize("backup", ["jit", "fast"])
+def test_a_batch_decodes_each_row_as_it_would_alone(pair, backup):
+    """Batch of prompts of different lengths: every mode's greedy stream per row is the target's."""
+    target_spec, draft_spec, prompts = pair
+    batch = [prompts[0], prompts[1][:17], prompts[2][:9], prompts[0][5:]]
+    target, draft = target_spec.session(), draft_spec.session()
+    cfg = engine.DecodeConfig(k=3, temperature=0.0, fan_out=[2, 2, 2, 2], backup=backup)
+    alone = [engine.autoregressive(target, p, 30)[0] for p in batch]
+    ar, ar_stats = engine.autoregressive(target, batch, 30)
+    sd, sd_stats = engine.speculative(target, draft, batch, 30, cfg)
+    with engine.DraftProcess(draft_spec, cfg, core=None) as proc:
+        out, stats = engine.ssd(target, proc, batch, 30, cfg, core=None)
+    assert ar == alone and sd == alone and out == alone
+    for st in (ar_stats, sd_stats, stats):
+        assert st.new_tokens == 4 * 30
+    assert stats.steps < stats.rounds and stats.hits <= stats.length_hits <= stats.predicted
+    assert stats.predicted == stats.rounds - 4  # every row's rounds after its first
 
 
 def test_config_errors_are_plain():

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from paper_ssd import engine, models  # noqa: E402
+from paper_ssd.lm import Rows  # noqa: E402
 
 
 def tiny_tokenizer(path):
@@ -45,7 +46,7 @@ def hf_pair(tmp_path_factory):
     return tiny_qwen(root / "target", 2, 64, 0), tiny_qwen(root / "draft", 1, 32, 1)
 
 
-def test_hf_session_rolls_back_and_forks(hf_pair):
+def test_hf_session_rolls_back_and_takes_rows(hf_pair):
     target = hf_pair[0].session()
     seq = list(range(5, 25))
     full = target.feed(seq)
@@ -53,10 +54,30 @@ def test_hf_session_rolls_back_and_forks(hf_pair):
     target.feed(seq[:8] + [1, 2, 3])
     target.crop(8)
     assert target.length == 8 and torch.allclose(target.feed(seq[8:]), full[8:], atol=1e-4)
-    branches = target.fork(10, 2)
+    rows = Rows(target, 1, torch.ones(1, 20, dtype=torch.bool), torch.tensor([20]))
+    branches = rows.take([0, 0], [10, 10])
     out = branches.feed(torch.tensor([[seq[10]], [7]]))
     assert out.shape[:2] == (2, 1) and torch.allclose(out[0, 0], full[10], atol=1e-4)
     assert target.length == 20
+
+
+def test_hf_ragged_rows_match_each_sequence_alone(hf_pair):
+    """Masked rollback in a batch (attention mask + position ids) against each sequence alone."""
+    session = hf_pair[0].session()
+    seqs = [list(range(5, 21)), list(range(40, 49)), [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]]
+    alone = []
+    for x in seqs:
+        session.reset()
+        alone.append(session.feed(x))
+    rows = Rows.fresh(session, 3)
+    rows.feed([x[:5] for x in seqs])
+    rows.feed([x[5:7] + [1, 2, 3] for x in seqs])
+    rows.truncate([7, 6, 7])
+    rows.feed([seqs[0][7:], seqs[1][6:], seqs[2][7:]])
+    rows.truncate([len(x) - 2 for x in seqs])
+    logits = rows.feed([x[-2:] for x in seqs])
+    for r in range(len(seqs)):
+        assert torch.allclose(logits[r], alone[r][-2:], atol=1e-4)
 
 
 def test_hf_pair_greedy_streams_are_identical(hf_pair):
@@ -68,7 +89,12 @@ def test_hf_pair_greedy_streams_are_identical(hf_pair):
     sd, _ = engine.speculative(target, draft, prompt, 16, cfg)
     with engine.DraftProcess(draft_spec, cfg, core=None) as proc:
         out, stats = engine.ssd(target, proc, prompt, 16, cfg, core=None)
+        batch = [prompt, prompt[2:], [9, 9, 8]]
+        alone = [engine.autoregressive(target, p, 12)[0] for p in batch]
+        ssd_batch, _ = engine.ssd(target, proc, batch, 12, cfg, core=None)
     assert sd == ar and out == ar and stats.new_tokens == 16
+    assert engine.autoregressive(target, batch, 12)[0] == alone
+    assert engine.speculative(target, draft, batch, 12, cfg)[0] == alone and ssd_batch == alone
 
 
 def fake_parts(tmp_path, payload: bytes, n: int):

@@ -68,6 +68,17 @@ def test_greedy_is_argmax_matching():
     assert all_ok.emitted(torch.tensor([[1, 0]])) == [[1, 0, 2]]  # bonus from p_{K+1}
 
 
+def test_no_q_is_the_deterministic_proposal():
+    """q=None (greedy drafting, random backup) gives the very verdicts of explicit one-hot q."""
+    p, _, gen = toy(6, 3, seed=11)
+    draft = torch.randint(6, (5000, 3), generator=gen)
+    p = p.expand(5000, 4, 6)
+    a = verify(draft, one_hot_proposal(draft, 6), p, torch.Generator().manual_seed(5))
+    b = verify(draft, None, p, torch.Generator().manual_seed(5))
+    assert torch.equal(a.accepted, b.accepted) and torch.equal(a.bonus, b.bonus)
+    assert set(a.accepted.tolist()) == {0, 1, 2, 3}
+
+
 def test_saguaro_rescales_the_top_f_and_renormalises():
     q = torch.tensor([0.5, 0.3, 0.1, 0.1])
     out = saguaro(q, 2, 0.5)  # top-2 (0.5, 0.3) halved -> 0.25, 0.15, 0.1, 0.1 over 0.6
