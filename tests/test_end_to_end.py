@@ -147,6 +147,15 @@ def test_unmet_requirement_is_skipped(harness_env, capsys):
     assert {c["status"] for c in summary["claims"]} == {"skipped"}
 
 
+def test_a_claim_with_an_unmet_requirement_alone_is_skipped(harness_env, capsys):
+    rc, out, err = run(["run", "toy_peer", "--tier", "smoke", "--out", "p", "--no-publish"], capsys)
+    summary = json.loads((harness_env / "p" / "summary.json").read_text())
+    claims = {c["id"]: c for c in summary["claims"]}
+    assert claims["toy.vs_peer"]["status"] == "skipped" and "paperclub_no_such_peer" in claims["toy.vs_peer"]["reason"]
+    assert claims["toy.vs_peer"]["value"] is not None  # measured, shown, but not judged
+    assert claims["toy.mean"]["status"] == "pass" and summary["status"] == "pass" and rc == 0
+
+
 def test_locked_store_keeps_run_and_says_how_to_publish(harness_env, capsys, monkeypatch):
     import sqlite3
     import subprocess

@@ -18,12 +18,16 @@ def test_smoke_tier_is_exact_and_reports_speed_beside_the_model(harness_env, cap
     statuses = {c["id"]: c["status"] for c in summary["claims"]}
     assert statuses["greedy_exact_match"] == "pass" and statuses["sampling_tv_pass"] == "pass"
     assert statuses["ssd_over_sd"] == "skipped"  # speed is not claimed on the tiny pair
-    assert sorted(summary["figures"]) == ["fig-decode-speed.png", "fig-outcome-prediction.png"]
+    assert sorted(summary["figures"]) == ["fig-batch.png", "fig-decode-speed.png", "fig-outcome-prediction.png"]
     seed = json.loads((harness_env / "s" / "seed_0" / "metrics.json").read_text())
     m = seed["metrics"]
     for mode in ("ar", "sd", "ssd_jit", "ssd_fast"):
         assert m[f"{mode}_tokens_per_s"] > 0
     assert 0 <= m["ssd_jit_hit_rate"] <= 1 and m["ssd_model_tokens_per_s"] > 0
+    # the batch of 2: every mode ran, and a step is all-hit no more often than its rows hit
+    for mode in ("ar", "sd", "ssd_jit", "ssd_fast"):
+        assert m[f"b2_{mode}_tokens_per_s"] > 0
+    assert 0 <= m["b2_ssd_jit_all_hit_step_rate"] <= m["b2_ssd_jit_hit_rate"] <= 1
     # nested candidate sets: the hit rate can only grow with the fan-out
     hits = [m[f"bonus_hit_f{f}_t0"] for f in (1, 2, 4, 8, 16)]
     assert hits == sorted(hits)

@@ -88,3 +88,11 @@ class ToySuite(Suite):
 class NeedsMissingSuite(ToySuite):
     name = "toy_needs"
     requires = frozenset({"paperclub_no_such_module"})
+
+
+class PeerClaimSuite(ToySuite):
+    """One claim needs a package that is not installed (a peer baseline): that claim alone is skipped."""
+
+    name = "toy_peer"
+    claims = (*ToySuite.claims,
+              Claim("toy.vs_peer", "est_mean", "ge", {"smoke": 0.0}, requires=frozenset({"paperclub_no_such_peer"})))

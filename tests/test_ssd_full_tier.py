@@ -1,0 +1,78 @@
+"""The ssd full tier: the paper's configuration, skipped without CUDA; its code paths (hub pairs,
+layer-split device maps, the paper's prompt loaders, the vLLM baseline's arguments) on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from paper_ssd import models  # noqa: E402
+from paper_ssd.prompts import PAPER_SETS, paper_prompts  # noqa: E402
+from paper_ssd.vllm_baseline import VLLMRun, sampling_args  # noqa: E402
+from runners.cli import main  # noqa: E402
+from runners.config import compose  # noqa: E402
+from suites.ssd import SSDSuite  # noqa: E402
+
+
+def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
+    cfg, _ = compose(SSDSuite, "full", [])
+    assert cfg.pair == "llama3.1-70b" and cfg.prompt_set == "paper" and cfg.prompts_per_set == 128
+    assert cfg.new_tokens == 512 and cfg.k == 6 and cfg.fan_out == [3] * 7 and cfg.temperature == 0
+    assert models.parse_devices(cfg.target_device) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert models.parse_devices(cfg.draft_device) == ["cuda:4"] and cfg.vllm and cfg.tensor_parallel == 4
+    target, draft = models.PAIRS[cfg.pair]
+    assert (target.hub_id, draft.hub_id) == ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+    if torch.cuda.is_available():
+        return
+    assert main(["run", "ssd", "--tier", "full", "--out", "f", "--no-publish"]) == 3
+    summary = json.loads((harness_env / "f" / "summary.json").read_text())
+    assert summary["status"] == "skipped" and "cuda" in summary["reason"]
+
+
+def test_hub_pairs_locate_by_id_unless_given_or_cached(tmp_path):
+    target, _ = models.PAIRS["qwen3-32b"]
+    assert models.locate(target, tmp_path) == "Qwen/Qwen3-32B"
+    assert models.locate(target, tmp_path, "/models/qwen3-32b") == "/models/qwen3-32b"
+    (tmp_path / "hf" / target.name).mkdir(parents=True)
+    (tmp_path / "hf" / target.name / "config.json").write_text("{}")
+    assert models.locate(target, tmp_path) == str(tmp_path / "hf" / target.name)
+
+
+def test_layer_split_device_map():
+    layout = models.layer_map(10, ["cuda:0", "cuda:1", "cuda:2", "cuda:3"])
+    per_device = [sum(v == f"cuda:{i}" for k, v in layout.items() if k.startswith("model.layers.")) for i in range(4)]
+    assert per_device == [3, 3, 3, 1] and layout["model.embed_tokens"] == "cuda:0" and layout["lm_head"] == "cuda:3"
+    for bad in ("gpu", "cuda:3-1", "cuda:a"):
+        with pytest.raises(ValueError, match="expected cpu, cuda"):
+            models.parse_devices(bad)
+
+
+def test_paper_prompt_sets_through_their_loaders():
+    rows = {"openai/openai_humaneval": [{"prompt": "def add(a, b):\n"}],
+            "tatsu-lab/alpaca": [{"instruction": "Sort these.", "input": "3 1 2"}, {"instruction": "Say hi.", "input": ""}],
+            "openai/gsm8k": [{"question": "2 + 2?"}],
+            "HuggingFaceH4/ultrafeedback_binarized": [{"prompt": "Explain tides."}]}
+    calls = []
+
+    def load_dataset(hub_id, config, split):
+        calls.append((hub_id, config, split))
+        return rows[hub_id]
+
+    out = paper_prompts(2, load_dataset=load_dataset)
+    assert [p["text"] for p in out] == ["def add(a, b):\n", "Sort these.\n\n3 1 2", "Say hi.", "2 + 2?", "Explain tides."]
+    assert [p["kind"] for p in out] == ["humaneval", "alpaca", "alpaca", "gsm8k", "ultrafeedback"]
+    assert ("openai/gsm8k", "main", "test") in calls and len(calls) == len(PAPER_SETS)
+    with pytest.raises(ValueError, match="unknown prompt set"):
+        paper_prompts(1, ("mmlu",), load_dataset=load_dataset)
+
+
+def test_vllm_baseline_is_the_papers_sd_configuration():
+    sd = VLLMRun("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", tensor_parallel=4)
+    args = sd.engine_args()
+    assert args["tensor_parallel_size"] == 4 and args["speculative_config"] == {
+        "model": "meta-llama/Llama-3.2-1B-Instruct", "num_speculative_tokens": 5, "method": "draft_model"}
+    assert "speculative_config" not in VLLMRun("t").engine_args()
+    assert sampling_args(512, 0.0) == {"temperature": 0.0, "max_tokens": 512, "min_tokens": 512, "ignore_eos": True}
