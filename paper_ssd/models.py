@@ -322,3 +322,25 @@ class HFSpec:
     def session(self) -> HFSession:
         model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False, device=self.device)
         return HFSession(model)
+
+
+def tiny_qwen2(path: str | Path, layers: int, hidden: int, seed: int, dtype: str = "float32") -> HFSpec:
+    """A randomly initialised Qwen2 causal LM with a byte-level BPE tokenizer trained in a second
+    on stdlib text, saved as a transformers checkpoint: the stand-in for the real pairs in tests
+    and in a GPU script's code-path check."""
+    import sysconfig
+
+    import transformers
+    from tokenizers import ByteLevelBPETokenizer
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([(root / name).read_text() for name in ("abc.py", "bisect.py", "colorsys.py")],
+                            vocab_size=300, show_progress=False)
+    torch.manual_seed(seed)
+    cfg = transformers.Qwen2Config(vocab_size=320, hidden_size=hidden, intermediate_size=2 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=1024)
+    transformers.AutoModelForCausalLM.from_config(cfg).eval().save_pretrained(path)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(path)
+    return HFSpec(str(path), dtype=dtype)

@@ -1,12 +1,17 @@
-"""How predictable is the verification outcome? Teacher-forced statistics over real text, as the
-authors' offline sweep computes them: at each position, the chance that the draft's token is
-rejected, and, given a rejection, that the bonus token lands among the draft's next F candidates
-(its top-(F+1) minus the top-1, which is the token it would have speculated).
+"""How predictable is the verification outcome? Teacher-forced statistics over real text: at each
+position, the chance that the draft's token is rejected, and, given a rejection, that the bonus
+token lands among the F candidates the speculation cache holds for it - the draft's top-F tokens
+by its logits, leaving out the token it speculated (which a rejection rules out), exactly as the
+engine builds them.
 
 With p the target's and q the draft's distribution at a position (temperature applied, q
-optionally Saguaro-rescaled), a rejection happens with probability w = 1 - sum min(p, q) and the
-bonus follows r = max(p - q, 0) / w; the hit probability is the mass r puts on the candidates.
-Positions are weighted by w. Greedy (temperature 0): p and q are one-hot.
+optionally Saguaro-rescaled: the law the speculated token x is drawn from), x is rejected with
+probability 1 - min(1, p(x)/q(x)), so a rejection of x has mass e(x) = max(q(x) - p(x), 0) and in
+all w = sum e = 1 - sum min(p, q); the bonus then follows r = max(p - q, 0) / w whatever x was.
+The candidates are T_F (the top F) when x is outside it, else T_{F+1} without x; since e(x) r(x)
+= 0 for every token, P(hit, rejection) = r(T_F) (w - e(T_F)) + r(T_{F+1}) e(T_F), exactly, with
+no sampling. Positions are weighted by w. Greedy (temperature 0): p and q are one-hot and x is
+the draft's top-1, so this is P(bonus among the draft's ranks 2..F+1 | rejection).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ def outcome_prediction(p_logits: torch.Tensor, q_logits: torch.Tensor, temperatu
     w = (1 - overlap).clamp(min=0)
     residual = (p - q).clamp(min=0)
     residual = residual / residual.sum(-1, keepdim=True).clamp(min=1e-30)
-    order = q_logits.topk(max(fan_outs) + 1, dim=-1).indices  # the draft's ranking; top-1 is the speculated token
+    excess = (q - p).clamp(min=0)  # e(x): the mass of proposing x and having it rejected
+    order = q_logits.topk(max(fan_outs) + 1, dim=-1).indices  # the draft's ranking, as the cache uses it
+    r_top = residual.gather(-1, order).cumsum(-1)  # r(T_n) for n = 1..F_max+1
+    e_top = excess.gather(-1, order).cumsum(-1)
     hits = {}
     for f in fan_outs:
-        candidates = order[:, 1:f + 1]
-        hit = residual.gather(-1, candidates).sum(-1)
-        hits[f] = float((w * hit).sum() / w.sum()) if float(w.sum()) > 0 else float("nan")
+        mass = r_top[:, f - 1] * (w - e_top[:, f - 1]) + r_top[:, f] * e_top[:, f - 1]  # P(hit, rejection)
+        hits[f] = float(mass.sum() / w.sum()) if float(w.sum()) > 0 else float("nan")
     return {"acceptance": float(overlap.mean()), "rejection": float(w.mean()), "hit": hits}
 
 

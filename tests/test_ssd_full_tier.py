@@ -76,3 +76,21 @@ def test_vllm_baseline_is_the_papers_sd_configuration():
         "model": "meta-llama/Llama-3.2-1B-Instruct", "num_speculative_tokens": 5, "method": "draft_model"}
     assert "speculative_config" not in VLLMRun("t").engine_args()
     assert sampling_args(512, 0.0) == {"temperature": 0.0, "max_tokens": 512, "min_tokens": 512, "ignore_eos": True}
+
+
+def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "gpu_ssd.py"), "--tiny", "--device", "cpu",
+                           "--out", str(tmp_path), "--prompts", "4", "--new-tokens", "10", "--ks", "2",
+                           "--fans", "2", "--temperatures", "0", "0.7", "--batches", "1", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "ssd_gpu.json").read_text())
+    assert result["complete"] and len(result["runs"]) == 2 * 2 * 4  # T x batch x (AR, SD, SSD jit, SSD fast)
+    assert {r["mode"] for r in result["runs"]} == {"ar", "sd", "ssd_jit", "ssd_fast"}
+    assert all(r["new_tokens"] == 4 * 10 and r["tokens_per_s"] > 0 for r in result["runs"])
+    assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}  # float32: every stream is the target's own

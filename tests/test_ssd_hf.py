@@ -15,29 +15,8 @@ from paper_ssd import engine, models  # noqa: E402
 from paper_ssd.lm import Rows  # noqa: E402
 
 
-def tiny_tokenizer(path):
-    """A byte-level BPE trained in a second on stdlib text, saved as a transformers tokenizer."""
-    import sysconfig
-    from pathlib import Path
-
-    from tokenizers import ByteLevelBPETokenizer
-
-    root = Path(sysconfig.get_paths()["stdlib"])
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([(root / name).read_text() for name in ("abc.py", "bisect.py", "colorsys.py")],
-                            vocab_size=300, show_progress=False)
-    transformers.PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(path)
-
-
 def tiny_qwen(path, layers, hidden, seed):
-    torch.manual_seed(seed)
-    cfg = transformers.Qwen2Config(vocab_size=320, hidden_size=hidden, intermediate_size=2 * hidden,
-                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=256)
-    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
-    model.save_pretrained(path)
-    tiny_tokenizer(path)
-    return models.HFSpec(str(path), dtype="float32")
+    return models.tiny_qwen2(path, layers, hidden, seed)
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,12 @@ def test_outcome_prediction_by_hand():
     assert out["hit"][1] == pytest.approx(0.0) and out["hit"][2] == pytest.approx(1.0)
     greedy = outcome_prediction(p, q, 0.0, [1])  # argmax 0 vs 1: always rejected, bonus 0 = draft's 3rd
     assert greedy["acceptance"] == 0 and greedy["hit"][1] == 0
+    # a rejection of a token that is not the draft's top-1: q = (.5, .4, .1), p = (.7, .1, .2). Only
+    # x = 1 is ever rejected (e = (0, .3, 0)); the cache then holds the top-1 excluding x, token 0,
+    # and the bonus follows r = (.2, 0, .1) / .3: a hit 2/3 of the time (ranks 2..F+1 would say 0)
+    out = outcome_prediction(torch.tensor([[0.7, 0.1, 0.2]]).log(), torch.tensor([[0.5, 0.4, 0.1]]).log(), 1.0, [1, 2])
+    assert out["rejection"] == pytest.approx(0.3) and out["hit"][1] == pytest.approx(2 / 3)
+    assert out["hit"][2] == pytest.approx(1.0)
     fans = [1, 2, 4, 8]
     r, a = miss_exponent(fans, {f: 1 - 0.6 * f ** -0.5 for f in fans})
     assert r == pytest.approx(0.5) and a == pytest.approx(0.6)
@@ -144,3 +150,30 @@ def test_stdlib_prompts_are_deterministic_and_of_both_kinds():
     assert all(p["text"].startswith("def ") and '"""' in p["text"] for p in first if p["kind"] == "code")
     assert all(150 <= len(p["text"]) <= 400 for p in first if p["kind"] == "prose")
     assert stdlib_prompts(5, seed=1) != first
+
+
+@pytest.mark.parametrize("c", [1.0, 0.4])
+def test_outcome_prediction_matches_simulated_rounds(c):
+    """The closed-form hit rate against rounds simulated as the engine plays them: x drawn from
+    the (Saguaro-rescaled) q, the exact test, the bonus from the residual, and the cache's
+    candidates = the draft's top-F by logits without x."""
+    from paper_ssd.offline import outcome_prediction
+
+    gen = torch.Generator().manual_seed(7)
+    v, n = 8, 400_000
+    p_logits, q_logits = 1.5 * torch.randn(1, v, generator=gen), 1.5 * torch.randn(1, v, generator=gen)
+    fans = [1, 2, 3]
+    exact = outcome_prediction(p_logits, q_logits, 1.0, fans, c=c, saguaro_fan=2)
+    p, q = probs(p_logits, 1.0)[0], saguaro(probs(q_logits, 1.0), 3, c)[0]
+    x = torch.multinomial(q, n, replacement=True, generator=gen)
+    rejected = torch.rand(n, generator=gen) >= (p[x] / q[x]).clamp(max=1)
+    residual = (p - q).clamp(min=0)
+    bonus = torch.multinomial(residual / residual.sum(), n, replacement=True, generator=gen)
+    order = q_logits[0].argsort(descending=True)
+    for f in fans:
+        ranked = order[None].expand(n, v)
+        keep = ranked != x[:, None]
+        candidates = ranked[keep].view(n, v - 1)[:, :f]  # top-F without x
+        hit = (candidates == bonus[:, None]).any(-1)
+        assert float(hit[rejected].float().mean()) == pytest.approx(exact["hit"][f], abs=0.01)
+    assert float(rejected.float().mean()) == pytest.approx(exact["rejection"], abs=0.005)

@@ -1,0 +1,148 @@
+"""One short single-GPU run of the ssd engines: AR, SD and SSD (both backups) for the Qwen2.5-Coder
+1.5B / 0.5B pair in bf16, K in {3, 5}, fan-out F in {2, 3}, temperatures 0 and 0.7, batches 1, 4
+and 8, with the greedy exactness check (bf16: a divergence counts as explained only where the
+target's top-2 logit gap is below --eps). Target and draft processes share the one GPU (the paper
+gives the draft its own GPU; say so beside the numbers). Harness-free; results are written to
+OUT/ssd_gpu.json after every configuration, so a run cut off by its time limit keeps what finished.
+
+    python scripts/gpu_ssd.py --target DIR --draft DIR --out "$OUT"     # the pair, from local copies
+    python scripts/gpu_ssd.py --out "$OUT"                              # the pair via paper_ssd.models.locate
+    python scripts/gpu_ssd.py --tiny --device cpu --out /tmp/x          # random tiny Qwen2 pair (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--target", default="", help="directory, hub id or GGUF file (default: the Qwen pair)")
+    ap.add_argument("--draft", default="")
+    ap.add_argument("--cache", default=os.environ.get("PAPERCLUB_CACHE", str(Path.home() / ".cache" / "paperclub")))
+    ap.add_argument("--tiny", action="store_true", help="random tiny Qwen2 pair: the code paths, not the numbers")
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--ks", type=int, nargs="+", default=[3, 5])
+    ap.add_argument("--fans", type=int, nargs="+", default=[2, 3])
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[0.0, 0.7])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    ap.add_argument("--eps", type=float, default=0.25, help="bf16 top-2 logit gap that explains a greedy divergence")
+    ap.add_argument("--budget-s", type=float, default=480, help="stop starting new configurations after this")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from paper_ssd import engine, models
+    from paper_ssd.prompts import stdlib_prompts
+    from suites.ssd import SSDSuite
+
+    t_start = time.perf_counter()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor()
+                    or "cpu", "torch": torch.__version__, "args": vars(args), "runs": [], "complete": False}
+
+    def save() -> None:
+        tmp = out_dir / "ssd_gpu.json.part"
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(out_dir / "ssd_gpu.json")
+
+    if args.tiny:
+        root = Path(tempfile.mkdtemp())
+        target_spec = models.tiny_qwen2(root / "target", 2, 64, 0)
+        draft_spec = models.tiny_qwen2(root / "draft", 1, 32, 1)
+        target_spec = models.HFSpec(target_spec.where, "float32", args.device)
+        draft_spec = models.HFSpec(draft_spec.where, "float32", args.device)
+    else:
+        pair = models.PAIRS["qwen2.5-coder"]
+        where_t = models.locate(pair[0], Path(args.cache) / "ssd", args.target)
+        where_d = models.locate(pair[1], Path(args.cache) / "ssd", args.draft)
+        target_spec = models.HFSpec(where_t, "bfloat16", args.device)
+        draft_spec = models.HFSpec(where_d, "bfloat16", args.device)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(target_spec.where)
+    chosen = stdlib_prompts(args.prompts, 0)
+    prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
+    target, draft = target_spec.session(), draft_spec.session()
+    result["models"] = {"target": target_spec.where, "draft": draft_spec.where, "dtype": target_spec.dtype}
+    result["prompt_tokens"] = [len(p) for p in prompts]
+
+    def decode(mode: str, batch: int, cfg, proc=None) -> tuple[list[list[int]], engine.Stats]:
+        total, streams = engine.Stats(), []
+        for i in range(0, len(prompts) - batch + 1, batch):
+            group = prompts[i:i + batch]
+            if mode == "ar":
+                out, st = engine.autoregressive(target, group, args.new_tokens, cfg.temperature, cfg.seed)
+            elif mode == "sd":
+                out, st = engine.speculative(target, draft, group, args.new_tokens, cfg)
+            else:
+                out, st = engine.ssd(target, proc, group, args.new_tokens, cfg, core=0)
+            total.add(st)
+            streams += out
+        return streams, total
+
+    def record(**row) -> None:
+        stats = row.pop("stats").summary()
+        row.update({k: stats[k] for k in ("tokens_per_s", "tokens_per_round", "acceptance", "hit_rate",
+                                          "bonus_hit_rate", "all_hit_step_rate", "verify_ms", "new_tokens")})
+        row["wait_ms_per_step"] = 1000 * stats["wait_s"] / max(stats["steps"], 1)
+        result["runs"].append(row)
+        save()
+        print(json.dumps(row), flush=True)
+
+    # warm-up: CUDA context, kernels, allocator
+    engine.autoregressive(target, prompts[0], 8)
+    reference: dict[float, list[list[int]]] = {}
+    for temperature in args.temperatures:
+        for batch in args.batches:
+            if time.perf_counter() - t_start > args.budget_s:
+                result["stopped"] = f"budget of {args.budget_s} s reached before T={temperature}, batch {batch}"
+                save()
+                return 0
+            if batch > len(prompts):
+                continue
+            base = engine.DecodeConfig(k=args.ks[0], temperature=temperature, fan_out=[args.fans[0]] * (args.ks[0] + 1))
+            streams, st = decode("ar", batch, base)
+            if batch == 1:
+                reference[temperature] = streams
+            record(mode="ar", temperature=temperature, batch=batch, stats=st)
+            checks: dict[str, list] = {f"ar_b{batch}": streams} if batch > 1 else {}
+            for k in args.ks:
+                cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[args.fans[0]] * (k + 1))
+                streams, st = decode("sd", batch, cfg)
+                checks[f"sd_k{k}_b{batch}"] = streams
+                record(mode="sd", k=k, temperature=temperature, batch=batch, stats=st)
+                for fan in args.fans:
+                    for backup in ("jit", "fast"):
+                        cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[fan] * (k + 1), backup=backup)
+                        with engine.DraftProcess(draft_spec, cfg, core=1) as proc:
+                            streams, st = decode("ssd", batch, cfg, proc)
+                        checks[f"ssd_{backup}_k{k}_f{fan}_b{batch}"] = streams
+                        record(mode=f"ssd_{backup}", k=k, fan=fan, temperature=temperature, batch=batch, stats=st)
+            if temperature == 0 and 0.0 in reference:
+                matches, divergences = SSDSuite._greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
+                                                                 args.eps)
+                result.setdefault("greedy_exact_match", {})[str(batch)] = matches
+                result.setdefault("greedy_divergences", []).extend(divergences)
+                save()
+    result["complete"] = True
+    result["wall_s"] = time.perf_counter() - t_start
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
