@@ -113,12 +113,6 @@ def _generator(session, seed: int) -> torch.Generator:
     return torch.Generator(device=session.device).manual_seed(seed)
 
 
-def _last(logits: torch.Tensor, seqs: list[list[int]]) -> torch.Tensor:
-    """Each row's logits after its own last fed token ([B, V]) from a padded ragged feed."""
-    index = torch.tensor([len(x) - 1 for x in seqs], device=logits.device)
-    return logits[torch.arange(len(seqs), device=logits.device), index]
-
-
 def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
     """A token per row of logits [B, V] (or one from [V]): the argmax at temperature 0."""
     if temperature == 0:
@@ -134,7 +128,7 @@ def autoregressive(target, prompt, n_new: int, temperature: float = 0.0, seed: i
     stats = Stats()
     rows = Rows.fresh(target, len(prompts))
     t0 = time.perf_counter()
-    logits = _last(rows.feed(prompts), prompts)
+    logits = rows.feed(prompts, last_only=True)
     stats.prefill_s = time.perf_counter() - t0
     out = []
     t0 = time.perf_counter()
@@ -237,9 +231,9 @@ def speculative(target, draft, prompt, n_new: int, cfg: DecodeConfig):
     t_rows, d_rows = Rows.fresh(target, len(prompts)), Rows.fresh(draft, len(prompts))
     t0 = time.perf_counter()
     if any(len(p) > 1 for p in prompts):
-        t_rows.feed([p[:-1] or p for p in prompts])
+        t_rows.feed([p[:-1] or p for p in prompts], last_only=True)
         t_rows.truncate([len(p) - 1 for p in prompts])
-        d_rows.feed([p[:-1] or p for p in prompts])
+        d_rows.feed([p[:-1] or p for p in prompts], last_only=True)
         d_rows.truncate([len(p) - 1 for p in prompts])
     stats.prefill_s = time.perf_counter() - t0
     s = [list(p) for p in prompts]
@@ -314,7 +308,7 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
                 s, cache, xs = [list(p) for p in msg[1]], {}, []
                 rows = Rows.fresh(draft, len(s))
                 if any(len(p) > 1 for p in s):
-                    rows.feed([p[:-1] or p for p in s])
+                    rows.feed([p[:-1] or p for p in s], last_only=True)
                     rows.truncate([len(p) - 1 for p in s])
                 conn.send(("ok",))
                 idle0 = time.perf_counter()
@@ -434,7 +428,7 @@ def _ssd_rounds(target, draft: DraftProcess, prompts: list[list[int]], n_new: in
     t0 = time.perf_counter()
     draft.send(("prefill", prompts))
     if any(len(p) > 1 for p in prompts):
-        rows.feed([p[:-1] or p for p in prompts])
+        rows.feed([p[:-1] or p for p in prompts], last_only=True)
         rows.truncate([len(p) - 1 for p in prompts])
     draft.recv()
     stats.prefill_s = time.perf_counter() - t0

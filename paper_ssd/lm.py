@@ -46,8 +46,11 @@ class TorchSession:
         return logits[0] if one_row else logits
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens, self.caches, positions, key_mask).float()
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, t, V], or only at the sequence indices ``keep``."""
+        logits = self.model(tokens, self.caches, positions, key_mask).float()
+        return logits if keep is None else logits[:, keep.to(logits.device)]
 
     def crop(self, n: int) -> None:
         if n < 0 or n > self.length:
@@ -91,10 +94,11 @@ class Rows:
     def batch(self) -> int:
         return self.mask.shape[0]
 
-    def feed(self, seqs) -> torch.Tensor:
+    def feed(self, seqs, last_only: bool = False) -> torch.Tensor:
         """Append ``seqs`` (a [B, t] tensor, or B lists of any lengths >= 1, padded on the right
         and the padding masked out afterwards); logits [B, t_max, V]. With lists, row r's own
-        last logits are at index len(seqs[r]) - 1."""
+        last logits are at index len(seqs[r]) - 1. ``last_only``: just those, [B, V] (a prefill
+        then skips the output layer everywhere else, as generation libraries do)."""
         device = self.mask.device
         if isinstance(seqs, torch.Tensor):
             tokens = seqs.to(device)
@@ -109,7 +113,14 @@ class Rows:
         steps = torch.arange(width, device=device)
         positions = self.lengths[:, None] + steps
         key_mask = torch.cat([self.mask, torch.ones(self.batch, width, dtype=torch.bool, device=device)], 1)
-        logits = self.session.forward(tokens, positions, key_mask)
+        if last_only:
+            last = counts - 1
+            keep = torch.unique(last)
+            logits = self.session.forward(tokens, positions, key_mask, keep)
+            logits = logits[torch.arange(self.batch, device=logits.device),
+                            torch.searchsorted(keep, last).to(logits.device)]
+        else:
+            logits = self.session.forward(tokens, positions, key_mask)
         self.mask = torch.cat([self.mask, steps[None] < counts[:, None]], 1)
         self.lengths = self.lengths + counts
         self._compact()

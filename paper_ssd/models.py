@@ -282,11 +282,13 @@ class HFSession:
         return logits[0] if one_row else logits
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """Per-row positions and a [B, cache + t] mask over the slots (transformers adds causality)."""
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row positions and a [B, cache + t] mask over the slots (transformers adds causality);
+        logits at every new position, or only at the sequence indices ``keep``."""
         mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         cache=self.cache, use_cache=True)
+                         cache=self.cache, use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.device))
         return out.logits.float().to(self.device)  # layer-split models end on another device
 
     def crop(self, n: int) -> None:

@@ -104,6 +104,9 @@ class SSDSuite(Suite):
               source="official tests/test_verify_distribution.py (TV < max(0.01, 5x noise floor))",
               description="toy verification laws (sync, SSD hit, miss with jit and random backups, Saguaro) "
                           "and end-to-end chi-square / PIT tests of SD and SSD sampling, all passed"),
+        Claim("bonus_hit_rises_with_fan_out", "miss_exponent_t0", "ge", _t(0.1), scale="linear",
+              source=f"{PAPER}, Definition 11 (1 - p_hit(F) = F^-r) / Fig. 3",
+              description="r in the greedy miss-rate power law over the offline fan-outs, fitted by least squares"),
         Claim("bonus_hit_falls_with_temperature", "bonus_hit_temperature_drop", "ge", _t(0.0), paper_value=0.43 - 0.16,
               source=f"{PAPER}, Figs. 4/12; CPU measurement of the Qwen2.5-Coder pair (F=1: 0.43 at T=0, 0.16 at T=1)",
               description="P(bonus among F candidates | rejection) at T=0 minus at T=1, F = the run's fan-out"),

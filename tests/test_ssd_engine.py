@@ -159,7 +159,10 @@ def test_ragged_rows_match_each_sequence_alone(pair):
         session.reset()
         alone.append(session.feed(x))
     rows = Rows.fresh(session, 3)
-    rows.feed([x[:6] for x in seqs])
+    last = rows.feed([x[:6 + r] for r, x in enumerate(seqs)], last_only=True)  # only each row's last logits
+    for r in range(3):
+        assert torch.allclose(last[r], alone[r][5 + r], atol=1e-4)
+    rows.truncate([6, 6, 6])
     rows.feed([x[6:8] + [1, 2, 3] for x in seqs])  # a speculation of three ...
     rows.truncate([8, 8, 8])  # ... rejected in every row
     logits = rows.feed([x[8:] for x in seqs])

@@ -49,7 +49,10 @@ def test_hf_ragged_rows_match_each_sequence_alone(hf_pair):
         session.reset()
         alone.append(session.feed(x))
     rows = Rows.fresh(session, 3)
-    rows.feed([x[:5] for x in seqs])
+    last = rows.feed([x[:5 + r] for r, x in enumerate(seqs)], last_only=True)  # only each row's last logits
+    for r in range(3):
+        assert torch.allclose(last[r], alone[r][4 + r], atol=1e-4)
+    rows.truncate([5, 5, 5])
     rows.feed([x[5:7] + [1, 2, 3] for x in seqs])
     rows.truncate([7, 6, 7])
     rows.feed([seqs[0][7:], seqs[1][6:], seqs[2][7:]])
