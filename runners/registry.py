@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "pacbayes": "suites.pacbayes:PacBayesSuite",
     "infcompute": "suites.infcompute:InfComputeSuite",
     "ssd": "suites.ssd:SSDSuite",
+    "lewm": "suites.lewm:LeWMSuite",
 }
 
 ENV_VAR = "PAPERCLUB_EXTRA_SUITES"

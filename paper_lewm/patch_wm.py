@@ -1,0 +1,120 @@
+"""A DINO-WM-like patch-token world model: the baseline LeWM's planning-speed claim is made against.
+
+DINO-WM encodes each frame with a frozen pretrained encoder into one token per image patch (DINOv2
+ViT-S/14 at 224 px: 256 tokens of width 384) and trains a frame-causal transformer to predict the
+next frame's patch tokens; planning uses the same CEM, with the cost on the predicted final frame's
+tokens against the goal frame's. LeWM carries one token per frame instead, which is where its
+planning speed comes from. There are no DINOv2 weights offline, so the frozen encoder here is the
+trained SIGReg model's own CNN, cut after ``depth`` stride-2 layers (an 8 x 8 grid at 32 px, one
+token per 4 x 4 patch), or a ViT's patch outputs at paper scale; the predictor matches LeWM's
+(AdaLN-zero action conditioning per frame).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from paper_lewm.model import ActionEncoder, ConditionalBlock, ModelConfig
+
+
+@dataclass
+class PatchConfig:
+    depth: int = 2  # frozen encoder layers kept (tokens = (image / 2^depth)^2)
+    dim: int = 64
+    layers: int = 2
+    heads: int = 4
+    head_dim: int = 16
+    mlp: int = 256
+    history: int = 3
+    action_dim: int = 10
+
+
+class PatchWM(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg: PatchConfig, channels: int, tokens: int):
+        super().__init__()
+        self.cfg = cfg
+        self.frozen = encoder.eval().requires_grad_(False)
+        self.tokens = tokens
+        self.inp = nn.Linear(channels, cfg.dim)
+        self.space = nn.Parameter(torch.randn(1, 1, tokens, cfg.dim) * 0.02)
+        self.time = nn.Parameter(torch.randn(1, cfg.history, 1, cfg.dim) * 0.02)
+        self.actions = ActionEncoder(ModelConfig(dim=cfg.dim, action_dim=cfg.action_dim))
+        self.blocks = nn.ModuleList(ConditionalBlock(cfg.dim, cfg.heads, cfg.head_dim, cfg.mlp, 0.0)
+                                    for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.out = nn.Linear(cfg.dim, channels)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, 3] -> frozen patch tokens [B, T, P, C]."""
+        b, t = frames.shape[:2]
+        x = frames.reshape(b * t, *frames.shape[2:]).float().div(127.5).sub(1).movedim(-1, -3)
+        feats = self.frozen.patches(x, self.cfg.depth)
+        return feats.view(b, t, *feats.shape[1:])
+
+    def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """z [B, T, P, C], actions [B, T, A] -> the predicted next frame's tokens at each step [B, T, P, C].
+        Frame-causal: a token sees every token of its own and earlier frames."""
+        b, t, p, _ = z.shape
+        x = (self.inp(z) + self.space + self.time[:, :t]).reshape(b, t * p, -1)
+        c = self.actions(actions)[:, :, None].expand(-1, -1, p, -1).reshape(b, t * p, -1)
+        frame = torch.arange(t, device=z.device).repeat_interleave(p)
+        mask = frame[None, :] <= frame[:, None]
+        for block in self.blocks:
+            x = block(x, c, mask)
+        return self.out(self.norm(x)).view(b, t, p, -1)
+
+    @torch.no_grad()
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if z0.shape[1] != 1:  # earlier context frames would need the actions between them
+            raise ValueError(f"rollout starts from one frame's latent, got {z0.shape[1]}")
+        z = z0
+        acts = actions[:, :0]
+        for h in range(actions.shape[1]):
+            acts = torch.cat([acts, actions[:, h:h + 1]], 1)
+            ctx = z[:, -self.cfg.history:]
+            z = torch.cat([z, self.predict(ctx, acts[:, -ctx.shape[1]:])[:, -1:]], 1)
+        return z[:, -1]
+
+
+def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: int, wrap=iter) -> dict:
+    """MSE on the frozen encoder's next-frame tokens (the targets carry no gradient: the encoder is frozen)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    history = []
+    t0 = time.perf_counter()
+    model.train()
+    model.frozen.eval()
+    for _ in wrap(range(steps)):
+        frames, actions = data.sample(batch, rng)
+        device = model.space.device
+        z = model.encode(frames.to(device))
+        loss = (model.predict(z[:, :-1], actions.to(device)) - z[:, 1:]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+    model.eval()
+    return {"loss": history, "seconds": time.perf_counter() - t0}
+
+
+def build(encoder: nn.Module, cfg: PatchConfig, image_size: int) -> PatchWM:
+    """The patch model on a frozen encoder's patch tokens (a CNN cut after ``cfg.depth`` layers,
+    or a ViT's patch outputs)."""
+    device = next(encoder.parameters()).device
+    with torch.no_grad():
+        probe = encoder.eval().patches(torch.zeros(1, 3, image_size, image_size, device=device), cfg.depth)
+    return PatchWM(encoder, cfg, probe.shape[2], probe.shape[1]).to(device)

@@ -1,0 +1,144 @@
+"""Training data (windows of frames and action blocks) and the end-to-end training loop.
+
+A window is history + 1 frames ``frameskip`` env steps apart; the action of each model step is
+the concatenation of the ``frameskip`` raw actions between its frames, z-scored with the
+dataset's statistics (as the paper's action encoder takes them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paper_lewm.model import LeWM, ModelConfig, loss
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regulariser: str = "sigreg"  # sigreg | none | vicreg
+    weight: float = 0.1  # lambda (the paper 0.1; its configs 0.09)
+    directions: int = 1024  # SIGReg's M
+    frameskip: int = 5
+    steps: int = 300
+    batch: int = 64
+    lr: float = 1e-3  # the paper's 5e-5 is for the 18M model at batch 128
+    weight_decay: float = 1e-3
+    warmup: float = 0.05
+    clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"  # cuda: bf16 autocast, as the paper trains
+
+    def key(self, data_key: str) -> str:
+        fields = asdict(self)
+        if fields["device"] == "cpu":  # added later: the key of a CPU run is what it always was
+            del fields["device"]
+        blob = json.dumps({**fields, "data": data_key}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Windows:
+    frames: np.ndarray | None  # [E, T+1, H, W, 3] uint8; None: rendered on demand from ``states``
+    actions: np.ndarray  # [E, T, a] raw
+    frameskip: int
+    span: int  # frames per window (history + 1)
+    mean: np.ndarray  # raw action statistics for z-scoring
+    std: np.ndarray
+    states: np.ndarray | None = None  # [E, T+1, ...] what ``render`` draws (paper-size data is not stored)
+    render: object = None
+
+    @classmethod
+    def build(cls, frames: np.ndarray | None, actions: np.ndarray, frameskip: int, span: int,
+              stats: tuple[np.ndarray, np.ndarray] | None = None, states: np.ndarray | None = None,
+              render=None) -> Windows:
+        if frames is None and (states is None or render is None):
+            raise ValueError("without stored frames, windows need the states and a renderer")
+        mean, std = stats if stats is not None else (actions.reshape(-1, actions.shape[-1]).mean(0),
+                                                     actions.reshape(-1, actions.shape[-1]).std(0) + 1e-6)
+        return cls(frames, actions, frameskip, span, mean, std, states, render)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.actions)
+
+    @property
+    def starts_per_episode(self) -> int:
+        return self.actions.shape[1] + 1 - (self.span - 1) * self.frameskip
+
+    def frames_at(self, ep: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Frames at episode ``ep`` [n, 1] and steps ``idx`` [n, k]: stored, or rendered now."""
+        return self.frames[ep, idx] if self.frames is not None else self.render(self.states[ep, idx])
+
+    def block(self, actions: np.ndarray) -> np.ndarray:
+        """Raw actions [..., frameskip * k, a] -> z-scored blocks [..., k, frameskip * a]."""
+        z = (actions - self.mean) / self.std
+        lead = z.shape[:-2]
+        return z.reshape(*lead, -1, self.frameskip * z.shape[-1]).astype(np.float32)
+
+    def unblock(self, blocks: np.ndarray) -> np.ndarray:
+        """z-scored blocks [..., k, frameskip * a] -> raw actions [..., frameskip * k, a], clipped to [-1, 1]."""
+        a = self.actions.shape[-1]
+        raw = blocks.reshape(*blocks.shape[:-2], -1, a) * self.std + self.mean
+        return np.clip(raw, -1, 1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        ep = rng.integers(0, self.episodes, n)
+        st = rng.integers(0, self.starts_per_episode, n)
+        idx = st[:, None] + self.frameskip * np.arange(self.span)
+        frames = self.frames_at(ep[:, None], idx)
+        raw = self.actions[ep[:, None], st[:, None] + np.arange((self.span - 1) * self.frameskip)]
+        return torch.from_numpy(frames), torch.from_numpy(self.block(raw))
+
+
+def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:
+    """AdamW with warmup and cosine decay, gradient clipping; returns the model (eval mode) and
+    the loss history. ``wrap`` wraps the step iterator (a progress bar)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = torch.device(cfg.device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    model = LeWM(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup * cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))
+    history: dict[str, list] = {"loss": [], "pred_mse": [], "reg": []}
+    t0 = time.perf_counter()
+    model.train()
+    for _ in wrap(range(cfg.steps)):
+        frames, actions = data.sample(cfg.batch, rng)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            total, parts = loss(model, frames.to(device), actions.to(device), cfg.regulariser, cfg.weight,
+                                cfg.directions, gen)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        for k, v in parts.items():
+            history[k].append(v)
+    history["seconds"] = time.perf_counter() - t0
+    return model.eval(), history
+
+
+def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wrap=iter) -> tuple[LeWM, dict]:
+    path = Path(cache) / f"lewm-{cfg.key(data_key)}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=False, map_location=cfg.device)
+        model = LeWM(cfg.model).to(cfg.device)
+        model.load_state_dict(saved["state"])
+        return model.eval(), saved["history"]
+    model, history = train(cfg, data, wrap)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    torch.save({"state": model.state_dict(), "history": history}, tmp)
+    tmp.replace(path)
+    return model, history

@@ -1,0 +1,353 @@
+"""Suite `lewm`: Maes, Le Lidec, Scieur, LeCun, Balestriero, "LeWorldModel" (arXiv 2603.19312).
+
+Per seed, on Two-Room rendered from above: seeded episodes of a noisy door-seeking expert
+(cached); three world models of the same architecture trained end to end from pixels - SIGReg
+(the paper), no regulariser (lambda = 0) and VICReg (the PLDM-style alternative); collapse
+diagnostics on held-out windows; goal-conditioned planning by batched CEM in latent space under
+the paper's protocol (goal 25 env steps ahead on a held-out trajectory, 50-step budget) against
+random actions and an oracle CEM on the true simulator; and surprise at teleported or recoloured
+frames. Smoke: 32 px, a few hundred steps. Small: 48 px, longer training, more episodes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.progress import track
+
+PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
+
+
+@dataclass
+class LeWMConfig(SuiteConfig):
+    image_size: int = 32
+    episodes: int = 300  # training episodes of the data policy
+    heldout_episodes: int = 60
+    episode_steps: int = 80
+    policy_noise: float = 0.3  # fraction of uniformly random actions
+    data_seed: int = 0  # the data are shared by every training seed
+    frameskip: int = 5
+    history: int = 3
+    encoder: str = "cnn"  # cnn | vit (the paper: ViT-tiny/14 at 224 px)
+    vit_patch: int = 8
+    vit_layers: int = 4
+    vit_heads: int = 4
+    dim: int = 64
+    projector_hidden: int = 256
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    layers: int = 2
+    heads: int = 4
+    head_dim: int = 16
+    mlp: int = 256
+    steps: int = 300
+    batch: int = 64
+    lr: float = 1e-3
+    weight: float = 0.1  # SIGReg's lambda
+    directions: int = 256  # SIGReg's M (the paper 1024; it reports M matters little)
+    vicreg_weight: float = 1.0
+    cem_samples: int = 128
+    cem_iterations: int = 5
+    cem_elites: int = 12
+    horizon: int = 5
+    replan: int = 1
+    eval_episodes: int = 24
+    goal_offset: int = 25
+    budget: int = 50
+    patch_depth: int = 2  # the patch-token baseline: frozen encoder layers kept (32 px -> 8 x 8 tokens)
+    patch_steps: int = 300
+    patch_episodes: int = 12  # its planning is ~50x slower: fewer episodes, the paper's receding horizon (replan 5)
+    surprise_samples: int = 200
+    diag_windows: int = 256
+    prerender: bool = True  # store every frame (small tiers); False renders training windows on demand
+    cache_dir: str = ""
+
+
+def _t(value: float, tiers=("smoke", "small", "full")) -> dict[str, float]:
+    return {t: value for t in tiers}
+
+
+class LeWMSuite(Suite):
+    name = "lewm"
+    version = 1
+    config = LeWMConfig
+    paper = PAPER
+    description = "JEPA world model from pixels with SIGReg: no collapse, latent planning, surprise"
+    tiers = {
+        # plumbing: the paper's receding horizon (all 5 blocks, 2 plans per episode), a small CEM
+        "smoke": ["replan=5", "eval_episodes=16", "cem_samples=64", "cem_iterations=4", "cem_elites=8",
+                  "patch_depth=3", "patch_steps=100", "patch_episodes=4"],
+        # 32 px, 800 steps per model; CEM replans after every block (the stronger, cheap variant)
+        "small": ["episodes=600", "heldout_episodes=100", "steps=800", "eval_episodes=50", "cem_samples=128",
+                  "cem_iterations=6", "cem_elites=13", "directions=512", "threads=2", "patch_episodes=4",
+                  "patch_steps=200"],
+        # the paper: 224 px, ViT-tiny/14, d 192, predictor 6 x (16 x 64), MLP 2048; SIGReg M 1024, lambda 0.1;
+        # batch 128, AdamW 5e-5, ~10 epochs of 10,000 Two-Room episodes; CEM 300 x 10 (Two-Room), top 30,
+        # all 5 blocks executed; 50 episodes; the patch baseline a ViT-S/14-sized frozen encoder's 256 tokens
+        "full": ["device=cuda", "image_size=224", "encoder=vit", "vit_patch=14", "vit_layers=12", "vit_heads=3",
+                 "dim=192", "projector_hidden=2048", "layers=6", "heads=16", "head_dim=64", "mlp=2048",
+                 "episodes=10000", "heldout_episodes=500", "episode_steps=92", "prerender=false", "steps=70000",
+                 "batch=128", "lr=5e-5", "directions=1024", "cem_samples=300", "cem_iterations=10",
+                 "cem_elites=30", "replan=5", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
+                 "surprise_samples=1000", "threads=8"],
+    }
+    tier_requires = {"full": frozenset({"cuda"})}
+    default_seeds = {"smoke": 1, "small": 3, "full": 3}
+    claims = (
+        Claim("collapse_prevented", "collapse_test", "ge", _t(1.0), paper_value=1.0,
+              source=f"{PAPER}, Sec. 3 (SIGReg is the only anti-collapse term)",
+              description="SIGReg keeps norm_pred_err < 0.5 while lambda = 0 collapses (std ratio < 0.1 or "
+                          "norm_pred_err >= 0.9)"),
+        Claim("sigreg_norm_pred_err", "sigreg_norm_pred_err", "le", _t(0.5),
+              source="the suite's collapse criterion (fixed before the runs)",
+              description="one-step prediction MSE over the targets' variance, SIGReg model, held-out windows"),
+        Claim("success_over_random", "success_lewm_minus_random", "ge", _t(0.3, ("small", "full")),
+              paper_value=0.87, source=f"{PAPER}, Fig. 6 (Two-Room 87%)",
+              description="LeWM CEM success minus random actions, same episodes"),
+        Claim("success_over_no_regulariser", "success_lewm_minus_none", "ge", _t(0.05, ("small", "full")),
+              source=f"{PAPER}, Sec. 4 (lambda = 0 collapses)",
+              description="LeWM CEM success minus the lambda = 0 model's, same episodes and CEM"),
+        Claim("planning_speedup", "planning_speedup", "ge", _t(48.0, ("small", "full")), paper_value=48.0,
+              scale="log", source=f"{PAPER}, abstract / Fig. 3 (0.98 s vs ~47 s per plan on a GPU)",
+              description="seconds per CEM plan of the patch-token model over LeWM's, same budget and episodes, "
+                          "measured side by side"),
+        Claim("surprise_auroc_teleport", "surprise_auroc_teleport", "ge", _t(0.9, ("small", "full")),
+              source=f"{PAPER}, Sec. 5 (violation of expectation; paired t-test p < 0.01)",
+              description="AUROC of surprise at a teleported frame against the unperturbed frame"),
+        Claim("teleport_above_colour", "surprise_teleport_minus_colour", "ge", _t(0.0, ("small", "full")),
+              source=f"{PAPER}, Sec. 5 (colour changes give a weaker signal)",
+              description="teleport AUROC minus colour-change AUROC"),
+    )
+
+    def notes(self, cfg, tier):
+        return [
+            f"Two-Room at {cfg.image_size} px (the paper: 224), {cfg.episodes} training episodes of {cfg.episode_steps} "
+            f"steps from a noisy door-seeking expert ({cfg.policy_noise:.0%} random actions; the paper: 10,000 "
+            "episodes).",
+            f"Encoder: a {len(cfg.channels)}-layer stride-2 CNN (the paper: ViT-tiny/14; it reports a ResNet does as "
+            f"well) and a BatchNorm projector to d = {cfg.dim} (the paper: 192); predictor {cfg.layers} AdaLN-zero "
+            f"causal blocks, MLP {cfg.mlp} (the paper: 6, 2048); history {cfg.history}, frameskip {cfg.frameskip}; "
+            f"{cfg.steps} AdamW steps of batch {cfg.batch} at lr {cfg.lr} (the paper: 10 epochs at 5e-5).",
+            f"SIGReg: M = {cfg.directions} directions (the paper 1024), 17 knots on [0, 3], lambda = {cfg.weight}. "
+            f"Ablations: lambda = 0, and VICReg (weight {cfg.vicreg_weight}) on the same architecture.",
+            f"CEM: {cfg.cem_samples} samples x {cfg.cem_iterations} iterations, top {cfg.cem_elites}, horizon "
+            f"{cfg.horizon} blocks of {cfg.frameskip} steps, replanning every {cfg.replan} block(s) (the paper: "
+            "300 x 10, top 30, all 5 blocks executed); goal "
+            f"{cfg.goal_offset} env steps ahead on held-out trajectories, budget {cfg.budget}, {cfg.eval_episodes} "
+            "episodes.",
+            f"Patch-token baseline (DINO-WM-like): the SIGReg model's CNN frozen after {cfg.patch_depth} layers gives "
+            f"one token per patch ({(cfg.image_size // 2 ** cfg.patch_depth) ** 2} per frame; DINO-WM: 256 DINOv2 "
+            f"tokens of width 384 - no DINOv2 weights offline), a frame-causal AdaLN-zero predictor trained "
+            f"{cfg.patch_steps} steps on them; it and LeWM plan {cfg.patch_episodes} episodes with the same CEM, "
+            "replanning every 5 blocks as the paper does, and the ratio of their seconds per plan is the speedup.",
+            "Not yet in this suite: Push-T.",
+        ]
+
+    def run(self, cfg: LeWMConfig, seed: int, out_dir: Path) -> RunResult:
+        import numpy as np
+        import torch
+
+        from paper_lewm import diagnostics, plan
+        from paper_lewm.envs import TwoRoom
+        from paper_lewm.model import ModelConfig
+        from paper_lewm.train import TrainConfig, Windows, cached_train
+
+        torch.set_num_threads(cfg.threads)
+        cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "lewm"
+        env = TwoRoom(size=cfg.image_size)
+        data, data_key = self._data(cfg, env, cache)
+        n_train = cfg.episodes
+        frames = data.get("frames")
+        train = Windows.build(None if frames is None else frames[:n_train], data["actions"][:n_train], cfg.frameskip,
+                              cfg.history + 1, states=data["positions"][:n_train], render=env.render)
+        held = Windows.build(None if frames is None else frames[n_train:], data["actions"][n_train:], cfg.frameskip,
+                             cfg.history + 1, (train.mean, train.std), data["positions"][n_train:], env.render)
+        held_pos = data["positions"][n_train:]
+
+        mcfg = ModelConfig(image_size=cfg.image_size, encoder=cfg.encoder, vit_patch=cfg.vit_patch,
+                           vit_layers=cfg.vit_layers, vit_heads=cfg.vit_heads, channels=tuple(cfg.channels), dim=cfg.dim,
+                           projector_hidden=cfg.projector_hidden, action_dim=cfg.frameskip * 2, layers=cfg.layers,
+                           heads=cfg.heads, head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history)
+        variants = {"sigreg": ("sigreg", cfg.weight), "none": ("none", 0.0), "vicreg": ("vicreg", cfg.vicreg_weight)}
+        models, histories = {}, {}
+        for name, (reg, weight) in variants.items():
+            tcfg = TrainConfig(model=mcfg, regulariser=reg, weight=weight, directions=cfg.directions,
+                               frameskip=cfg.frameskip, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
+                               device=cfg.device)
+            models[name], histories[name] = cached_train(
+                tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"))
+
+        metrics: dict[str, float] = {}
+        info: dict = {"data_key": data_key, "train_seconds": {k: h["seconds"] for k, h in histories.items()}}
+
+        # 1. collapse, on the same held-out windows for every model
+        rng = np.random.default_rng(10_000 + seed)
+        ep = rng.integers(0, held.episodes, cfg.diag_windows)
+        st = rng.integers(0, held.starts_per_episode, cfg.diag_windows)
+        idx = st[:, None] + cfg.frameskip * np.arange(cfg.history + 1)
+        frames = torch.from_numpy(held.frames_at(ep[:, None], idx))
+        raw = held.actions[ep[:, None], st[:, None] + np.arange(cfg.history * cfg.frameskip)]
+        actions = torch.from_numpy(held.block(raw))
+        positions = held_pos[ep[:, None], idx]
+        diag = {name: diagnostics.collapse(m, frames, actions, positions, seed) for name, m in models.items()}
+        info["collapse"] = diag
+        for name, d in diag.items():
+            for k, v in d.items():
+                metrics[f"{name}_{k}"] = v
+        ratio = diag["none"]["embedding_std"] / max(diag["sigreg"]["embedding_std"], 1e-12)
+        metrics["collapse_std_ratio"] = ratio
+        none_collapsed = ratio < 0.1 or diag["none"]["norm_pred_err"] >= 0.9
+        metrics["collapse_test"] = float(none_collapsed and diag["sigreg"]["norm_pred_err"] < 0.5)
+
+        # 2. planning, every planner on the same episodes
+        episodes = plan.episodes_from(held_pos, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed)
+        ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
+                              horizon=cfg.horizon, replan=cfg.replan)
+        planners = {"lewm": ("lewm", models["sigreg"]), "none": ("lewm", models["none"]),
+                    "vicreg": ("lewm", models["vicreg"]), "oracle": ("oracle", None), "random": ("random", None)}
+        success = {}
+        for name, (kind, model) in track(list(planners.items()), "planning (CEM, all episodes batched)"):
+            res = plan.evaluate(env, episodes, kind, ccfg, cfg.budget, cfg.frameskip, train.unblock, model, seed)
+            success[name] = res["success"]
+            metrics[f"success_{name}"] = float(res["success"].mean())
+            metrics[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
+            metrics[f"final_distance_{name}"] = float(res["final_distance"].mean())
+        metrics["success_lewm_minus_random"] = metrics["success_lewm"] - metrics["success_random"]
+        metrics["success_lewm_minus_none"] = metrics["success_lewm"] - metrics["success_none"]
+        info["episodes"] = {"start": episodes.start.round(4).tolist(), "goal": episodes.goal.round(4).tolist(),
+                            **{f"success_{k}": v.astype(int).tolist() for k, v in success.items()}}
+
+        # 3. the patch-token baseline: planning time and success beside LeWM, same CEM and episodes
+        from paper_lewm.patch_wm import PatchConfig, build, train_patch
+
+        pcfg = PatchConfig(depth=cfg.patch_depth, dim=cfg.dim, layers=cfg.layers, heads=cfg.heads,
+                           head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history, action_dim=cfg.frameskip * 2)
+        patch = build(models["sigreg"].encoder, pcfg, cfg.image_size)
+        patch_hist = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
+                                 wrap=lambda it: track(it, "training the patch-token baseline"))
+        info["train_seconds"]["patch"] = patch_hist["seconds"]
+        sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
+        paper_cem = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
+                                   horizon=cfg.horizon, replan=cfg.horizon)
+        for name, model in track([("lewm_r5", models["sigreg"]), ("patch", patch)], "planning: LeWM vs patch tokens"):
+            res = plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
+            metrics[f"success_{name}"] = float(res["success"].mean())
+            metrics[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
+        metrics["planning_speedup"] = metrics["seconds_per_plan_patch"] / metrics["seconds_per_plan_lewm_r5"]
+        metrics["patch_tokens_per_frame"] = float(patch.tokens)
+
+        # 4. surprise (the SIGReg model)
+        sur = diagnostics.surprise(models["sigreg"], env, held_pos, held.actions, held.block, cfg.frameskip,
+                                   cfg.surprise_samples, 30_000 + seed)
+        info["surprise"] = sur
+        metrics["surprise_auroc_teleport"] = sur["auroc_teleport"]
+        metrics["surprise_auroc_colour"] = sur["auroc_colour"]
+        metrics["surprise_teleport_minus_colour"] = sur["auroc_teleport"] - sur["auroc_colour"]
+
+        series = {}
+        for name, h in histories.items():
+            stride = max(1, len(h["pred_mse"]) // 100)
+            series[f"train_pred_mse_{name}"] = [(i, h["pred_mse"][i]) for i in range(0, len(h["pred_mse"]), stride)]
+            series[f"train_reg_{name}"] = [(i, h["reg"][i]) for i in range(0, len(h["reg"]), stride)]
+        stride = max(1, len(patch_hist["loss"]) // 100)
+        series["train_loss_patch"] = [(i, patch_hist["loss"][i]) for i in range(0, len(patch_hist["loss"]), stride)]
+        return RunResult(metrics=metrics, series=series, info=info)
+
+    @staticmethod
+    def _data(cfg, env, cache):
+        """Positions, actions and rendered frames of every episode (training, then held out), cached."""
+        import hashlib
+        import json
+
+        import numpy as np
+
+        from paper_lewm.envs import generate
+
+        spec = {"size": cfg.image_size, "episodes": cfg.episodes + cfg.heldout_episodes, "steps": cfg.episode_steps,
+                "noise": cfg.policy_noise, "seed": cfg.data_seed, "env": repr(env),
+                **({} if cfg.prerender else {"frames": False})}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        path = Path(cache) / f"tworoom-{key}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return dict(z), key
+        data = generate(env, spec["episodes"], cfg.episode_steps, cfg.data_seed, cfg.policy_noise)
+        if cfg.prerender:
+            frames = [env.render(data["positions"][i:i + 20]) for i in track(range(0, spec["episodes"], 20),
+                                                                              "rendering Two-Room episodes")]
+            data["frames"] = np.concatenate(frames)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part.npz")
+        np.savez(tmp, **data)
+        tmp.replace(path)
+        return data, key
+
+    def figures(self, results, cfg, out_dir):
+        import numpy as np
+
+        from runners.plotting import FigureWriter, pyplot
+
+        plt = pyplot()
+        out = FigureWriter(out_dir)
+        names = ["sigreg", "none", "vicreg"]
+        labels = {"sigreg": f"SIGReg (lambda {cfg.weight})", "none": "lambda = 0", "vicreg": "VICReg"}
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        r = results[0]
+        for name in names:
+            i, v = zip(*r.series[f"train_pred_mse_{name}"], strict=True)
+            axes[0].plot(i, v, label=labels[name])
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel("step")
+        axes[0].set_ylabel("prediction MSE (train)")
+        axes[0].legend(fontsize=8)
+        for ax, key, title in ((axes[1], "embedding_std", "embedding std (held out)"),
+                               (axes[2], "norm_pred_err", "normalised prediction error")):
+            vals = [[res.metrics[f"{n}_{key}"] for res in results] for n in names]
+            ax.bar(range(3), [np.mean(v) for v in vals], color=["C0", "C3", "C2"])
+            for j, v in enumerate(vals):
+                ax.plot([j] * len(v), v, "k.", ms=4)
+            ax.set_xticks(range(3), [labels[n] for n in names], fontsize=8)
+            ax.set_title(title)
+        axes[2].axhline(1.0, color="k", ls=":", lw=1)
+        out.save(fig, "fig-collapse.png")
+
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [5, 3]})
+        planners = ["lewm", "none", "vicreg", "oracle", "random"]
+        vals = [[res.metrics[f"success_{p}"] for res in results] for p in planners]
+        ax.bar(range(len(planners)), [np.mean(v) for v in vals], color=["C0", "C3", "C2", "C7", "C8"])
+        for j, v in enumerate(vals):
+            ax.plot([j] * len(v), v, "k.", ms=4)
+        ax.set_xticks(range(len(planners)), ["LeWM (SIGReg)", "lambda = 0", "VICReg", "oracle CEM", "random"],
+                      fontsize=8)
+        ax.set_ylabel("success rate")
+        ax.set_ylim(0, 1.05)
+        ax.axhline(0.87, color="C0", ls="--", lw=1, label="paper, LeWM Two-Room (224 px): 0.87")
+        ax.set_title(f"Two-Room planning, {cfg.eval_episodes} episodes per seed, {len(results)} seed(s)")
+        ax.legend(fontsize=8)
+        secs = [[res.metrics[f"seconds_per_plan_{k}"] for res in results] for k in ("lewm_r5", "patch")]
+        bx.bar([0, 1], [np.mean(v) for v in secs], color=["C0", "C4"])
+        for j, v in enumerate(secs):
+            bx.plot([j] * len(v), v, "k.", ms=4)
+        bx.set_yscale("log")
+        bx.set_xticks([0, 1], ["LeWM (1 token / frame)",
+                               f"patch tokens ({int(results[0].metrics['patch_tokens_per_frame'])} / frame)"], fontsize=8)
+        bx.set_ylabel("seconds per CEM plan (same budget)")
+        speed = np.exp(np.mean([np.log(res.metrics["planning_speedup"]) for res in results]))
+        bx.set_title(f"Planning time: {speed:.0f}x (paper, GPU: 48x)")
+        out.save(fig, "fig-planning.png")
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        aur = [[res.metrics[f"surprise_auroc_{k}"] for res in results] for k in ("teleport", "colour")]
+        ax.bar([0, 1], [np.mean(v) for v in aur], color=["C3", "C1"])
+        for j, v in enumerate(aur):
+            ax.plot([j] * len(v), v, "k.", ms=4)
+        ax.axhline(0.5, color="k", ls=":", lw=1)
+        ax.set_xticks([0, 1], ["teleport", "colour change"])
+        ax.set_ylabel("AUROC of surprise vs unperturbed")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Violation of expectation (SIGReg model)")
+        out.save(fig, "fig-surprise.png")
+        return out.paths
