@@ -177,20 +177,23 @@ class LeWM(nn.Module):
         """z [B, T, D], actions [B, T, A] -> the predicted embedding after each step [B, T, D]."""
         return self.predictor(z, self.actions(actions))
 
-    @torch.no_grad()
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """From the current frame's embedding z0 [B, 1, D], predict through actions [B, H, A]
-        autoregressively (the predictor sees the last ``history`` embeddings, its own predictions
-        included); the final predicted embedding [B, D]."""
-        if z0.shape[1] != 1:  # earlier context frames would need the actions between them
-            raise ValueError(f"rollout starts from one frame's latent, got {z0.shape[1]}")
-        z = z0
-        acts = actions[:, :0]
-        for h in range(actions.shape[1]):
-            acts = torch.cat([acts, actions[:, h:h + 1]], 1)
-            ctx = z[:, -self.cfg.history:]
-            z = torch.cat([z, self.predict(ctx, acts[:, -ctx.shape[1]:])[:, -1:]], 1)
-        return z[:, -1]
+        return rollout(self.predict, self.cfg.history, z0, actions)
+
+
+@torch.no_grad()
+def rollout(predict, history: int, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """From the current frame's latent z0 [B, 1, ...], predict through actions [B, H, A]
+    autoregressively (``predict`` sees the last ``history`` latents, its own predictions included);
+    the final predicted latent [B, ...]. Shared by LeWM and the patch-token model."""
+    if z0.shape[1] != 1:  # earlier context frames would need the actions between them
+        raise ValueError(f"rollout starts from one frame's latent, got {z0.shape[1]}")
+    z = z0
+    for h in range(actions.shape[1]):
+        ctx = z[:, -history:]
+        acts = actions[:, max(0, h + 1 - ctx.shape[1]):h + 1]
+        z = torch.cat([z, predict(ctx, acts)[:, -1:]], 1)
+    return z[:, -1]
 
 
 def loss(model: LeWM, frames: torch.Tensor, actions: torch.Tensor, regulariser: str, weight: float,

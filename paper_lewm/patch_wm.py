@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from paper_lewm.model import ActionEncoder, ConditionalBlock, ModelConfig
+from paper_lewm.model import ActionEncoder, ConditionalBlock, ModelConfig, rollout
 
 
 @dataclass
@@ -70,17 +70,8 @@ class PatchWM(nn.Module):
             x = block(x, c, mask)
         return self.out(self.norm(x)).view(b, t, p, -1)
 
-    @torch.no_grad()
     def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if z0.shape[1] != 1:  # earlier context frames would need the actions between them
-            raise ValueError(f"rollout starts from one frame's latent, got {z0.shape[1]}")
-        z = z0
-        acts = actions[:, :0]
-        for h in range(actions.shape[1]):
-            acts = torch.cat([acts, actions[:, h:h + 1]], 1)
-            ctx = z[:, -self.cfg.history:]
-            z = torch.cat([z, self.predict(ctx, acts[:, -ctx.shape[1]:])[:, -1:]], 1)
-        return z[:, -1]
+        return rollout(self.predict, self.cfg.history, z0, actions)
 
 
 def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: int, wrap=iter) -> dict:

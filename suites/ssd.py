@@ -245,13 +245,8 @@ class SSDSuite(Suite):
                 totals["sd" + tag].add(st)
                 streams["sd" + tag].append(out)
         torch.set_num_threads(cfg.threads)
-        for backup in ("jit", "fast"):
-            bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
-            with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
-                for prompt in track(prompts, f"SSD ({backup} backup), draft on core 1"):
-                    out, st = engine.ssd(target, proc, prompt, cfg.new_tokens, bcfg, core=0)
-                    totals[f"ssd_{backup}"].add(st)
-                    streams[f"ssd_{backup}"].append(out)
+        for m, (total, outs) in self._ssd_runs(target, draft_spec, dcfg, prompts, cfg.new_tokens, "").items():
+            totals[m], streams[m] = total, outs
         batched = self._batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info)
         if cfg.temperature == 0:
             matches, divergences = self._greedy_identity(target, prompts, {**streams, **batched}, cfg.greedy_eps)
@@ -352,7 +347,12 @@ class SSDSuite(Suite):
         for m in ("ar", "sd", "ssd_jit", "ssd_fast"):  # throughput against batch size (batch 1 from above)
             series[f"batch_{m}"] = [(1, tps[m])] + [(b, metrics[f"b{b}_{m}_tokens_per_s"]) for b in cfg.batch_sizes
                                                    if f"b{b}_{m}_tokens_per_s" in metrics]
-        return RunResult(metrics=metrics, series=series, info=info)
+        inconclusive = {}
+        hf = info.get("hf_assisted")
+        if hf and not (hf["ratio_ci95"][0] > 1 or hf["ratio_ci95"][1] < 1):  # one seed: the prompts are the sample
+            inconclusive["sd_vs_hf_assisted"] = (f"per-prompt 95% CI of the speed ratio [{hf['ratio_ci95'][0]:.3f}, "
+                                                 f"{hf['ratio_ci95'][1]:.3f}] straddles 1 ({hf['prompts']} prompts)")
+        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive)
 
     @staticmethod
     def _tiny_pair(cfg, text, cache):
@@ -395,6 +395,24 @@ class SSDSuite(Suite):
         return sum(ok) / len(ok), divergences
 
     @staticmethod
+    def _ssd_runs(target, draft_spec, dcfg, units, n_new, label) -> dict[str, tuple]:
+        """SSD with each backup over ``units`` (prompts, or batches of prompts), the draft process
+        on core 1 and the target on core 0: (Stats, outputs per unit) per mode."""
+        from paper_ssd import engine
+
+        out = {}
+        for backup in ("jit", "fast"):
+            bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
+            total, outs = engine.Stats(), []
+            with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
+                for unit in track(units, f"SSD ({backup} backup){label}, draft on core 1"):
+                    o, st = engine.ssd(target, proc, unit, n_new, bcfg, core=0)
+                    total.add(st)
+                    outs.append(o)
+            out[f"ssd_{backup}"] = (total, outs)
+        return out
+
+    @staticmethod
     def _batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info) -> dict[str, list]:
         """Every mode at each batch size in ``cfg.batch_sizes`` over the first B x (n // B) prompts:
         aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a
@@ -417,13 +435,9 @@ class SSDSuite(Suite):
                 out, st = engine.speculative(target, draft, group, cfg.new_tokens, dcfg)
                 totals["sd"].add(st)
                 outs["sd"] += out
-            for backup in ("jit", "fast"):
-                bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
-                with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
-                    for group in track(groups, f"SSD ({backup} backup) at batch {b}"):
-                        out, st = engine.ssd(target, proc, group, cfg.new_tokens, bcfg, core=0)
-                        totals[f"ssd_{backup}"].add(st)
-                        outs[f"ssd_{backup}"] += out
+            for m, (total, per_group) in SSDSuite._ssd_runs(target, draft_spec, dcfg, groups, cfg.new_tokens,
+                                                            f" at batch {b}").items():
+                totals[m], outs[m] = total, [x for group in per_group for x in group]
             summaries = {m: t.summary() for m, t in totals.items()}
             info["batched"][str(b)] = summaries
             for m, summ in summaries.items():
@@ -464,7 +478,9 @@ class SSDSuite(Suite):
         prompt by prompt with the order alternating (so drift in machine speed hits both alike)."""
         import copy
 
+        import numpy as np
         import torch
+        from scipy import stats
 
         from paper_ssd import engine
 
@@ -497,8 +513,11 @@ class SSDSuite(Suite):
             ratios.append(b / a)
             same.append(hf_out == ref)
         n = len(prompts) * cfg.new_tokens
+        logs = np.log(ratios)
+        half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)) if len(logs) > 1 else np.inf
         return hf_s / ours_s, {"hf_tokens_per_s_end_to_end": n / hf_s, "ours_tokens_per_s_end_to_end": n / ours_s,
                                "per_prompt_ratio_min": min(ratios), "per_prompt_ratio_max": max(ratios),
+                               "ratio_ci95": [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))],
                                "same_stream_as_ours": sum(same), "prompts": len(same)}
 
     @staticmethod

@@ -108,3 +108,19 @@ def test_diagnostics_by_hand():
     assert diagnostics.auroc(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == 0.25
     x = np.random.default_rng(1).normal(size=(200, 3))
     assert diagnostics.probe_r2(x, x[:, :2] * 2 + 1) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_rollout_feeds_its_own_predictions_back():
+    cfg = ModelConfig(image_size=16, channels=(8, 16), dim=16, projector_hidden=32, layers=1, heads=2, head_dim=8,
+                      mlp=32, dropout=0.0, history=2)
+    model = LeWM(cfg).eval()
+    for block in model.predictor.blocks:
+        torch.nn.init.normal_(block.ada[1].weight, std=0.1)
+    z0, a = torch.randn(3, 1, 16), torch.randn(3, 3, 10)
+    with torch.no_grad():
+        p1 = model.predict(z0, a[:, :1])[:, -1:]
+        p2 = model.predict(torch.cat([z0, p1], 1), a[:, :2])[:, -1:]
+        p3 = model.predict(torch.cat([p1, p2], 1), a[:, 1:3])[:, -1]  # history 2: the oldest latent drops out
+    assert torch.allclose(model.rollout(z0, a), p3, atol=1e-5)
+    with pytest.raises(ValueError, match="one frame"):
+        model.rollout(torch.randn(3, 2, 16), a)

@@ -159,11 +159,17 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatc
     rc = main(["run", "ssd", "--tier", "small", "--out", "s", "--no-publish", f"target_path={hf_pair[0].where}",
                f"draft_path={hf_pair[1].where}", "dtype=float32", "prompts=2", "new_tokens=8", "offline_chunks=2",
                "offline_len=24", "offline_fan_outs=[1,2,4]", "sampling_runs=200"])
-    assert rc in (0, 1)  # claims may pass or fail on random weights; nothing may crash
+    assert rc in (0, 1, 3)  # claims may pass, fail or not decide on random weights; nothing may crash
     seed = json.loads((harness_env / "s" / "seed_0" / "metrics.json").read_text())
     m, info = seed["metrics"], seed["info"]
     assert m["greedy_exact_match"] == 1.0 and m["sampling_tv_pass"] == 1.0
     assert m["sd_vs_hf_assisted"] > 0 and info["hf_assisted"]["prompts"] == 2
+    lo, hi = info["hf_assisted"]["ratio_ci95"]
+    claim = {c["id"]: c for c in json.loads((harness_env / "s" / "summary.json").read_text())["claims"]}
+    if lo <= 1 <= hi:  # the prompts do not decide the peer comparison: not a pass, not a fail
+        assert claim["sd_vs_hf_assisted"]["status"] == "inconclusive" and "straddles" in claim["sd_vs_hf_assisted"]["reason"]
+    else:
+        assert claim["sd_vs_hf_assisted"]["status"] in ("pass", "fail")
     assert [p["kind"] for p in info["prompts"]] == ["code", "prose"]
     for mode in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast"):
         assert m[f"{mode}_tokens_per_s"] > 0
