@@ -594,7 +594,7 @@ class SSDSuite(Suite):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("batch size (sequences decoded together)")
             ax.set_ylabel("aggregate decode tokens/s")
-            ax.set_title("Throughput against batch size: jit vs random backup (cf. the paper's Figs. 6/13)")
+            ax.set_title("Throughput against batch size (cf. the paper's Figs. 6, 13)")
             ax.legend(fontsize=8)
             out.save(fig, "fig-batch.png")
         return out.paths
