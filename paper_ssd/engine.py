@@ -14,6 +14,11 @@ continuation and the distributions it was drawn from. On a hit the next speculat
 once; on a miss a backup answers: ``jit`` drafts K tokens on the spot, ``fast`` sends random
 tokens (a deterministic proposal, verified as q = delta_x). Verification is the same exact test
 in all modes, so the output law is the target's.
+
+Every mode takes one prompt or a batch of prompts of any lengths (``paper_ssd.lm.Rows``): rows
+advance by their own accepted lengths, each target pass verifies every row, and the draft builds
+all rows' speculation caches, over every accepted length, as one batch per draft step. With the
+``jit`` backup only the rows that missed are drafted on the spot.
 """
 
 from __future__ import annotations
