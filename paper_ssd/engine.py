@@ -118,6 +118,15 @@ def _generator(session, seed: int) -> torch.Generator:
     return torch.Generator(device=session.device).manual_seed(seed)
 
 
+def _prefilled(session, prompts: list[list[int]]) -> Rows:
+    """Fresh rows over ``session`` holding each prompt but its last token (the pending one)."""
+    rows = Rows.fresh(session, len(prompts))
+    if any(len(p) > 1 for p in prompts):
+        rows.feed([p[:-1] or p for p in prompts], last_only=True)  # a one-token prompt is fed, then dropped
+        rows.truncate([len(p) - 1 for p in prompts])
+    return rows
+
+
 def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
     """A token per row of logits [B, V] (or one from [V]): the argmax at temperature 0."""
     if temperature == 0:
@@ -233,13 +242,8 @@ def speculative(target, draft, prompt, n_new: int, cfg: DecodeConfig):
     gen = _generator(target, cfg.seed)
     dgen = _generator(draft, cfg.seed + 1)
     stats = Stats()
-    t_rows, d_rows = Rows.fresh(target, len(prompts)), Rows.fresh(draft, len(prompts))
     t0 = time.perf_counter()
-    if any(len(p) > 1 for p in prompts):
-        t_rows.feed([p[:-1] or p for p in prompts], last_only=True)
-        t_rows.truncate([len(p) - 1 for p in prompts])
-        d_rows.feed([p[:-1] or p for p in prompts], last_only=True)
-        d_rows.truncate([len(p) - 1 for p in prompts])
+    t_rows, d_rows = _prefilled(target, prompts), _prefilled(draft, prompts)
     stats.prefill_s = time.perf_counter() - t0
     s = [list(p) for p in prompts]
     start = [len(p) for p in prompts]
@@ -311,10 +315,7 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
                 return
             if msg[0] == "prefill":
                 s, cache, xs = [list(p) for p in msg[1]], {}, []
-                rows = Rows.fresh(draft, len(s))
-                if any(len(p) > 1 for p in s):
-                    rows.feed([p[:-1] or p for p in s], last_only=True)
-                    rows.truncate([len(p) - 1 for p in s])
+                rows = _prefilled(draft, s)
                 conn.send(("ok",))
                 idle0 = time.perf_counter()
                 continue
@@ -429,12 +430,9 @@ def _ssd_rounds(target, draft: DraftProcess, prompts: list[list[int]], n_new: in
                 cfg: DecodeConfig) -> tuple[list[list[int]], Stats]:
     gen = _generator(target, cfg.seed)
     stats = Stats()
-    rows = Rows.fresh(target, len(prompts))
     t0 = time.perf_counter()
     draft.send(("prefill", prompts))
-    if any(len(p) > 1 for p in prompts):
-        rows.feed([p[:-1] or p for p in prompts], last_only=True)
-        rows.truncate([len(p) - 1 for p in prompts])
+    rows = _prefilled(target, prompts)
     draft.recv()
     stats.prefill_s = time.perf_counter() - t0
     s = [list(p) for p in prompts]

@@ -122,8 +122,7 @@ class Rows:
         else:
             logits = self.session.forward(tokens, positions, key_mask)
         self.mask = torch.cat([self.mask, steps[None] < counts[:, None]], 1)
-        self.lengths = self.lengths + counts
-        self._compact()
+        self.lengths = self.lengths + counts  # the widest row fills the new slots: no unused tail to crop
         return logits
 
     def truncate(self, lengths) -> None:
