@@ -16,6 +16,7 @@ from paper_infcompute.model import ModelConfig  # noqa: E402
 from paper_ssd import engine  # noqa: E402
 from paper_ssd.exactness import two_token_pvalues  # noqa: E402
 from paper_ssd.lm import Rows, save_tiny  # noqa: E402
+from tests.ssd_rows import check_ragged_rows  # noqa: E402
 
 SPEC = corpus.CorpusSpec(train_bytes=12_000, val_bytes=2000)
 
@@ -152,25 +153,7 @@ def test_cache_keys_cover_the_fan_out_and_exclude_the_speculated_token(pair):
 
 
 def test_ragged_rows_match_each_sequence_alone(pair):
-    session = pair[0].session()
-    seqs = [list(range(30, 52)), list(range(60, 69)), [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
-    alone = []
-    for x in seqs:
-        session.reset()
-        alone.append(session.feed(x))
-    rows = Rows.fresh(session, 3)
-    last = rows.feed([x[:6 + r] for r, x in enumerate(seqs)], last_only=True)  # only each row's last logits
-    for r in range(3):
-        assert torch.allclose(last[r], alone[r][5 + r], atol=1e-4)
-    rows.truncate([6, 6, 6])
-    rows.feed([x[6:8] + [1, 2, 3] for x in seqs])  # a speculation of three ...
-    rows.truncate([8, 8, 8])  # ... rejected in every row
-    logits = rows.feed([x[8:] for x in seqs])
-    for r, x in enumerate(seqs):
-        assert torch.allclose(logits[r, :len(x) - 8], alone[r][8:], atol=1e-4)
-    assert rows.lengths.tolist() == [len(x) for x in seqs]
-    with pytest.raises(ValueError, match="cannot truncate"):
-        rows.truncate([30, 1, 1])
+    check_ragged_rows(pair[0].session(), [list(range(30, 52)), list(range(60, 69)), list(range(5, 18))])
 
 
 @pytest.mark.parametrize("backup", ["jit", "fast"])
