@@ -89,13 +89,22 @@ class Windows:
         raw = blocks.reshape(*blocks.shape[:-2], -1, a) * self.std + self.mean
         return np.clip(raw, -1, 1)
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        ep = rng.integers(0, self.episodes, n)
-        st = rng.integers(0, self.starts_per_episode, n)
-        idx = st[:, None] + self.frameskip * np.arange(self.span)
-        frames = self.frames_at(ep[:, None], idx)
-        raw = self.actions[ep[:, None], st[:, None] + np.arange((self.span - 1) * self.frameskip)]
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n random windows: the episode and the start step of each."""
+        return rng.integers(0, self.episodes, n), rng.integers(0, self.starts_per_episode, n)
+
+    def frame_steps(self, start: np.ndarray) -> np.ndarray:
+        """The env steps [n, span] of the windows' frames."""
+        return start[:, None] + self.frameskip * np.arange(self.span)
+
+    def window(self, ep: np.ndarray, start: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows' frames [n, span, H, W, 3] and action blocks [n, span - 1, frameskip * a]."""
+        frames = self.frames_at(ep[:, None], self.frame_steps(start))
+        raw = self.actions[ep[:, None], start[:, None] + np.arange((self.span - 1) * self.frameskip)]
         return torch.from_numpy(frames), torch.from_numpy(self.block(raw))
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.window(*self.draw(n, rng))
 
 
 def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:

@@ -164,7 +164,6 @@ class LeWMSuite(Suite):
                               cfg.history + 1, states=data["positions"][:n_train], render=env.render)
         held = Windows.build(None if frames is None else frames[n_train:], data["actions"][n_train:], cfg.frameskip,
                              cfg.history + 1, (train.mean, train.std), data["positions"][n_train:], env.render)
-        held_pos = data["positions"][n_train:]
 
         mcfg = ModelConfig(image_size=cfg.image_size, encoder=cfg.encoder, vit_patch=cfg.vit_patch,
                            vit_layers=cfg.vit_layers, vit_heads=cfg.vit_heads, channels=tuple(cfg.channels), dim=cfg.dim,
@@ -184,13 +183,9 @@ class LeWMSuite(Suite):
 
         # 1. collapse, on the same held-out windows for every model
         rng = np.random.default_rng(10_000 + seed)
-        ep = rng.integers(0, held.episodes, cfg.diag_windows)
-        st = rng.integers(0, held.starts_per_episode, cfg.diag_windows)
-        idx = st[:, None] + cfg.frameskip * np.arange(cfg.history + 1)
-        frames = torch.from_numpy(held.frames_at(ep[:, None], idx))
-        raw = held.actions[ep[:, None], st[:, None] + np.arange(cfg.history * cfg.frameskip)]
-        actions = torch.from_numpy(held.block(raw))
-        positions = held_pos[ep[:, None], idx]
+        ep, st = held.draw(cfg.diag_windows, rng)
+        frames, actions = held.window(ep, st)
+        positions = held.states[ep[:, None], held.frame_steps(st)]
         diag = {name: diagnostics.collapse(m, frames, actions, positions, seed) for name, m in models.items()}
         info["collapse"] = diag
         for name, d in diag.items():
@@ -202,7 +197,7 @@ class LeWMSuite(Suite):
         metrics["collapse_test"] = float(none_collapsed and diag["sigreg"]["norm_pred_err"] < 0.5)
 
         # 2. planning, every planner on the same episodes
-        episodes = plan.episodes_from(held_pos, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed)
+        episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed)
         ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
                               horizon=cfg.horizon, replan=cfg.replan)
         planners = {"lewm": ("lewm", models["sigreg"]), "none": ("lewm", models["none"]),
@@ -239,7 +234,7 @@ class LeWMSuite(Suite):
         metrics["patch_tokens_per_frame"] = float(patch.tokens)
 
         # 4. surprise (the SIGReg model)
-        sur = diagnostics.surprise(models["sigreg"], env, held_pos, held.actions, held.block, cfg.frameskip,
+        sur = diagnostics.surprise(models["sigreg"], env, held.states, held.actions, held.block, cfg.frameskip,
                                    cfg.surprise_samples, 30_000 + seed)
         info["surprise"] = sur
         metrics["surprise_auroc_teleport"] = sur["auroc_teleport"]
