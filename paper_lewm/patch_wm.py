@@ -102,9 +102,11 @@ def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: i
     return {"loss": history, "seconds": time.perf_counter() - t0}
 
 
-def build(encoder: nn.Module, cfg: PatchConfig, image_size: int) -> PatchWM:
+def build(encoder: nn.Module, cfg: PatchConfig, image_size: int, seed: int = 0) -> PatchWM:
     """The patch model on a frozen encoder's patch tokens (a CNN cut after ``cfg.depth`` layers,
-    or a ViT's patch outputs)."""
+    or a ViT's patch outputs), initialised from ``seed`` (not from whatever the global generator
+    holds, which depends on whether the encoder was trained here or loaded from a cache)."""
+    torch.manual_seed(seed)
     device = next(encoder.parameters()).device
     with torch.no_grad():
         probe = encoder.eval().patches(torch.zeros(1, 3, image_size, image_size, device=device), cfg.depth)

@@ -219,7 +219,7 @@ class LeWMSuite(Suite):
 
         pcfg = PatchConfig(depth=cfg.patch_depth, dim=cfg.dim, layers=cfg.layers, heads=cfg.heads,
                            head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history, action_dim=cfg.frameskip * 2)
-        patch = build(models["sigreg"].encoder, pcfg, cfg.image_size)
+        patch = build(models["sigreg"].encoder, pcfg, cfg.image_size, seed)
         patch_hist = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
                                  wrap=lambda it: track(it, "training the patch-token baseline"))
         info["train_seconds"]["patch"] = patch_hist["seconds"]
