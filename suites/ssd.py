@@ -228,22 +228,15 @@ class SSDSuite(Suite):
         # 1. speed and greedy identity: AR, SD, SSD with both backups, same prompts
         dcfg = engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
                                    fan_out_miss=cfg.fan_out_miss, seed=seed)
-        totals = {m: engine.Stats() for m in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast")}
-        streams: dict[str, list] = {m: [] for m in totals}
-
+        totals: dict[str, engine.Stats] = {}
+        streams: dict[str, list] = {}
         on_cpu = cfg.target_device == "cpu"
-        if not on_cpu:
-            del totals["ar_2t"], totals["sd_2t"], streams["ar_2t"], streams["sd_2t"]
         for threads in (1, 2) if on_cpu else (cfg.threads,):  # CPU: one core (the paper's SD arrangement), then both
             torch.set_num_threads(threads)
             tag = "_2t" if on_cpu and threads == 2 else ""
-            for prompt in track(prompts, f"AR and SD, {threads} thread(s)"):
-                out, st = engine.autoregressive(target, prompt, cfg.new_tokens, cfg.temperature, seed)
-                totals["ar" + tag].add(st)
-                streams["ar" + tag].append(out)
-                out, st = engine.speculative(target, draft, prompt, cfg.new_tokens, dcfg)
-                totals["sd" + tag].add(st)
-                streams["sd" + tag].append(out)
+            for m, (total, outs) in self._ar_sd_runs(target, draft, dcfg, prompts, cfg.new_tokens,
+                                                      f", {threads} thread(s)").items():
+                totals[m + tag], streams[m + tag] = total, outs
         torch.set_num_threads(cfg.threads)
         for m, (total, outs) in self._ssd_runs(target, draft_spec, dcfg, prompts, cfg.new_tokens, "").items():
             totals[m], streams[m] = total, outs
@@ -395,6 +388,21 @@ class SSDSuite(Suite):
         return sum(ok) / len(ok), divergences
 
     @staticmethod
+    def _ar_sd_runs(target, draft, dcfg, units, n_new, label) -> dict[str, tuple]:
+        """AR and SD, alternating unit by unit, over ``units`` (prompts, or batches of prompts):
+        (Stats, outputs per unit) per mode."""
+        from paper_ssd import engine
+
+        totals, outs = {"ar": engine.Stats(), "sd": engine.Stats()}, {"ar": [], "sd": []}
+        for unit in track(units, f"AR and SD{label}"):
+            runs = {"ar": engine.autoregressive(target, unit, n_new, dcfg.temperature, dcfg.seed),
+                    "sd": engine.speculative(target, draft, unit, n_new, dcfg)}
+            for mode, (o, st) in runs.items():
+                totals[mode].add(st)
+                outs[mode].append(o)
+        return {m: (totals[m], outs[m]) for m in totals}
+
+    @staticmethod
     def _ssd_runs(target, draft_spec, dcfg, units, n_new, label) -> dict[str, tuple]:
         """SSD with each backup over ``units`` (prompts, or batches of prompts), the draft process
         on core 1 and the target on core 0: (Stats, outputs per unit) per mode."""
@@ -417,8 +425,6 @@ class SSDSuite(Suite):
         """Every mode at each batch size in ``cfg.batch_sizes`` over the first B x (n // B) prompts:
         aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a
         step with one miss waits for the backup: the paper's p_hit^b argument for the fast backup)."""
-        from paper_ssd import engine
-
         batched: dict[str, list] = {}
         info["batched"] = {}
         for b in cfg.batch_sizes:
@@ -426,17 +432,10 @@ class SSDSuite(Suite):
                 info["batched"][str(b)] = f"skipped: {len(prompts)} prompts < batch {b}"
                 continue
             groups = [prompts[i:i + b] for i in range(0, len(prompts) - b + 1, b)]
-            totals = {m: engine.Stats() for m in ("ar", "sd", "ssd_jit", "ssd_fast")}
-            outs: dict[str, list] = {m: [] for m in totals}
-            for group in track(groups, f"AR and SD at batch {b}"):
-                out, st = engine.autoregressive(target, group, cfg.new_tokens, cfg.temperature, dcfg.seed)
-                totals["ar"].add(st)
-                outs["ar"] += out
-                out, st = engine.speculative(target, draft, group, cfg.new_tokens, dcfg)
-                totals["sd"].add(st)
-                outs["sd"] += out
-            for m, (total, per_group) in SSDSuite._ssd_runs(target, draft_spec, dcfg, groups, cfg.new_tokens,
-                                                            f" at batch {b}").items():
+            totals, outs = {}, {}
+            runs = {**SSDSuite._ar_sd_runs(target, draft, dcfg, groups, cfg.new_tokens, f" at batch {b}"),
+                    **SSDSuite._ssd_runs(target, draft_spec, dcfg, groups, cfg.new_tokens, f" at batch {b}")}
+            for m, (total, per_group) in runs.items():
                 totals[m], outs[m] = total, [x for group in per_group for x in group]
             summaries = {m: t.summary() for m, t in totals.items()}
             info["batched"][str(b)] = summaries
