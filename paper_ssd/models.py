@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import subprocess
 import sys
 import zipfile
@@ -252,6 +253,14 @@ def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = T
     return model, tok
 
 
+def cache_keyword(model) -> str:
+    """The name under which this transformers version's forward takes the KV cache: ``cache`` since
+    it was renamed, ``past_key_values`` before (an unknown keyword is swallowed by ``**kwargs`` and
+    the model then decodes without the cache)."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class HFSession:
     """The engine's session interface over a transformers causal LM and its DynamicCache."""
 
@@ -260,6 +269,7 @@ class HFSession:
 
         self.model = model
         self.cache = cache if cache is not None else DynamicCache(config=model.config)
+        self._cache_kw = cache_keyword(model)
 
     @property
     def vocab_size(self) -> int:
@@ -277,7 +287,7 @@ class HFSession:
     def feed(self, tokens) -> torch.Tensor:
         batch = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
         one_row = batch.dim() == 1
-        out = self.model(input_ids=batch[None] if one_row else batch, cache=self.cache, use_cache=True)
+        out = self.model(input_ids=batch[None] if one_row else batch, use_cache=True, **{self._cache_kw: self.cache})
         logits = out.logits.float().to(self.device)
         return logits[0] if one_row else logits
 
@@ -288,7 +298,8 @@ class HFSession:
         logits at every new position, or only at the sequence indices ``keep``."""
         mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         cache=self.cache, use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.device))
+                         use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.device),
+                         **{self._cache_kw: self.cache})
         return out.logits.float().to(self.device)  # layer-split models end on another device
 
     def crop(self, n: int) -> None:

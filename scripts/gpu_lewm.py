@@ -2,11 +2,14 @@
 (ViT-tiny/14 at 224 px, one 192-d token per frame, 6-layer AdaLN-zero predictor) against a
 DINO-WM-like patch-token model (a frozen ViT-S/14: 256 tokens of width 384 per frame, 6-layer
 frame-causal predictor), with the same CEM (300 samples x 30 iterations, top 30, horizon 5 blocks),
-bf16, after a warm-up plan. Weights are random: planning time does not depend on them. Harness-free;
-JSON to OUT/lewm_gpu.json after every measurement.
+in bf16 and in fp32, each after a short warm-up plan. Weights are random: planning time does not depend
+on them. With --train, instead, one seed of the suite itself on the GPU at 64 px with a ViT-tiny encoder
+(patch 8) and the paper's predictor, to see whether the CPU tiers' findings hold at the paper's width.
+Harness-free; JSON to OUT/lewm_gpu.json after every measurement (the suite run: OUT/lewm_gpu_train.json).
 
-    python scripts/gpu_lewm.py --out "$OUT"                       # on the GPU
-    python scripts/gpu_lewm.py --tiny --device cpu --out /tmp/x   # CPU stand-in (tests)
+    python scripts/gpu_lewm.py --out "$OUT"            # on the GPU: the planning-time benchmark
+    python scripts/gpu_lewm.py --out "$OUT" --train    # on the GPU: the suite at 64 px
+    python scripts/gpu_lewm.py --tiny --device cpu --out /tmp/x [--train]   # CPU stand-in (tests)
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--elites", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    ap.add_argument("--train", action="store_true", help="instead: one seed of the suite at 64 px, ViT-tiny/8")
+    ap.add_argument("--cache", default="", help="the suite run's data and model cache (default: the harness's)")
     args = ap.parse_args(argv)
 
     import torch
@@ -39,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     from paper_lewm.patch_wm import PatchConfig, build
 
     device = torch.device(args.device)
+    if args.train:
+        suite_run(args, device, Path(args.out))
+        return 0
     if args.tiny:
         size, samples, iterations, elites = 28, 8, 2, 2
         lewm_cfg = ModelConfig(image_size=size, encoder="vit", vit_patch=14, vit_layers=1, vit_heads=2, dim=32,
@@ -70,35 +79,68 @@ def main(argv: list[str] | None = None) -> int:
                                      "patch_encoder_frozen": sum(p.numel() for p in patch.frozen.parameters()) / 1e6}
     result["tokens_per_frame"] = {"lewm": 1, "patch": patch.tokens}
     ccfg = plan.CEMConfig(samples=samples, iterations=iterations, elites=elites, horizon=5)
+    warm = plan.CEMConfig(samples=samples, iterations=2, elites=elites, horizon=5)
     frames = torch.randint(0, 255, (2, 1, size, size, 3), dtype=torch.uint8, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.tiny)
 
-    def one_plan(model) -> float:
+    def one_plan(model, cem_cfg, dtype) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             z = model.encode(frames)  # the current frame and the goal frame
             cost = plan.latent_cost(model, z[:1], z[1:, 0])
-            plan.cem(cost, 1, 10, ccfg, torch.Generator(device=device).manual_seed(0), device=device)
+            plan.cem(cost, 1, 10, cem_cfg, torch.Generator(device=device).manual_seed(0), device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    for name, model in (("lewm", lewm), ("patch", patch)):
-        result.setdefault("warmup_s", {})[name] = one_plan(model)
-        save()
-        times = [one_plan(model) for _ in range(args.repeats if name == "lewm" or args.tiny else 1)]
-        result.setdefault("seconds_per_plan", {})[name] = min(times)
-        result.setdefault("all_times", {})[name] = times
-        save()
-        print(name, times, flush=True)
-    sp = result["seconds_per_plan"]
-    result["planning_speedup"] = sp["patch"] / sp["lewm"]
     result["paper"] = {"lewm_seconds_per_plan": 0.98, "dino_wm_seconds_per_plan": 47, "ratio": 48}
+    for dtype in args.dtypes:
+        row = result.setdefault("planning", {}).setdefault(dtype, {})
+        for name, model in (("lewm", lewm), ("patch", patch)):
+            row.setdefault("warmup_s", {})[name] = one_plan(model, warm, dtype)
+            times = [one_plan(model, ccfg, dtype) for _ in range(args.repeats if name == "lewm" or args.tiny else 1)]
+            row.setdefault("seconds_per_plan", {})[name] = min(times)
+            row.setdefault("all_times", {})[name] = times
+            save()
+            print(dtype, name, times, flush=True)
+        row["planning_speedup"] = row["seconds_per_plan"]["patch"] / row["seconds_per_plan"]["lewm"]
+        save()
     result["complete"] = True
     save()
     return 0
+
+
+def suite_run(args, device, out_dir: Path) -> None:
+    """One seed of the lewm suite on the GPU: 64 px, ViT-tiny (12 x 192, patch 8: 64 tokens per frame),
+    the paper's predictor (6 x 16 x 64, MLP 2048), SIGReg M 1024, batch 128, the paper's Two-Room CEM
+    (300 x 10, top 30, all 5 blocks executed); 1,500 steps per model, far fewer than the paper's ~10 epochs,
+    and 300 for the patch baseline, which plans on 20 of the 50 episodes (its plans take ~25x longer)."""
+    from dataclasses import asdict, replace
+
+    from suites.lewm import LeWMConfig, LeWMSuite
+
+    cfg = LeWMConfig(device=device.type, threads=8, image_size=64, encoder="vit", vit_patch=8, vit_layers=12,
+                     vit_heads=3, dim=192, projector_hidden=2048, layers=6, heads=16, head_dim=64, mlp=2048,
+                     episodes=600, heldout_episodes=100, steps=1500, batch=128, lr=3e-4, directions=1024,
+                     cem_samples=300, cem_iterations=10, cem_elites=30, replan=5, eval_episodes=50, patch_depth=12,
+                     patch_steps=300, patch_episodes=20, surprise_samples=500, cache_dir=args.cache)
+    if args.tiny:
+        cfg = replace(cfg, threads=1, image_size=16, vit_patch=8, vit_layers=1, vit_heads=2, dim=16,
+                      projector_hidden=32, layers=1, heads=2, head_dim=8, mlp=32, episodes=12, heldout_episodes=8,
+                      episode_steps=40, steps=3, batch=8, directions=16, cem_samples=8, cem_iterations=1,
+                      cem_elites=2, eval_episodes=4, patch_depth=1, patch_steps=2, patch_episodes=2,
+                      surprise_samples=8, diag_windows=16)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    res = LeWMSuite().run(cfg, 0, out_dir)
+    record = {"config": asdict(cfg), "wall_s": time.perf_counter() - t0, "metrics": res.metrics,
+              "train_seconds": res.info["train_seconds"], "inconclusive": res.inconclusive}
+    (out_dir / "lewm_gpu_train.json").write_text(json.dumps(record, indent=1, default=float))
+    keys = ("collapse_test", "sigreg_norm_pred_err", "none_norm_pred_err", "success_lewm", "success_none",
+            "success_vicreg", "success_random", "success_oracle", "success_patch", "planning_speedup",
+            "surprise_auroc_teleport", "surprise_auroc_colour")
+    print(json.dumps({k: round(res.metrics[k], 3) for k in keys if k in res.metrics}), flush=True)
 
 
 if __name__ == "__main__":

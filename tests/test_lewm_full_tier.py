@@ -24,7 +24,22 @@ def test_gpu_planning_benchmark_runs_on_a_cpu_stand_in(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "lewm_gpu.json").read_text())
     assert result["complete"] and result["tokens_per_frame"] == {"lewm": 1, "patch": 16}
-    assert result["seconds_per_plan"]["lewm"] > 0 and result["planning_speedup"] > 0
+    for dtype in ("bf16", "fp32"):
+        row = result["planning"][dtype]
+        assert row["planning_speedup"] == pytest.approx(row["seconds_per_plan"]["patch"] / row["seconds_per_plan"]["lewm"])
+        assert min(row["all_times"]["lewm"]) == row["seconds_per_plan"]["lewm"] > 0
+
+
+def test_gpu_suite_run_runs_on_a_cpu_stand_in(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_lewm.py"), "--tiny", "--device", "cpu",
+                           "--train", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "lewm_gpu_train.json").read_text())
+    assert record["config"]["encoder"] == "vit" and set(record["train_seconds"]) == {"sigreg", "none", "vicreg", "patch"}
+    m = record["metrics"]
+    assert 0 <= m["success_lewm"] <= 1 and m["planning_speedup"] == pytest.approx(
+        m["seconds_per_plan_patch"] / m["seconds_per_plan_lewm_r5"])
 
 
 def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):

@@ -41,6 +41,20 @@ def test_hf_session_rolls_back_and_takes_rows(hf_pair):
     assert target.length == 20
 
 
+def test_cache_is_passed_under_the_name_the_installed_transformers_takes(hf_pair):
+    class Renamed:  # transformers since the rename
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs): ...
+
+    class Before:  # e.g. 5.17: `cache=` would fall into **kwargs and decode without the cache
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs): ...
+
+    assert models.cache_keyword(Renamed()) == "cache"
+    assert models.cache_keyword(Before()) == "past_key_values"
+    session = hf_pair[0].session()
+    session.feed(list(range(5, 12)))
+    assert session.length == 7  # the model kept what it saw, whichever name it takes
+
+
 def test_hf_ragged_rows_match_each_sequence_alone(hf_pair):
     """Masked rollback in a batch (attention mask + position ids) against each sequence alone."""
     check_ragged_rows(hf_pair[0].session(), [list(range(5, 21)), list(range(40, 49)), list(range(7, 19))])

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Each suite's single-GPU check in turn, each in its own time box, so that one that runs long cannot
+# take the others' time. Every check writes its JSON under OUT after each finished measurement, so a
+# check cut off by its box keeps what it finished. Needs only torch, numpy, scipy and transformers.
+#
+#   OUT=/some/dir bash scripts/gpu_all.sh                      # the boxes below, at most 6 minutes
+#   OUT=/some/dir FMNIST=/dir/with/the/gz/files bash scripts/gpu_all.sh
+#   OUT=/some/dir LEWM_S=0 SSD_S=120 bash scripts/gpu_all.sh   # a box of 0 skips that check
+set -u
+: "${OUT:?set OUT to the folder the results go to}"
+# On an H200: the lewm planning benchmark took 68 s, pacbayes 77 s; the lewm suite run about 8 minutes
+# (three models 90 s each, the patch baseline, planning), so it is off unless given its own box.
+LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
+INFCOMPUTE_S=${INFCOMPUTE_S:-0}
+PY=${PYTHON:-python3}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_all.log") 2>&1
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PY" -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)"
+
+box() {  # box SECONDS NAME COMMAND...: run COMMAND for at most SECONDS (0: skip), say how it ended
+    local s=$1 name=$2
+    shift 2
+    if [ "$s" -le 0 ]; then echo "== $name: skipped (box 0)"; return; fi
+    echo "== $name: box $s s"
+    local t0=$SECONDS
+    timeout --signal=INT --kill-after=10 "$s" "$@"
+    echo "== $name: exit $? after $((SECONDS - t0)) s"
+}
+
+box "$LEWM_S" lewm "$PY" scripts/gpu_lewm.py --out "$OUT"
+# random tiny Qwen2 pair (no model hub there): the CUDA code paths of every mode, not the paper's numbers
+box "$SSD_S" ssd-tiny "$PY" scripts/gpu_ssd.py --tiny --out "$OUT" --prompts 4 --new-tokens 32 --ks 3 --fans 2 \
+    --batches 1 4 --temperatures 0 --budget-s $((SSD_S * 2 / 3))
+box "$LEWM_TRAIN_S" lewm-train "$PY" scripts/gpu_lewm.py --train --out "$OUT"
+box "$PACBAYES_S" pacbayes "$PY" scripts/gpu_pacbayes.py --out "$OUT" ${FMNIST:+--data-dir "$FMNIST"}
+box "$INFCOMPUTE_S" infcompute "$PY" scripts/gpu_infcompute.py --out "$OUT"
