@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from scipy import stats
 
-from paper_lewm.envs import TwoRoom
 from paper_lewm.sigreg import sigreg
 
 
@@ -38,7 +37,9 @@ def probe_r2(z: np.ndarray, y: np.ndarray, ridge: float = 1e-3, split: float = 0
 
 @torch.no_grad()
 def collapse(model, frames: torch.Tensor, actions: torch.Tensor, positions: np.ndarray, seed: int = 0) -> dict:
-    """frames [B, T+1, H, W, 3], actions [B, T, A] (held-out windows), positions [B, T+1, 2]."""
+    """frames [B, T+1, H, W, 3], actions [B, T, A] (held-out windows), positions [B, T+1, K]: what a
+    linear probe on the embeddings should recover (Two-Room: the agent's xy; Push-T: agent and block xy
+    and the block angle's cosine and sine)."""
     device = next(model.parameters()).device
     emb = model.encode(frames.to(device)).float()
     pred = model.predict(emb[:, :-1], actions.to(device)).float()
@@ -51,7 +52,7 @@ def collapse(model, frames: torch.Tensor, actions: torch.Tensor, positions: np.n
         "pred_mse": float((pred - target).pow(2).mean()),
         "norm_pred_err": float((pred - target).pow(2).mean() / var.clamp(min=1e-12)),
         "sigreg_stat": float(sigreg(emb.transpose(0, 1).cpu(), 1024, torch.Generator().manual_seed(seed))),
-        "probe_r2": probe_r2(flat.cpu().double().numpy(), positions.reshape(-1, 2)),
+        "probe_r2": probe_r2(flat.cpu().double().numpy(), positions.reshape(-1, positions.shape[-1])),
     }
 
 
@@ -62,10 +63,11 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def surprise(model, env: TwoRoom, positions: np.ndarray, actions: np.ndarray, block, frameskip: int,
+def surprise(model, env, positions: np.ndarray, actions: np.ndarray, block, frameskip: int,
              n: int, seed: int) -> dict:
     """Surprise ||z_hat_{t+1} - z_{t+1}||^2 at a random step of held-out trajectories, with frame
-    t+1 unperturbed (control), the agent teleported to a random free spot, or the agent recoloured.
+    t+1 unperturbed (control), teleported (Two-Room: the agent to a random free spot; Push-T: the
+    block to a random pose) or recoloured (the agent; Push-T: the block).
     AUROC against the control and a paired t-test."""
     rng = np.random.default_rng(seed)
     ep = rng.integers(0, len(positions), n)
@@ -75,7 +77,7 @@ def surprise(model, env: TwoRoom, positions: np.ndarray, actions: np.ndarray, bl
     act = torch.from_numpy(block(actions[ep[:, None], t[:, None] + np.arange(frameskip)])).to(device)  # [n, 1, A]
     z_now = model.encode(torch.from_numpy(env.render(now)).to(device)[:, None])
     z_hat = model.predict(z_now, act)[:, -1]
-    teleport = env.sample_free(rng, n)
+    teleport = env.teleport(nxt, rng)
     colours = rng.choice([(30, 30, 220), (30, 170, 30), (230, 160, 0)], n)
     variants = {"control": env.render(nxt), "teleport": env.render(teleport), "colour": env.render(nxt, colours)}
     err = {}

@@ -57,8 +57,19 @@ class TwoRoom:
             out = np.concatenate([out, xy[self.valid(xy)]])
         return out[:n]
 
+    def distance(self, xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(xy - goal, axis=-1)
+
     def success(self, xy: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(xy - goal, axis=-1) < self.success_radius
+        return self.distance(xy, goal) < self.success_radius
+
+    def probe_targets(self, xy: np.ndarray) -> np.ndarray:
+        """What a linear probe of the embeddings should recover: the agent's position."""
+        return xy
+
+    def teleport(self, xy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The agent moved to random free spots."""
+        return self.sample_free(rng, len(xy))
 
     def room(self, xy: np.ndarray) -> np.ndarray:
         return (xy[..., 0] > 0.5).astype(int)

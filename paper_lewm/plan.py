@@ -65,7 +65,7 @@ def oracle_cost(env: TwoRoom, xy: np.ndarray, goal: np.ndarray, unblock) -> Call
         pos = np.repeat(xy[:, None], s, 1)
         for t in range(raw.shape[2]):
             pos = env.step(pos, raw[:, :, t])
-        return torch.from_numpy(np.linalg.norm(pos - goal[:, None], axis=-1) ** 2)
+        return torch.from_numpy(env.distance(pos, goal[:, None]) ** 2)
     return cost
 
 
@@ -75,18 +75,27 @@ class Episodes:
     goal: np.ndarray  # [P, 2]
 
 
-def episodes_from(positions: np.ndarray, offset: int, n: int, seed: int) -> Episodes:
-    """Start at a random step of a held-out trajectory; the goal is the state ``offset`` steps on."""
+def episodes_from(positions: np.ndarray, offset: int, n: int, seed: int, keep=None) -> Episodes:
+    """Start at a random step of a held-out trajectory; the goal is the state ``offset`` steps on.
+    ``keep(start, goal)``, if given, says which pairs to keep; others are redrawn."""
     rng = np.random.default_rng(seed)
-    ep = rng.integers(0, len(positions), n)
-    st = rng.integers(0, positions.shape[1] - offset, n)
-    return Episodes(positions[ep, st], positions[ep, st + offset])
+    start, goal = np.empty((0, positions.shape[-1])), np.empty((0, positions.shape[-1]))
+    for _ in range(100):
+        ep = rng.integers(0, len(positions), n)
+        st = rng.integers(0, positions.shape[1] - offset, n)
+        s, g = positions[ep, st], positions[ep, st + offset]
+        ok = np.ones(n, bool) if keep is None else keep(s, g)
+        start, goal = np.concatenate([start, s[ok]]), np.concatenate([goal, g[ok]])
+        if len(start) >= n:
+            return Episodes(start[:n], goal[:n])
+    raise ValueError(f"fewer than {n} start-goal pairs pass the filter in 100 draws")
 
 
-def evaluate(env: TwoRoom, episodes: Episodes, planner: str, cfg: CEMConfig, budget: int, frameskip: int,
+def evaluate(env, episodes: Episodes, planner: str, cfg: CEMConfig, budget: int, frameskip: int,
              unblock, model=None, seed: int = 0) -> dict:
     """Run every episode for ``budget`` env steps with ``planner`` in {lewm, oracle, random};
-    success is latched (reached at any step). Returns the success vector, the seconds per plan
+    success is latched (reached at any step); ``env`` is a TwoRoom or a PushT (states [P, D]).
+    Returns the success vector, the seconds per plan
     and the final distances."""
     device = next(model.parameters()).device if model is not None else torch.device("cpu")
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -99,7 +108,7 @@ def evaluate(env: TwoRoom, episodes: Episodes, planner: str, cfg: CEMConfig, bud
         with torch.no_grad():
             z_goal = model.encode(torch.from_numpy(env.render(goal)).to(device)[:, None])[:, 0]
     steps = 0
-    action_dim = frameskip * xy.shape[-1]
+    action_dim = frameskip * 2  # both tasks act in 2-D
     while steps < budget:
         t0 = time.perf_counter()
         if planner == "random":
@@ -123,4 +132,4 @@ def evaluate(env: TwoRoom, episodes: Episodes, planner: str, cfg: CEMConfig, bud
             reached |= env.success(xy, goal)
             steps += 1
     return {"success": reached, "seconds_per_plan": float(np.mean(plan_s)) if plan_s else 0.0,
-            "final_distance": np.linalg.norm(xy - goal, axis=-1)}
+            "final_distance": env.distance(xy, goal)}

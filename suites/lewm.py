@@ -6,7 +6,9 @@ Per seed, on Two-Room rendered from above: seeded episodes of a noisy door-seeki
 diagnostics on held-out windows; goal-conditioned planning by batched CEM in latent space under
 the paper's protocol (goal 25 env steps ahead on a held-out trajectory, 50-step budget) against
 random actions and an oracle CEM on the true simulator; and surprise at teleported or recoloured
-frames. Smoke: 32 px, a few hundred steps. Small: 48 px, longer training, more episodes.
+frames. Smoke: 32 px, a few hundred steps. Small: 32 px, longer training, more episodes.
+`task=pusht` runs the same on Push-T (pymunk; a noisy scripted pusher's data; DINO-WM's success
+criterion; no oracle planner; the block teleported or recoloured for surprise).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
 
 @dataclass
 class LeWMConfig(SuiteConfig):
+    task: str = "tworoom"  # tworoom | pusht
     image_size: int = 32
     episodes: int = 300  # training episodes of the data policy
     heldout_episodes: int = 60
@@ -63,6 +66,10 @@ class LeWMConfig(SuiteConfig):
     diag_windows: int = 256
     prerender: bool = True  # store every frame (small tiers); False renders training windows on demand
     cache_dir: str = ""
+
+    def __post_init__(self):
+        if self.task not in ("tworoom", "pusht"):
+            raise ValueError(f"task must be tworoom or pusht, got {self.task!r}")
 
 
 def _t(value: float, tiers=("smoke", "small", "full")) -> dict[str, float]:
@@ -122,10 +129,18 @@ class LeWMSuite(Suite):
     )
 
     def notes(self, cfg, tier):
-        return [
+        task = [
             f"Two-Room at {cfg.image_size} px (the paper: 224), {cfg.episodes} training episodes of {cfg.episode_steps} "
             f"steps from a noisy door-seeking expert ({cfg.policy_noise:.0%} random actions; the paper: 10,000 "
-            "episodes).",
+            "episodes)."] if cfg.task == "tworoom" else [
+            f"Push-T (pymunk, gym-pusht's scene with LeWM's relative actions) at {cfg.image_size} px (the paper: "
+            f"224), {cfg.episodes} training episodes of {cfg.episode_steps} steps from a noisy scripted pusher "
+            f"({cfg.policy_noise:.0%} random actions; the paper: ~18.7k replayed expert demonstrations, not "
+            "available offline). Success: DINO-WM's criterion (agent and block within 20 px of the goal's, angle "
+            "within pi/9), on start-goal pairs where the block must move. No oracle planner (simulating every CEM candidate in pymunk is too slow on a CPU). "
+            "Surprise: the block teleported or recoloured."]
+        return [
+            *task,
             f"Encoder: a {len(cfg.channels)}-layer stride-2 CNN (the paper: ViT-tiny/14; it reports a ResNet does as "
             f"well) and a BatchNorm projector to d = {cfg.dim} (the paper: 192); predictor {cfg.layers} AdaLN-zero "
             f"causal blocks, MLP {cfg.mlp} (the paper: 6, 2048); history {cfg.history}, frameskip {cfg.frameskip}; "
@@ -142,7 +157,7 @@ class LeWMSuite(Suite):
             f"tokens of width 384 - no DINOv2 weights offline), a frame-causal AdaLN-zero predictor trained "
             f"{cfg.patch_steps} steps on them; it and LeWM plan {cfg.patch_episodes} episodes with the same CEM, "
             "replanning every 5 blocks as the paper does, and the ratio of their seconds per plan is the speedup.",
-            "Not yet in this suite: Push-T.",
+            "Push-T runs as `task=pusht` (same models, protocol and claims); the default task is Two-Room.",
         ]
 
     def run(self, cfg: LeWMConfig, seed: int, out_dir: Path) -> RunResult:
@@ -150,13 +165,12 @@ class LeWMSuite(Suite):
         import torch
 
         from paper_lewm import diagnostics, plan
-        from paper_lewm.envs import TwoRoom
         from paper_lewm.model import ModelConfig
         from paper_lewm.train import TrainConfig, Windows, cached_train
 
         torch.set_num_threads(cfg.threads)
         cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "lewm"
-        env = TwoRoom(size=cfg.image_size)
+        env = self._env(cfg)
         data, data_key = self._data(cfg, env, cache)
         n_train = cfg.episodes
         frames = data.get("frames")
@@ -185,7 +199,7 @@ class LeWMSuite(Suite):
         rng = np.random.default_rng(10_000 + seed)
         ep, st = held.draw(cfg.diag_windows, rng)
         frames, actions = held.window(ep, st)
-        positions = held.states[ep[:, None], held.frame_steps(st)]
+        positions = env.probe_targets(held.states[ep[:, None], held.frame_steps(st)])
         diag = {name: diagnostics.collapse(m, frames, actions, positions, seed) for name, m in models.items()}
         info["collapse"] = diag
         for name, d in diag.items():
@@ -197,11 +211,14 @@ class LeWMSuite(Suite):
         metrics["collapse_test"] = float(none_collapsed and diag["sigreg"]["norm_pred_err"] < 0.5)
 
         # 2. planning, every planner on the same episodes
-        episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed)
+        episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed,
+                                      keep=env.block_moves if cfg.task == "pusht" else None)
         ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
                               horizon=cfg.horizon, replan=cfg.replan)
         planners = {"lewm": ("lewm", models["sigreg"]), "none": ("lewm", models["none"]),
                     "vicreg": ("lewm", models["vicreg"]), "oracle": ("oracle", None), "random": ("random", None)}
+        if cfg.task == "pusht":  # simulating every CEM candidate in pymunk: ~4 min per CEM iteration here
+            del planners["oracle"]
         success = {}
         for name, (kind, model) in track(list(planners.items()), "planning (CEM, all episodes batched)"):
             res = plan.evaluate(env, episodes, kind, ccfg, cfg.budget, cfg.frameskip, train.unblock, model, seed)
@@ -251,27 +268,42 @@ class LeWMSuite(Suite):
         return RunResult(metrics=metrics, series=series, info=info)
 
     @staticmethod
+    def _env(cfg):
+        if cfg.task == "tworoom":
+            from paper_lewm.envs import TwoRoom
+
+            return TwoRoom(size=cfg.image_size)
+        if cfg.task == "pusht":
+            from paper_lewm.pusht import PushT
+
+            return PushT(size=cfg.image_size)
+        raise ValueError(f"task must be tworoom or pusht, got {cfg.task!r}")
+
+    @staticmethod
     def _data(cfg, env, cache):
-        """Positions, actions and rendered frames of every episode (training, then held out), cached."""
+        """States, actions and rendered frames of every episode (training, then held out), cached."""
         import hashlib
         import json
 
         import numpy as np
 
-        from paper_lewm.envs import generate
+        if cfg.task == "pusht":
+            from paper_lewm.pusht import generate
+        else:
+            from paper_lewm.envs import generate
 
         spec = {"size": cfg.image_size, "episodes": cfg.episodes + cfg.heldout_episodes, "steps": cfg.episode_steps,
                 "noise": cfg.policy_noise, "seed": cfg.data_seed, "env": repr(env),
                 **({} if cfg.prerender else {"frames": False})}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-        path = Path(cache) / f"tworoom-{key}.npz"
+        path = Path(cache) / f"{cfg.task}-{key}.npz"
         if path.is_file():
             with np.load(path) as z:
                 return dict(z), key
         data = generate(env, spec["episodes"], cfg.episode_steps, cfg.data_seed, cfg.policy_noise)
         if cfg.prerender:
             frames = [env.render(data["positions"][i:i + 20]) for i in track(range(0, spec["episodes"], 20),
-                                                                              "rendering Two-Room episodes")]
+                                                                              f"rendering {cfg.task} episodes")]
             data["frames"] = np.concatenate(frames)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part.npz")
@@ -310,17 +342,19 @@ class LeWMSuite(Suite):
         out.save(fig, "fig-collapse.png")
 
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [5, 3]})
-        planners = ["lewm", "none", "vicreg", "oracle", "random"]
+        shown = {"lewm": ("LeWM (SIGReg)", "C0"), "none": ("lambda = 0", "C3"), "vicreg": ("VICReg", "C2"),
+                 "oracle": ("oracle CEM", "C7"), "random": ("random", "C8")}
+        planners = [p for p in shown if all(f"success_{p}" in res.metrics for res in results)]
         vals = [[res.metrics[f"success_{p}"] for res in results] for p in planners]
-        ax.bar(range(len(planners)), [np.mean(v) for v in vals], color=["C0", "C3", "C2", "C7", "C8"])
+        ax.bar(range(len(planners)), [np.mean(v) for v in vals], color=[shown[p][1] for p in planners])
         for j, v in enumerate(vals):
             ax.plot([j] * len(v), v, "k.", ms=4)
-        ax.set_xticks(range(len(planners)), ["LeWM (SIGReg)", "lambda = 0", "VICReg", "oracle CEM", "random"],
-                      fontsize=8)
+        ax.set_xticks(range(len(planners)), [shown[p][0] for p in planners], fontsize=8)
         ax.set_ylabel("success rate")
         ax.set_ylim(0, 1.05)
-        ax.axhline(0.87, color="C0", ls="--", lw=1, label="paper, LeWM Two-Room (224 px): 0.87")
-        ax.set_title(f"Two-Room planning, {cfg.eval_episodes} episodes per seed, {len(results)} seed(s)")
+        task, paper = {"tworoom": ("Two-Room", 0.87), "pusht": ("Push-T", 0.96)}[cfg.task]
+        ax.axhline(paper, color="C0", ls="--", lw=1, label=f"paper, LeWM {task} (224 px): {paper}")
+        ax.set_title(f"{task} planning, {cfg.eval_episodes} episodes per seed, {len(results)} seed(s)")
         ax.legend(fontsize=8)
         secs = [[res.metrics[f"seconds_per_plan_{k}"] for res in results] for k in ("lewm_r5", "patch")]
         bx.bar([0, 1], [np.mean(v) for v in secs], color=["C0", "C4"])

@@ -26,3 +26,23 @@ def test_smoke_tier_runs_every_part(harness_env, capsys, monkeypatch):
     assert m["success_oracle"] >= m["success_random"]
     assert 0 <= m["surprise_auroc_teleport"] <= 1
     capsys.readouterr()
+
+
+def test_pusht_task_runs_the_same_protocol_without_the_oracle(harness_env, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    rc = main(["run", "lewm", "--tier", "smoke", "--out", "p", "--no-publish", "task=pusht", "episodes=24",
+               "heldout_episodes=8", "episode_steps=40", "steps=30", "patch_steps=10", "eval_episodes=6",
+               "patch_episodes=2", "surprise_samples=40", "diag_windows=64"])
+    assert rc in (0, 1)  # the collapse claims may fail after 30 steps; the run itself must finish
+    summary = json.loads((harness_env / "p" / "summary.json").read_text())
+    assert summary["status"] in ("pass", "fail") and "Push-T" in " ".join(summary["notes"])
+    m = json.loads((harness_env / "p" / "seed_0" / "metrics.json").read_text())["metrics"]
+    assert "success_oracle" not in m
+    for p in ("lewm", "none", "vicreg", "random", "patch"):
+        assert 0 <= m[f"success_{p}"] <= 1
+    assert m["final_distance_random"] > 0 and 0 <= m["sigreg_probe_r2"] <= 1
+    assert sorted(summary["figures"]) == ["fig-collapse.png", "fig-planning.png", "fig-surprise.png"]
+    capsys.readouterr()
+    assert main(["run", "lewm", "--tier", "smoke", "--out", "q", "--no-publish", "task=reacher"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "task must be tworoom or pusht, got 'reacher'" in err[0]
