@@ -27,7 +27,7 @@ nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 # Extras every suite's CPU path needs (torch as the pinned CPU wheel).
-SUITE_EXTRAS = "suites"
+SUITE_EXTRAS = "suites,rl"
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 

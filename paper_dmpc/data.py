@@ -1,0 +1,212 @@
+"""Offline locomotion data in D4RL's form, generated locally on Gymnasium MuJoCo v5 ("Gymnasium v5
+local data": no pip package ships D4RL's files, and a model or dataset hub is not assumed).
+
+D4RL's recipe (Fu et al. 2020): train SAC, stop it early at about a third of expert performance
+("medium"), roll that stochastic policy out for the ``medium`` set, and keep the replay buffer up to the
+stopping point as ``medium-replay``. Here SAC is sbx's (JAX) with the standard settings (lr 3e-4, batch
+256, gamma 0.99, automatic entropy, 256 x 256 networks, 10k random warm-up steps); the deterministic
+policy is evaluated every ``eval_every`` steps and training stops at the first evaluation whose
+D4RL-normalised return reaches the medium target. Every set has D4RL's keys (observations, actions,
+rewards, next_observations, terminals, timeouts) and is cached with its metadata (versions, seed, the
+stopping step, the evaluation curve, the data's own normalised return).
+
+Normalisation uses D4RL's reference returns (``d4rl/infos.py``; the same for v0-v2): score =
+100 (return - random) / (expert - random). On v5 dynamics it is approximate: report it as
+"D4RL-normalised (Gymnasium v5)".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+# (REF_MIN_SCORE: a random policy, REF_MAX_SCORE: expert SAC), d4rl/infos.py
+REF_SCORES = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135.0), "walker2d": (1.629008, 4592.3)}
+# normalised return of D4RL's medium data, the early-stopping target (about a third of expert)
+MEDIUM_TARGET = {"hopper": 44.0, "halfcheetah": 40.0, "walker2d": 62.0}
+KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+LABEL = "Gymnasium v5 local data"
+
+
+def normalized_score(env: str, returns) -> np.ndarray | float:
+    """D4RL's normalised score, x 100 (``env.get_normalized_score(ret) * 100``)."""
+    if env not in REF_SCORES:
+        raise ValueError(f"unknown environment {env!r}; known: {', '.join(REF_SCORES)}")
+    lo, hi = REF_SCORES[env]
+    return 100.0 * (np.asarray(returns, dtype=float) - lo) / (hi - lo)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "dmpc"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    env: str = "hopper"
+    seed: int = 0
+    max_sac_steps: int = 400_000
+    learning_starts: int = 10_000
+    eval_every: int = 5_000
+    eval_episodes: int = 5
+    target: float = float("nan")  # normalised return to stop at; nan: MEDIUM_TARGET[env]
+    medium_transitions: int = 200_000
+    rollout_envs: int = 16
+
+    def __post_init__(self):
+        if self.env not in ENV_IDS:
+            raise ValueError(f"unknown environment {self.env!r}; known: {', '.join(ENV_IDS)}")
+
+    @property
+    def stop_at(self) -> float:
+        return MEDIUM_TARGET[self.env] if np.isnan(self.target) else self.target
+
+    def key(self) -> str:
+        spec = {**asdict(self), "target": self.stop_at, "env_id": ENV_IDS[self.env], "format": 1}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_env(env: str, **kwargs):
+    import gymnasium as gym
+
+    return gym.make(ENV_IDS[env], **kwargs)
+
+
+def _sac(spec: DataSpec, env):
+    from sbx import SAC
+
+    return SAC("MlpPolicy", env, learning_rate=3e-4, buffer_size=max(spec.max_sac_steps, 1), batch_size=256,
+               gamma=0.99, tau=0.005, learning_starts=spec.learning_starts, ent_coef="auto",
+               policy_kwargs={"net_arch": [256, 256]}, seed=spec.seed, verbose=0)
+
+
+def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: int = 16,
+            episodes: int | None = None) -> tuple[dict[str, np.ndarray], list[float]]:
+    """``n`` transitions (or ``episodes`` whole episodes) of ``policy(obs [B, d], deterministic) -> actions``
+    on ``n_envs`` environments stepped side by side; D4RL's keys in episode order, and the returns of the
+    episodes that finished."""
+    envs = [make_env(env) for _ in range(n_envs)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
+    per_env: list[dict[str, list]] = [{k: [] for k in KEYS} for _ in envs]
+    done_eps: list[dict[str, np.ndarray]] = []
+    returns: list[float] = []
+    ret = np.zeros(n_envs)
+    total, started = 0, n_envs
+    while (total < n) if episodes is None else (len(returns) < episodes):
+        act = np.asarray(policy(obs, deterministic), dtype=np.float32)
+        for i, e in enumerate(envs):
+            nxt, r, term, trunc, _ = e.step(act[i])
+            buf = per_env[i]
+            for k, v in zip(KEYS, (obs[i].copy(), act[i], r, nxt, term, trunc), strict=True):  # obs is reused
+                buf[k].append(v)
+            ret[i] += r
+            total += 1
+            if term or trunc:
+                done_eps.append({k: np.asarray(v) for k, v in buf.items()})
+                per_env[i] = {k: [] for k in KEYS}
+                returns.append(float(ret[i]))
+                ret[i] = 0.0
+                nxt, _ = e.reset(seed=seed + started)
+                started += 1
+            obs[i] = nxt
+    if episodes is None:  # unfinished episodes count too, cut by the step budget: a timeout ends each
+        for buf in per_env:
+            if buf["rewards"]:
+                buf["timeouts"][-1] = True
+                done_eps.append({k: np.asarray(v) for k, v in buf.items()})
+    else:
+        done_eps = done_eps[:episodes]
+    data = {k: np.concatenate([ep[k] for ep in done_eps]) for k in KEYS}
+    if episodes is None:
+        data = {k: v[:n] for k, v in data.items()}
+    data = {k: v.astype(np.float32) if v.dtype.kind == "f" else v.astype(bool) for k, v in data.items()}
+    return data, returns
+
+
+def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Train SAC to the medium target; return ({"medium": ..., "medium-replay": ...}, metadata)."""
+    import gymnasium
+    import mujoco
+    import sbx
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    t0 = time.perf_counter()
+    env = make_env(spec.env)
+    model = _sac(spec, env)
+    curve: list[dict] = []
+
+    def evaluate_now() -> float:
+        _, rets = rollout(lambda o, d: model.predict(o, deterministic=d)[0], spec.env, 0, 10_000 + len(curve),
+                          True, n_envs=spec.eval_episodes, episodes=spec.eval_episodes)
+        return float(np.mean(normalized_score(spec.env, rets)))
+
+    class Stop(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % spec.eval_every or self.num_timesteps < spec.learning_starts:
+                return True
+            score = evaluate_now()
+            curve.append({"step": self.num_timesteps, "normalized_return": score,
+                          "seconds": round(time.perf_counter() - t0, 1)})
+            log(f"{spec.env} SAC step {self.num_timesteps}: normalised return {score:.1f} "
+                f"(target {spec.stop_at:.0f})")
+            return score < spec.stop_at
+
+    model.learn(total_timesteps=spec.max_sac_steps, callback=Stop())
+    stopped = int(model.num_timesteps)
+    reached = bool(curve) and curve[-1]["normalized_return"] >= spec.stop_at
+    buf = model.replay_buffer
+    n = buf.buffer_size if buf.full else buf.pos
+    dones = buf.dones[:n, 0].astype(bool)
+    timeouts = buf.timeouts[:n, 0].astype(bool)
+    replay = {"observations": buf.observations[:n, 0], "actions": buf.actions[:n, 0],
+              "rewards": buf.rewards[:n, 0], "next_observations": buf.next_observations[:n, 0],
+              "terminals": dones & ~timeouts, "timeouts": timeouts}
+    replay = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in replay.items()}
+    t_sac = time.perf_counter() - t0
+    medium, med_returns = rollout(lambda o, d: model.predict(o, deterministic=d)[0], spec.env,
+                                  spec.medium_transitions, 20_000, False, n_envs=spec.rollout_envs)
+    meta = {"label": LABEL, "env_id": ENV_IDS[spec.env], "spec": asdict(spec), "target": spec.stop_at,
+            "sac_steps": stopped, "target_reached": reached, "eval_curve": curve,
+            "medium_episode_return_normalized": float(np.mean(normalized_score(spec.env, med_returns)))
+            if med_returns else float("nan"),
+            "medium_episodes": len(med_returns), "replay_transitions": int(n),
+            "versions": {"gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "sbx": sbx.__version__},
+            "seconds": {"sac": round(t_sac, 1), "medium_rollout": round(time.perf_counter() - t0 - t_sac, 1)}}
+    return {"medium": medium, "medium-replay": replay}, meta
+
+
+def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print) -> tuple[dict, dict]:
+    """The cached datasets for ``spec``, generating (and caching) them the first time."""
+    folder = (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        sets = {}
+        for name in ("medium", "medium-replay"):
+            with np.load(folder / f"{name}.npz") as z:
+                sets[name] = dict(z)
+        return sets, json.loads(meta_path.read_text())
+    sets, meta = generate(spec, log=log)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arrays in sets.items():
+        tmp = folder / f".{name}.part.npz"
+        np.savez_compressed(tmp, **arrays)
+        meta.setdefault("sha256", {})[name] = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.replace(folder / f"{name}.npz")
+    tmp = folder / ".meta.part"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(meta_path)  # written last: a folder without it is an unfinished generation
+    return sets, meta
+
+
+def episodes(data: dict[str, np.ndarray]) -> list[slice]:
+    """Episode boundaries of a D4RL-style set: an episode ends at a terminal or a timeout."""
+    ends = np.flatnonzero(data["terminals"] | data["timeouts"])
+    starts = np.concatenate([[0], ends + 1])
+    stops = np.concatenate([ends + 1, [len(data["rewards"])]])
+    return [slice(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a]
