@@ -1,0 +1,79 @@
+"""D-MPC's planner, Sample-Score-Rank (SSR), and the closed-loop evaluation of any chunk policy.
+
+SSR, per control step and for every environment at once: draw N action chunks from the proposal,
+predict each chunk's future states with the dynamics model, score each (state, action) trajectory with
+the objective, and execute the best chunk's first action (or its first ``replan`` actions) before
+planning again. The objective is the learned J by default; a novel objective (e.g. torso height) is
+swapped in at run time with no retraining.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from paper_dmpc.data import make_env, normalized_score
+
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (s [B,S], a [B,F,A], fut [B,F,S]) -> [B]
+
+
+@dataclass
+class SSR:
+    proposal: object  # .sample(s [B, S], gen) -> [B, F, A]
+    dynamics: object  # .sample(s [B, S], a [B, F, A], gen) -> [B, F, S]
+    objective: Objective
+    samples: int = 64
+
+    @torch.no_grad()
+    def __call__(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        """The best of ``samples`` candidate chunks for each row of s, [B, F, A]."""
+        b, n = s.shape[0], self.samples
+        rep = s.repeat_interleave(n, 0)
+        a = self.proposal.sample(rep, gen)
+        fut = self.dynamics.sample(rep, a, gen)
+        score = self.objective(rep, a, fut).view(b, n)
+        best = score.argmax(1)
+        return a.view(b, n, *a.shape[1:])[torch.arange(b), best]
+
+
+@torch.no_grad()
+def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], env: str, episodes: int, seed: int,
+             replan: int = 1, max_steps: int = 1000, make=None, wrap=lambda it: it) -> dict:
+    """Run ``episodes`` episodes side by side; ``policy(s [B, S], gen) -> chunks [B, F, A]`` is called for
+    the live environments every ``replan`` steps and its chunks are executed open loop in between.
+    Returns per-episode returns, D4RL-normalised scores, lengths, the torso height trace (index 0 of the
+    observation for Hopper and Walker2d: z of the torso), and seconds per control step."""
+    make = make or (lambda: make_env(env, max_episode_steps=max_steps))
+    envs = [make() for _ in range(episodes)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    live = np.ones(episodes, bool)
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, int)
+    heights = [[] for _ in range(episodes)]
+    gen = torch.Generator().manual_seed(seed)
+    chunk = None
+    plan_s, steps = 0.0, 0
+    for t in wrap(range(max_steps)):
+        if not live.any():
+            break
+        if t % replan == 0:
+            t0 = time.perf_counter()
+            chunk = np.zeros((episodes, replan, envs[0].action_space.shape[0]), np.float32)
+            chunk[live] = policy(torch.from_numpy(obs[live]), gen)[:, :replan].numpy()
+            plan_s += time.perf_counter() - t0
+        for i in np.flatnonzero(live):
+            nxt, r, term, trunc, _ = envs[i].step(chunk[i, t % replan])
+            returns[i] += r
+            lengths[i] += 1
+            heights[i].append(float(nxt[0]))
+            obs[i] = nxt
+            if term or trunc:
+                live[i] = False
+        steps += 1
+    return {"returns": returns, "normalized": np.asarray(normalized_score(env, returns)) if env in
+            ("hopper", "halfcheetah", "walker2d") else returns, "lengths": lengths,
+            "mean_height": np.array([np.mean(h) for h in heights]), "max_height": np.array([np.max(h) for h in heights]),
+            "seconds_per_step": plan_s / max(steps, 1)}
