@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "infcompute": "suites.infcompute:InfComputeSuite",
     "ssd": "suites.ssd:SSDSuite",
     "lewm": "suites.lewm:LeWMSuite",
+    "dmpc": "suites.dmpc:DMPCSuite",
 }
 
 ENV_VAR = "PAPERCLUB_EXTRA_SUITES"

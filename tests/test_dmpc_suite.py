@@ -1,0 +1,59 @@
+"""The dmpc suite end to end at the smoke tier (seconds of SAC, a few training steps, short episodes;
+no score claims), its config errors, and the full tier's setup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("gymnasium")
+pytest.importorskip("sbx")
+
+from runners.cli import main  # noqa: E402
+from runners.config import compose  # noqa: E402
+from suites.dmpc import DMPCSuite  # noqa: E402
+
+
+def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, capsys, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    rc = main(["run", "dmpc", "--tier", "smoke", "--out", "s", "--no-publish"])
+    summary = json.loads((harness_env / "s" / "summary.json").read_text())
+    assert rc == 3 and summary["status"] == "skipped"  # no score claims at smoke
+    assert {c["status"] for c in summary["claims"]} == {"skipped"}
+    assert summary["figures"] == ["fig-dmpc.png"]
+    seed = json.loads((harness_env / "s" / "seed_0" / "metrics.json").read_text())
+    m = seed["metrics"]
+    for agent in ("dmpc", "proposal", "bc", "mbop", "dmpc_jump"):
+        assert 1 <= m[f"episode_length_{agent}"] <= 30 and m[f"seconds_per_control_step_{agent}"] >= 0
+        assert m[f"score_{agent}"] == pytest.approx(100 * (m[f"return_{agent}"] + 20.272305) / 3254.572305)
+    assert m["score_dmpc_minus_mbop"] == pytest.approx(m["score_dmpc"] - m["score_mbop"])
+    assert m["pred_err_ratio_multi_over_single"] == pytest.approx(
+        m["pred_err_multistep_diffusion_at_f"] / m["pred_err_singlestep_diffusion_at_f"])
+    for name in ("multistep_diffusion", "singlestep_diffusion", "mlp_ensemble"):  # error against steps ahead, F = 4
+        assert [k for k, _ in seed["series"][f"pred_err_{name}"]] == [1, 2, 3, 4]
+    assert "Gymnasium v5 local data" in " ".join(summary["notes"])
+    capsys.readouterr()
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "env must be hopper, halfcheetah or walker2d, got 'ant'" in err[0]
+
+
+def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
+    cfg, _ = compose(DMPCSuite, "full", [])
+    assert (cfg.denoiser, cfg.horizon, cfg.samples, cfg.replan) == ("transformer", 32, 64, 1)
+    assert cfg.medium_transitions == 1_000_000 and cfg.device == "cuda"
+    small, _ = compose(DMPCSuite, "small", [])
+    assert (small.env, small.dataset, small.denoiser, small.horizon) == ("hopper", "medium-replay", "mlp", 16)
+    if torch_cuda():
+        return
+    assert main(["run", "dmpc", "--tier", "full", "--out", "f", "--no-publish"]) == 3
+    summary = json.loads((harness_env / "f" / "summary.json").read_text())
+    assert summary["status"] == "skipped" and "cuda" in summary["reason"]
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
