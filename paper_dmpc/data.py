@@ -204,6 +204,57 @@ def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print) -> tu
     return sets, meta
 
 
+def load_path(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A dataset given by path, in D4RL's keys: a D4RL hdf5 file (flat arrays; where the file lacks
+    next_observations they come from the following observation, a timeout's step is dropped since its
+    successor is not in the file, and a terminal's next state is itself, the absorbing state), a
+    Minari dataset (its folder, or its data/main_data.hdf5: one group per episode with T + 1
+    observations, terminations and truncations), or an .npz with D4RL's keys."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "data" / "main_data.hdf5"
+    if not p.is_file():
+        raise FileNotFoundError(f"no dataset at {path} (expected a D4RL .hdf5, a Minari dataset folder or an .npz)")
+    if p.suffix == ".npz":
+        with np.load(p) as z:
+            missing = [k for k in KEYS if k not in z]
+            if missing:
+                raise ValueError(f"{p}: missing {', '.join(missing)}")
+            return {k: z[k] for k in KEYS}
+    import h5py
+
+    with h5py.File(p, "r") as f:
+        groups = sorted((k for k in f if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if groups:  # Minari
+            parts = []
+            for g in groups:
+                e = f[g]
+                obs = np.asarray(e["observations"])
+                parts.append({"observations": obs[:-1], "next_observations": obs[1:],
+                              "actions": np.asarray(e["actions"]), "rewards": np.asarray(e["rewards"]),
+                              "terminals": np.asarray(e["terminations"]).astype(bool),
+                              "timeouts": np.asarray(e["truncations"]).astype(bool)})
+            out = {k: np.concatenate([q[k] for q in parts]) for k in KEYS}
+        else:  # D4RL
+            missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
+            if missing:
+                raise ValueError(f"{p}: neither a Minari dataset nor D4RL's format (missing {', '.join(missing)})")
+            out = {k: np.asarray(f[k]) for k in KEYS if k in f}
+            out["terminals"], out["timeouts"] = out["terminals"].astype(bool), out["timeouts"].astype(bool)
+            if "next_observations" not in out:
+                term, tout = out["terminals"], out["timeouts"].copy()
+                nxt = np.roll(out["observations"], -1, 0)
+                nxt[term] = out["observations"][term]  # after a terminal: the absorbing state, itself
+                drop = tout & ~term  # a timeout's successor is the next episode's start: unknown
+                drop[-1] |= not term[-1]
+                before = np.flatnonzero(drop) - 1
+                before = before[(before >= 0) & ~drop[np.maximum(before, 0)]]
+                tout[before] |= ~term[before]  # the step before a dropped one now ends its episode
+                keep = ~drop
+                out = {**{k: v[keep] for k, v in out.items()}, "timeouts": tout[keep], "next_observations": nxt[keep]}
+    return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in out.items()}
+
+
 def episodes(data: dict[str, np.ndarray]) -> list[slice]:
     """Episode boundaries of a D4RL-style set: an episode ends at a terminal or a timeout."""
     ends = np.flatnonzero(data["terminals"] | data["timeouts"])

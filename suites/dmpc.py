@@ -25,6 +25,7 @@ PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
 class DMPCConfig(SuiteConfig):
     env: str = "hopper"  # hopper | halfcheetah | walker2d
     dataset: str = "medium-replay"  # medium | medium-replay
+    data_path: str = ""  # a D4RL .hdf5, a Minari dataset folder or an .npz: used instead of generated data
     # data generation (SAC to D4RL's medium level; cached, shared by every seed)
     data_seed: int = 0
     max_sac_steps: int = 400_000
@@ -86,7 +87,7 @@ class DMPCSuite(Suite):
         # the paper's setting: transformer denoisers, F = 32, N = 64, replanning every step, 1000 x ... steps
         "full": ["device=cuda", "denoiser=transformer", "horizon=32", "steps=200000", "batch=256", "lr=1e-4",
                  "replan=1", "medium_transitions=1000000", "proposal_steps=32", "dynamics_steps=10",
-                 "diffusion_steps=1000", "threads=8"],
+                 "diffusion_steps=1000", "threads=8"],  # data_path=... takes D4RL's or Minari's files
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
@@ -138,8 +139,13 @@ class DMPCSuite(Suite):
         spec = data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
                              learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
                              medium_transitions=cfg.medium_transitions, target=cfg.target)
-        sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
-        ds = sets[cfg.dataset]
+        if cfg.data_path:
+            ds = data.load_path(cfg.data_path)
+            meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "sac_steps": None,
+                    "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
+        else:
+            sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
+            ds = sets[cfg.dataset]
         eps = data.episodes(ds)
         rng = np.random.default_rng(1000 + seed)
         held = set(rng.choice(len(eps), max(1, int(cfg.heldout_fraction * len(eps))), replace=False).tolist())

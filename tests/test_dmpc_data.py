@@ -63,3 +63,35 @@ def test_generation_is_cached_with_its_metadata(tmp_path):
     again, meta2 = data.load_or_generate(spec, tmp_path, log=lambda *_: None)  # from the cache
     np.testing.assert_array_equal(again["medium"]["actions"], sets["medium"]["actions"])
     assert meta2 == json.loads((folder / "meta.json").read_text())
+
+
+def test_d4rl_and_minari_files_load_by_path(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    obs = np.arange(8, dtype=np.float32)[:, None].repeat(2, 1)
+    # D4RL without next_observations: episode A = steps 0-2 (terminal at 2), B = 3-5 (timeout at 5), C = 6-7 (cut)
+    with h5py.File(tmp_path / "d4rl.hdf5", "w") as f:
+        f["observations"], f["actions"] = obs, np.ones((8, 1), np.float32)
+        f["rewards"] = np.arange(8, dtype=np.float32)
+        f["terminals"] = np.array([0, 0, 1, 0, 0, 0, 0, 0], bool)
+        f["timeouts"] = np.array([0, 0, 0, 0, 0, 1, 0, 0], bool)
+    d = data.load_path(tmp_path / "d4rl.hdf5")
+    # dropped: step 5 (a timeout: its successor is not in the file) and step 7 (the file's last)
+    np.testing.assert_array_equal(d["rewards"], [0, 1, 2, 3, 4, 6])
+    np.testing.assert_array_equal(d["next_observations"][:, 0], [1, 2, 2, 4, 5, 7])
+    assert data.episodes(d) == [slice(0, 3), slice(3, 5), slice(5, 6)]
+    assert d["terminals"].tolist() == [0, 0, 1, 0, 0, 0] and d["timeouts"].tolist() == [0, 0, 0, 0, 1, 1]
+    # Minari: one group per episode with T + 1 observations
+    folder = tmp_path / "hopper-medium-v0"
+    (folder / "data").mkdir(parents=True)
+    with h5py.File(folder / "data" / "main_data.hdf5", "w") as f:
+        for i, (t, term) in enumerate(((3, True), (2, False))):
+            g = f.create_group(f"episode_{i}")
+            g["observations"] = np.arange(t + 1, dtype=np.float64)[:, None] + 10 * i
+            g["actions"], g["rewards"] = np.zeros((t, 1)), np.ones(t)
+            g["terminations"] = np.array([0] * (t - 1) + [term], bool)
+            g["truncations"] = np.array([0] * (t - 1) + [not term], bool)
+    m = data.load_path(folder)
+    np.testing.assert_array_equal(m["next_observations"][:, 0], [1, 2, 3, 11, 12])
+    assert data.episodes(m) == [slice(0, 3), slice(3, 5)] and m["observations"].dtype == np.float32
+    with pytest.raises(FileNotFoundError, match="no dataset at"):
+        data.load_path(tmp_path / "nothing.hdf5")

@@ -34,6 +34,12 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     for name in ("multistep_diffusion", "singlestep_diffusion", "mlp_ensemble"):  # error against steps ahead, F = 4
         assert [k for k, _ in seed["series"][f"pred_err_{name}"]] == [1, 2, 3, 4]
     assert "Gymnasium v5 local data" in " ".join(summary["notes"])
+    # the same run on a dataset given by path (here the generated one, as an .npz)
+    npz = next((harness_env / "cache" / "dmpc").glob("hopper-*/medium-replay.npz"))
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "p", "--no-publish", f"data_path={npz}"]) == 3
+    by_path = json.loads((harness_env / "p" / "seed_0" / "metrics.json").read_text())
+    assert by_path["info"]["data"]["label"].endswith("(given by path)")
+    assert by_path["info"]["chunks"] == seed["info"]["chunks"]
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
