@@ -63,3 +63,18 @@ def torch_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_gpu_script_trains_and_saves_on_a_cpu_stand_in(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "gpu_dmpc.py"), "--tiny", "--device", "cpu",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "dmpc_gpu.json").read_text())
+    assert record["complete"] and set(record["models"]) == {"proposal", "dynamics", "objective"}
+    assert len(record["models"]["dynamics"]["pred_err_by_step"]) == 4
+    assert all((tmp_path / f"dmpc_{m}.pt").is_file() for m in ("proposal", "dynamics", "objective"))
