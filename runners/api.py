@@ -47,6 +47,9 @@ class Claim:
     # What this one claim needs beyond the suite's own requirements (e.g. {"vllm"} for a peer
     # baseline): where unmet, the claim alone is ``skipped`` with the reason.
     requires: frozenset[str] = frozenset()
+    # Config values this claim is about (e.g. {"task": "pusht"}): a run whose config differs in one
+    # of them does not test it, and the claim alone is ``skipped`` with the reason.
+    applies: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.op not in ("ge", "le", "approx"):

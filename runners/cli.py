@@ -44,7 +44,7 @@ def cmd_list(args) -> int:
             req += " (unmet: " + "; ".join(unmet) + ")"
         claims = "\n".join(
             f"{c.id}: {c.metric} {c.op} " + ", ".join(f"{v:g}@{t}" for t, v in c.threshold.items())
-            for c in cls.claims) or "-"
+            + "".join(f" (when {k}={v})" for k, v in c.applies) for c in cls.claims) or "-"
         tiers = ", ".join(f"{t} ({cls.default_seeds.get(t, 1)})" for t in cls.tiers)
         table.add_row(name, str(cls.version), tiers, req, claims)
     _console().print(table)

@@ -161,6 +161,9 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
         unmet_here = unmet_requirements(frozenset(c.requires), device) if tier in c.threshold else []
         if unmet_here:
             row.update(status="skipped", reason="requirement unmet: " + "; ".join(unmet_here))
+        other = [f"{k}={v!r} (this run: {getattr(cfg, k, None)!r})" for k, v in c.applies if getattr(cfg, k, None) != v]
+        if other and tier in c.threshold:
+            row.update(status="skipped", reason="applies when " + ", ".join(other))
         return row
 
     def write(final: bool) -> None:

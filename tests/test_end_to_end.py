@@ -154,6 +154,12 @@ def test_a_claim_with_an_unmet_requirement_alone_is_skipped(harness_env, capsys)
     assert claims["toy.vs_peer"]["status"] == "skipped" and "paperclub_no_such_peer" in claims["toy.vs_peer"]["reason"]
     assert claims["toy.vs_peer"]["value"] is not None  # measured, shown, but not judged
     assert claims["toy.mean"]["status"] == "pass" and summary["status"] == "pass" and rc == 0
+    # a claim about another config value is not tested by this run
+    assert claims["toy.noisy_only"]["status"] == "skipped"
+    assert claims["toy.noisy_only"]["reason"] == "applies when noise=2.0 (this run: 0.5)"
+    run(["run", "toy_peer", "--tier", "smoke", "--out", "q", "--no-publish", "noise=2.0"], capsys)
+    claims = {c["id"]: c for c in json.loads((harness_env / "q" / "summary.json").read_text())["claims"]}
+    assert claims["toy.noisy_only"]["status"] == "pass"
 
 
 def test_locked_store_keeps_run_and_says_how_to_publish(harness_env, capsys, monkeypatch):

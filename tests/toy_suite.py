@@ -95,4 +95,5 @@ class PeerClaimSuite(ToySuite):
 
     name = "toy_peer"
     claims = (*ToySuite.claims,
-              Claim("toy.vs_peer", "est_mean", "ge", {"smoke": 0.0}, requires=frozenset({"paperclub_no_such_peer"})))
+              Claim("toy.vs_peer", "est_mean", "ge", {"smoke": 0.0}, requires=frozenset({"paperclub_no_such_peer"})),
+              Claim("toy.noisy_only", "est_mean", "ge", {"smoke": 0.0}, applies=(("noise", 2.0),)))
