@@ -72,10 +72,23 @@ class DataSpec:
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def make_env(env: str, **kwargs):
+# the foot whose torque a "broken ankle" scales: Hopper's only foot, Walker2d's left foot
+FOOT_ACTUATOR = {"hopper": 2, "walker2d": 5}
+
+
+def make_env(env: str, foot_scale: float = 1.0, **kwargs):
+    """A Gymnasium v5 environment; ``foot_scale`` < 1 weakens the foot joint's torque (the paper's
+    novel-dynamics setting: a walker with a broken ankle) by scaling that action component."""
     import gymnasium as gym
 
-    return gym.make(ENV_IDS[env], **kwargs)
+    e = gym.make(ENV_IDS[env], **kwargs)
+    if foot_scale != 1.0:
+        if env not in FOOT_ACTUATOR:
+            raise ValueError(f"no foot to weaken in {env!r}; only in {', '.join(FOOT_ACTUATOR)}")
+        scale = np.ones(e.action_space.shape, np.float32)
+        scale[FOOT_ACTUATOR[env]] = foot_scale
+        e = gym.wrappers.TransformAction(e, lambda a: a * scale, e.action_space)
+    return e
 
 
 def _sac(spec: DataSpec, env):
@@ -87,11 +100,11 @@ def _sac(spec: DataSpec, env):
 
 
 def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: int = 16,
-            episodes: int | None = None) -> tuple[dict[str, np.ndarray], list[float]]:
+            episodes: int | None = None, foot_scale: float = 1.0) -> tuple[dict[str, np.ndarray], list[float]]:
     """``n`` transitions (or ``episodes`` whole episodes) of ``policy(obs [B, d], deterministic) -> actions``
     on ``n_envs`` environments stepped side by side; D4RL's keys in episode order, and the returns of the
     episodes that finished."""
-    envs = [make_env(env) for _ in range(n_envs)]
+    envs = [make_env(env, foot_scale) for _ in range(n_envs)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
     per_env: list[dict[str, list]] = [{k: [] for k in KEYS} for _ in envs]
     done_eps: list[dict[str, np.ndarray]] = []

@@ -42,13 +42,13 @@ class SSR:
 
 @torch.no_grad()
 def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], env: str, episodes: int, seed: int,
-             replan: int = 1, max_steps: int = 1000, make=None, wrap=lambda it: it) -> dict:
+             replan: int = 1, max_steps: int = 1000, foot_scale: float = 1.0, wrap=lambda it: it) -> dict:
     """Run ``episodes`` episodes side by side; ``policy(s [B, S], gen) -> chunks [B, F, A]`` is called for
-    the live environments every ``replan`` steps and its chunks are executed open loop in between.
-    Returns per-episode returns, D4RL-normalised scores, lengths, the torso height trace (index 0 of the
-    observation for Hopper and Walker2d: z of the torso), and seconds per control step."""
-    make = make or (lambda: make_env(env, max_episode_steps=max_steps))
-    envs = [make() for _ in range(episodes)]
+    the live environments every ``replan`` steps and its chunks are executed open loop in between;
+    ``foot_scale`` < 1 weakens the foot (novel dynamics). Returns per-episode returns, D4RL-normalised
+    scores, lengths, the torso height trace (index 0 of the observation for Hopper and Walker2d: z of
+    the torso), and seconds per control step."""
+    envs = [make_env(env, foot_scale, max_episode_steps=max_steps) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
     live = np.ones(episodes, bool)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, int)

@@ -95,3 +95,16 @@ def test_d4rl_and_minari_files_load_by_path(tmp_path):
     assert data.episodes(m) == [slice(0, 3), slice(3, 5)] and m["observations"].dtype == np.float32
     with pytest.raises(FileNotFoundError, match="no dataset at"):
         data.load_path(tmp_path / "nothing.hdf5")
+
+
+def test_a_weakened_foot_scales_only_that_torque():
+    for env, foot in (("hopper", 2), ("walker2d", 5)):
+        e = data.make_env(env, foot_scale=0.3)
+        e.reset(seed=0)
+        a = np.full(e.action_space.shape, 0.5, np.float32)
+        e.step(a)
+        expected = a.copy()
+        expected[foot] *= 0.3
+        np.testing.assert_allclose(e.unwrapped.data.ctrl, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="no foot to weaken in 'halfcheetah'"):
+        data.make_env("halfcheetah", foot_scale=0.5)

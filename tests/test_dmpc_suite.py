@@ -29,6 +29,8 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
         assert 1 <= m[f"episode_length_{agent}"] <= 30 and m[f"seconds_per_control_step_{agent}"] >= 0
         assert m[f"score_{agent}"] == pytest.approx(100 * (m[f"return_{agent}"] + 20.272305) / 3254.572305)
     assert m["score_dmpc_minus_mbop"] == pytest.approx(m["score_dmpc"] - m["score_mbop"])
+    assert m["finetune_gain"] == pytest.approx(m["score_altered_after"] - m["score_altered_before"])
+    assert m["play_transitions"] >= 4 * 4  # four play episodes, each at least one F = 4 chunk long or terminal
     assert m["pred_err_ratio_multi_over_single"] == pytest.approx(
         m["pred_err_multistep_diffusion_at_f"] / m["pred_err_singlestep_diffusion_at_f"])
     for name in ("multistep_diffusion", "singlestep_diffusion", "mlp_ensemble"):  # error against steps ahead, F = 4
