@@ -117,6 +117,17 @@ class SingleStepDynamics(nn.Module):
 
 
 @dataclass
+class Repeated:
+    """The single-step-proposal ablation: a one-step proposal's action held for the whole chunk."""
+
+    one_step: object  # .sample(s, gen) -> [B, 1, A]
+    horizon: int
+
+    def sample(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        return self.one_step.sample(s, gen).expand(-1, self.horizon, -1).contiguous()
+
+
+@dataclass
 class MBOP:
     """MBOP-Trajopt, single pass: N trajectories from the BC prior plus Gaussian noise, rolled through
     the one-step ensemble (trajectory n uses member n mod K), scored by the objective; the executed chunk

@@ -58,6 +58,7 @@ class DMPCConfig(SuiteConfig):
     mbop_kappa: float = 3.0
     pred_chunks: int = 256
     jump: bool = True
+    ablations: bool = True  # the paper's three: Gaussian-MLP proposal, single-step proposal, single-step dynamics
     # novel dynamics: the foot's torque scaled by foot_scale; play data from the proposal in the altered
     # environment; only the dynamics model fine-tuned on it
     novel_dynamics: bool = True
@@ -113,6 +114,15 @@ class DMPCSuite(Suite):
         Claim("dmpc_over_proposal", "score_dmpc_minus_proposal", "ge", _t(0.0),
               source=f"{PAPER}, Sec. 3 (planning with the dynamics and J over the proposal alone)",
               description="D-MPC minus executing the proposal's first sample, D4RL-normalised return"),
+        Claim("ablation_diffusion_proposal", "score_dmpc_minus_abl_gaussian_proposal", "ge", _t(0.0),
+              source=f"{PAPER}, Sec. 5.4 (ablations: a diffusion proposal over a Gaussian-MLP one)",
+              description="D-MPC minus the same planner with a Gaussian-MLP chunk proposal"),
+        Claim("ablation_multistep_proposal", "score_dmpc_minus_abl_single_step_proposal", "ge", _t(0.0),
+              source=f"{PAPER}, Sec. 5.4 (ablations: a multi-step proposal over a single-step one)",
+              description="D-MPC minus the same planner whose proposal samples one action, held for the chunk"),
+        Claim("ablation_multistep_dynamics", "score_dmpc_minus_abl_single_step_dynamics", "ge", _t(0.0),
+              source=f"{PAPER}, Sec. 5.4 (ablations: multi-step dynamics over single-step dynamics)",
+              description="D-MPC minus the same planner with single-step diffusion dynamics rolled out"),
         Claim("finetune_raises_return", "finetune_gain", "ge", _t(0.0), paper_value=7.91,
               source=f"{PAPER}, Sec. 5.3 (walker with a broken ankle: 22.74 -> 30.65, secondary)",
               description="D-MPC in the weakened-foot environment after minus before fine-tuning only the dynamics "
@@ -139,7 +149,10 @@ class DMPCSuite(Suite):
             f"Novel dynamics: the foot's torque x {cfg.foot_scale} (the paper: a walker's broken ankle, its exact "
             f"defect unknown); {cfg.play_episodes} episodes of play data from the proposal in that environment; "
             f"only the dynamics fine-tuned, {cfg.finetune_steps} steps.",
-            "Not yet in this suite: the Gaussian-MLP and single-step-proposal ablations, distillation.",
+            "Ablations (the paper's three, same N, F, J and training steps): a Gaussian-MLP chunk proposal; a "
+            "single-step diffusion proposal whose one action is held over the chunk; single-step diffusion "
+            "dynamics rolled out over the chunk.",
+            "Not yet in this suite: distillation into an MLP policy.",
         ]
 
     def run(self, cfg: DMPCConfig, seed: int, out_dir: Path) -> RunResult:
@@ -180,6 +193,9 @@ class DMPCSuite(Suite):
                  "dynamics_1step": (models.Dynamics(one, s_dim, a_dim, norm), baselines.chunks_for(chunks, 1)),
                  "bc": (baselines.BCPolicy(mcfg, s_dim, a_dim, norm), chunks),
                  "ensemble": (baselines.OneStepEnsemble(mcfg, s_dim, a_dim, norm, cfg.members), chunks)}
+        if cfg.ablations:  # the paper's three: Gaussian-MLP proposal, single-step proposal, single-step dynamics
+            specs["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, s_dim, a_dim, norm), chunks)
+            specs["proposal_1step"] = (models.ActionProposal(one, s_dim, a_dim, norm), baselines.chunks_for(chunks, 1))
         trained, losses, train_s = {}, {}, {}
         device = torch.device(cfg.device)
         for name, (model, ch) in specs.items():
@@ -219,6 +235,13 @@ class DMPCSuite(Suite):
         if cfg.jump:
             agents["dmpc_jump"] = planner.SSR(trained["proposal"], trained["dynamics"],
                                               lambda s, a, fut: fut[..., 0].sum(1), cfg.samples)  # torso height
+        if cfg.ablations:
+            agents["abl_gaussian_proposal"] = planner.SSR(trained["gaussian_proposal"], trained["dynamics"], learned_j,
+                                                          cfg.samples)
+            agents["abl_single_step_proposal"] = planner.SSR(baselines.Repeated(trained["proposal_1step"], cfg.horizon),
+                                                             trained["dynamics"], learned_j, cfg.samples)
+            agents["abl_single_step_dynamics"] = planner.SSR(trained["proposal"], predictors["singlestep_diffusion"],
+                                                             learned_j, cfg.samples)
         results = {}
         for name, agent in agents.items():
             res = planner.evaluate(agent, cfg.env, cfg.episodes, 50_000 + 100 * seed, cfg.replan, cfg.max_steps,
@@ -229,7 +252,8 @@ class DMPCSuite(Suite):
             metrics[f"episode_length_{name}"] = float(res["lengths"].mean())
             metrics[f"mean_height_{name}"] = float(res["mean_height"].mean())
             metrics[f"seconds_per_control_step_{name}"] = res["seconds_per_step"]
-        for base in ("mbop", "bc", "proposal"):
+        for base in ("mbop", "bc", "proposal") + (("abl_gaussian_proposal", "abl_single_step_proposal",
+                                                      "abl_single_step_dynamics") if cfg.ablations else ()):
             metrics[f"score_dmpc_minus_{base}"] = metrics["score_dmpc"] - metrics[f"score_{base}"]
         if cfg.jump:
             metrics["jump_height_gain"] = metrics["mean_height_dmpc_jump"] - metrics["mean_height_dmpc"]
@@ -279,13 +303,17 @@ class DMPCSuite(Suite):
 
         plt = pyplot()
         out = FigureWriter(out_dir)
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4))
-        agents = [a for a in ("dmpc", "mbop", "proposal", "bc") if all(f"score_{a}" in r.metrics for r in results)]
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.5))
+        shown = {"dmpc": ("D-MPC", "C0"), "mbop": ("MBOP-style", "C3"), "proposal": ("proposal\nonly", "C2"),
+                 "bc": ("BC", "C7"), "abl_gaussian_proposal": ("Gaussian\nproposal", "C1"),
+                 "abl_single_step_proposal": ("1-step\nproposal", "C1"),
+                 "abl_single_step_dynamics": ("1-step\ndynamics", "C1")}
+        agents = [a for a in shown if all(f"score_{a}" in r.metrics for r in results)]
         vals = [[r.metrics[f"score_{a}"] for r in results] for a in agents]
-        ax.bar(range(len(agents)), [np.mean(v) for v in vals], color=["C0", "C3", "C2", "C7"][:len(agents)])
+        ax.bar(range(len(agents)), [np.mean(v) for v in vals], color=[shown[a][1] for a in agents])
         for j, v in enumerate(vals):
             ax.plot([j] * len(v), v, "k.", ms=4)
-        ax.set_xticks(range(len(agents)), ["D-MPC", "MBOP-style", "proposal only", "BC"][:len(agents)])
+        ax.set_xticks(range(len(agents)), [shown[a][0] for a in agents], fontsize=7)
         ax.set_ylabel("D4RL-normalised return (Gymnasium v5 local data)")
         ax.set_title(f"{cfg.env}-{cfg.dataset}, {cfg.episodes} episodes x {len(results)} seed(s)")
         for name, colour in (("multistep_diffusion", "C0"), ("singlestep_diffusion", "C1"), ("mlp_ensemble", "C3")):
@@ -293,6 +321,7 @@ class DMPCSuite(Suite):
             if curves:
                 ks = sorted(curves[0])
                 bx.plot(ks, [np.mean([c[k] for c in curves]) for k in ks], color=colour, label=name.replace("_", " "))
+        bx.set_yscale("log")
         bx.set_xlabel("steps ahead (open loop)")
         bx.set_ylabel("state RMSE (per-dimension std units)")
         bx.set_title("prediction error on held-out episodes")
