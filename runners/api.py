@@ -17,6 +17,11 @@ ClaimStatus = Literal["pass", "fail", "inconclusive", "skipped"]
 Op = Literal["ge", "le", "approx"]
 
 
+def at_tiers(value: float, tiers: tuple[str, ...] = TIERS) -> dict[str, float]:
+    """One claim threshold for each of ``tiers`` (suites bind their usual tiers with functools.partial)."""
+    return dict.fromkeys(tiers, value)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A directional or numeric statement a paper makes, checked over seeds.

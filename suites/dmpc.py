@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
@@ -73,8 +74,7 @@ class DMPCConfig(SuiteConfig):
             raise ValueError(f"dataset must be medium or medium-replay, got {self.dataset!r}")
 
 
-def _t(value: float, tiers=("small", "full")) -> dict[str, float]:
-    return {t: value for t in tiers}
+_t = partial(at_tiers, tiers=("small", "full"))
 
 
 class DMPCSuite(Suite):

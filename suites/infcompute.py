@@ -18,10 +18,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 
 PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
@@ -68,8 +69,7 @@ class InfComputeConfig(SuiteConfig):
     cache_dir: str = ""  # default: $PAPERCLUB_CACHE or ~/.cache/paperclub, then /infcompute
 
 
-def _t(value: float, tiers=("small",)) -> dict[str, float]:
-    return {t: value for t in tiers}
+_t = partial(at_tiers, tiers=("small",))
 
 
 class InfComputeSuite(Suite):
@@ -101,42 +101,42 @@ class InfComputeSuite(Suite):
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
     claims = (
-        Claim("ensemble.never_worse_than_members", "ensemble_gain_min", "ge", _t(0.0, ("smoke", "small", "full")),
+        Claim("ensemble.never_worse_than_members", "ensemble_gain_min", "ge", _t(0.0, tiers=("smoke", "small", "full")),
               source="exact: convexity of log-sum-exp / Jensen",
               description="at every size, both combine rules: ensemble NLL <= mean member NLL"),
-        Claim("fit.asymptote_in_range", "fits_in_range", "ge", _t(1.0, ("smoke", "small", "full")),
+        Claim("fit.asymptote_in_range", "fits_in_range", "ge", _t(1.0, tiers=("smoke", "small", "full")),
               source="fitting constraint 0 <= E <= min observed loss"),
-        Claim("standard.overfits", "standard_overfit_gap", "ge", _t(0.0, ("small", "full")), paper_value=0.0146,
+        Claim("standard.overfits", "standard_overfit_gap", "ge", _t(0.0, tiers=("small", "full")), paper_value=0.0146,
               source=f"{PAPER}, Fig. 2 (1.4B 3.764 vs 600M 3.750)",
               description="standard recipe's tuned loss at the largest size minus the best smaller size"),
-        Claim("regularized.monotone", "regularized_monotone", "ge", _t(1.0, ("small", "full")), paper_value=1.0,
+        Claim("regularized.monotone", "regularized_monotone", "ge", _t(1.0, tiers=("small", "full")), paper_value=1.0,
               source=f"{PAPER}, Fig. 3",
               description="fraction of size steps where the tuned loss (mean over seeds) falls"),
-        Claim("regularized.beats_standard", "reg_vs_standard_margin", "ge", _t(0.0, ("small", "full")),
+        Claim("regularized.beats_standard", "reg_vs_standard_margin", "ge", _t(0.0, tiers=("small", "full")),
               paper_value=3.7497 - 3.43, source=f"{PAPER}, Figs. 2-3 (3.75 -> 3.43)",
               description="best standard loss - E_regularized - fit spread of E_regularized"),
-        Claim("ensemble.beats_regularized", "ens_vs_reg_margin", "ge", _t(0.0, ("small", "full")),
+        Claim("ensemble.beats_regularized", "ens_vs_reg_margin", "ge", _t(0.0, tiers=("small", "full")),
               paper_value=3.43 - 3.27, source=f"{PAPER}, Figs. 4-5 (300M members 3.27 vs 3.43)",
               description="E_regularized - E_ensemble(second size) - both fits' spreads"),
-        Claim("joint.beats_ensemble", "joint_vs_ens_margin", "ge", _t(0.0, ("small", "full")),
+        Claim("joint.beats_ensemble", "joint_vs_ens_margin", "ge", _t(0.0, tiers=("small", "full")),
               paper_value=3.27 - 3.17, source=f"{PAPER}, Fig. 6 (3.17)",
               description="E_ensemble(second size) - E_joint - spreads"),
-        Claim("distill.retention", "distill_retention", "ge", _t(0.5, ("small", "full")), paper_value=0.83,
+        Claim("distill.retention", "distill_retention", "ge", _t(0.5, tiers=("small", "full")), paper_value=0.83,
               source=f"{PAPER}, Sec. 6 (8x300M ensemble -> 300M student, 83%)",
               description="(single - student) / (single - ensemble) at the second size; single = tuned "
                           "single-model loss (mean over seeds)"),
-        Claim("self_distill.real_data_beats_teacher", "self_distill_real_margin", "ge", _t(0.0, ("small", "full")),
+        Claim("self_distill.real_data_beats_teacher", "self_distill_real_margin", "ge", _t(0.0, tiers=("small", "full")),
               paper_value=3.7103 - 3.4373, source=f"{PAPER}, Table 4 (3.7103 -> 3.4373)",
               description="teacher - student (synthetic + real data) - seed-to-seed sd of the teacher's recipe"),
-        Claim("self_distill.no_real_data_does_not", "self_distill_no_real_margin", "le", _t(0.0, ("small", "full")),
+        Claim("self_distill.no_real_data_does_not", "self_distill_no_real_margin", "le", _t(0.0, tiers=("small", "full")),
               paper_value=3.7103 - 4.0693, source=f"{PAPER}, Table 4 (without real data: 4.0693)",
               description="teacher - student (synthetic only, same steps) - seed-to-seed sd; <= 0: no gain "
                           "beyond run-to-run noise"),
-        Claim("data_efficiency.ensemble", "data_efficiency_ensemble", "ge", _t(1.5, ("small", "full")),
+        Claim("data_efficiency.ensemble", "data_efficiency_ensemble", "ge", _t(1.5, tiers=("small", "full")),
               paper_value=3.75, scale="log", source=f"{PAPER}, Sec. 5.3 (5 x 1.4B ensemble, 3.75x)",
               description="data the standard recipe needs (its fitted data law, most pessimistic leave-one-out "
                           "refit) to match the best measured 5-member ensemble, over the budget"),
-        Claim("data_efficiency.joint", "data_efficiency_joint", "ge", _t(2.0, ("small", "full")),
+        Claim("data_efficiency.joint", "data_efficiency_joint", "ge", _t(2.0, tiers=("small", "full")),
               paper_value=5.17, scale="log", source=f"{PAPER}, abstract (5.17x)",
               description="the same projection for the joint (N, K -> inf) asymptote"),
     )

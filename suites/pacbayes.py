@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 from paper_pacbayes.recipe import Recipe
-from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 
 PAPER_FMNIST_BOUND = 0.328  # Lotfi et al. 2022, FashionMNIST from scratch (data-independent prior)
@@ -77,8 +78,7 @@ L22 = "Lotfi et al. 2022 (arXiv 2211.13609)"
 ALL = ("smoke", "small", "full")
 
 
-def _t(value: float, tiers=ALL) -> dict[str, float]:
-    return {t: value for t in tiers}
+_t = partial(at_tiers, tiers=ALL)
 
 
 class PacBayesSuite(Suite):
@@ -122,11 +122,11 @@ class PacBayesSuite(Suite):
               source=f"{W25}, Fig. 1(d-e)", description="log ML per point at 0% minus at 80% altered >= 1 nat"),
         Claim("gp.test_accuracy_falls", "gp_test_acc_drop", "ge", _t(0.05),
               source=f"{W25}, Fig. 1(d)", description="test accuracy at 0% minus at 80% altered >= 0.05"),
-        Claim("bound.fmnist_nonvacuous", "bound_fmnist", "le", _t(0.35, ("small",)),
+        Claim("bound.fmnist_nonvacuous", "bound_fmnist", "le", _t(0.35, tiers=("small",)),
               paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (FashionMNIST, from scratch)"),
-        Claim("bound.fmnist_vs_paper", "bound_fmnist", "le", _t(PAPER_FMNIST_BOUND, ("small",)),
+        Claim("bound.fmnist_vs_paper", "bound_fmnist", "le", _t(PAPER_FMNIST_BOUND, tiers=("small",)),
               paper_value=PAPER_FMNIST_BOUND, source=f"{L22}, Fig. 1 / Table 1 (stretch: no worse than the paper)"),
-        Claim("bound.cifar10_vs_paper", "bound_cifar10", "le", _t(PAPER_CIFAR10_BOUND * 1.1, ("full",)),
+        Claim("bound.cifar10_vs_paper", "bound_cifar10", "le", _t(PAPER_CIFAR10_BOUND * 1.1, tiers=("full",)),
               paper_value=PAPER_CIFAR10_BOUND, source=f"{L22}, Fig. 1 / Table 1 (CIFAR-10, from scratch; +10%)"),
         Claim("bound.holds_on_test", "bound_gap", "ge", _t(0.0), paper_value=None, source=L22,
               description="bound minus quantized test error >= 0"),

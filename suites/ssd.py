@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 
 
@@ -71,8 +72,7 @@ class SSDConfig(SuiteConfig):
     tensor_parallel: int = 4  # vLLM's tensor parallelism for the target
 
 
-def _t(value: float, tiers=("small", "full")) -> dict[str, float]:
-    return {t: value for t in tiers}
+_t = partial(at_tiers, tiers=("small", "full"))
 
 
 class SSDSuite(Suite):
@@ -97,10 +97,10 @@ class SSDSuite(Suite):
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
     claims = (
-        Claim("greedy_exact_match", "greedy_exact_match", "ge", _t(1.0, ("smoke", "small", "full")),
+        Claim("greedy_exact_match", "greedy_exact_match", "ge", _t(1.0, tiers=("smoke", "small", "full")),
               paper_value=1.0, source=f"{PAPER}, Sec. 3 (lossless); the authors' reference logs",
               description="fraction of prompts whose SD and SSD (both backups) greedy streams equal AR's"),
-        Claim("sampling_tv_pass", "sampling_tv_pass", "ge", _t(1.0, ("smoke", "small", "full")), paper_value=1.0,
+        Claim("sampling_tv_pass", "sampling_tv_pass", "ge", _t(1.0, tiers=("smoke", "small", "full")), paper_value=1.0,
               source="official tests/test_verify_distribution.py (TV < max(0.01, 5x noise floor))",
               description="toy verification laws (sync, SSD hit, miss with jit and random backups, Saguaro) "
                           "and end-to-end chi-square / PIT tests of SD and SSD sampling, all passed"),
@@ -116,7 +116,7 @@ class SSDSuite(Suite):
         Claim("ssd_vs_model", "ssd_vs_model", "ge", _t(0.85),
               source=f"{PAPER}, Theorem 7 (speedup model)",
               description="measured SSD tokens/s over Theorem 7's prediction from the measured hit rate and latencies"),
-        Claim("ssd_over_sd", "ssd_over_sd", "ge", _t(1.0, ("full",)), paper_value=1.3, scale="log",
+        Claim("ssd_over_sd", "ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.3, scale="log",
               source=f"{PAPER}, v3 abstract (30% over SD on average); 1.58x Llama-70B/1B batch 1",
               description="SSD (draft on its own accelerator) over SD; not claimed on CPUs, where one draft "
                           "forward costs ~0.45 of a target forward (the paper's pairs: ~1/70) - reported only"),
@@ -124,7 +124,7 @@ class SSDSuite(Suite):
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
               description="our SD tokens/s over transformers' assisted generation, both timed end to end, "
                           "interleaved prompt by prompt"),
-        Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, ("full",)), paper_value=1.58, scale="log",
+        Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58, scale="log",
               requires=frozenset({"vllm"}),
               source=f"{PAPER}, Table 1 (SD column: an open-source engine's draft-model SD, 5 draft tokens)",
               description="our SSD over vLLM's draft-model speculative decoding (K = 5), end to end, batch 1"),
