@@ -1,4 +1,5 @@
-"""Figure helpers shared by the suites: a headless pyplot, and one way to write a PNG."""
+"""Figure helpers shared by the suites: a headless pyplot, one way to write a PNG, and bars of a
+metric's seed mean with every seed's value as a dot."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ class FigureWriter:
         plt.close(fig)
         self.paths.append(path)
         return path
+
+
+def seed_bars(ax, results, metric: str, bars: dict[str, tuple[str, str]], fontsize: int = 8) -> list[str]:
+    """One bar per key of ``bars`` (key -> (label, colour)) whose metric ``metric.format(key)`` every
+    result has: the mean over seeds, each seed's value a dot. Returns the keys drawn."""
+    import numpy as np
+
+    keys = [k for k in bars if all(metric.format(k) in r.metrics for r in results)]
+    vals = [[r.metrics[metric.format(k)] for r in results] for k in keys]
+    ax.bar(range(len(keys)), [np.mean(v) for v in vals], color=[bars[k][1] for k in keys])
+    for j, v in enumerate(vals):
+        ax.plot([j] * len(v), v, "k.", ms=4)
+    ax.set_xticks(range(len(keys)), [bars[k][0] for k in keys], fontsize=fontsize)
+    return keys

@@ -299,7 +299,7 @@ class DMPCSuite(Suite):
     def figures(self, results, cfg, out_dir):
         import numpy as np
 
-        from runners.plotting import FigureWriter, pyplot
+        from runners.plotting import FigureWriter, pyplot, seed_bars
 
         plt = pyplot()
         out = FigureWriter(out_dir)
@@ -308,12 +308,7 @@ class DMPCSuite(Suite):
                  "bc": ("BC", "C7"), "abl_gaussian_proposal": ("Gaussian\nproposal", "C1"),
                  "abl_single_step_proposal": ("1-step\nproposal", "C1"),
                  "abl_single_step_dynamics": ("1-step\ndynamics", "C1")}
-        agents = [a for a in shown if all(f"score_{a}" in r.metrics for r in results)]
-        vals = [[r.metrics[f"score_{a}"] for r in results] for a in agents]
-        ax.bar(range(len(agents)), [np.mean(v) for v in vals], color=[shown[a][1] for a in agents])
-        for j, v in enumerate(vals):
-            ax.plot([j] * len(v), v, "k.", ms=4)
-        ax.set_xticks(range(len(agents)), [shown[a][0] for a in agents], fontsize=7)
+        seed_bars(ax, results, "score_{}", shown, fontsize=7)
         ax.set_ylabel("D4RL-normalised return (Gymnasium v5 local data)")
         ax.set_title(f"{cfg.env}-{cfg.dataset}, {cfg.episodes} episodes x {len(results)} seed(s)")
         for name, colour in (("multistep_diffusion", "C0"), ("singlestep_diffusion", "C1"), ("mlp_ensemble", "C3")):

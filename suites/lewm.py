@@ -322,7 +322,7 @@ class LeWMSuite(Suite):
     def figures(self, results, cfg, out_dir):
         import numpy as np
 
-        from runners.plotting import FigureWriter, pyplot
+        from runners.plotting import FigureWriter, pyplot, seed_bars
 
         plt = pyplot()
         out = FigureWriter(out_dir)
@@ -340,11 +340,8 @@ class LeWMSuite(Suite):
         axes[0].legend(fontsize=8)
         for ax, key, title in ((axes[1], "embedding_std", "embedding std (held out)"),
                                (axes[2], "norm_pred_err", "normalised prediction error")):
-            vals = [[res.metrics[f"{n}_{key}"] for res in results] for n in names]
-            ax.bar(range(3), [np.mean(v) for v in vals], color=["C0", "C3", "C2"])
-            for j, v in enumerate(vals):
-                ax.plot([j] * len(v), v, "k.", ms=4)
-            ax.set_xticks(range(3), [labels[n] for n in names], fontsize=8)
+            seed_bars(ax, results, "{}_" + key, {n: (labels[n], c) for n, c in zip(names, ("C0", "C3", "C2"),
+                                                                                      strict=True)})
             ax.set_title(title)
         axes[2].axhline(1.0, color="k", ls=":", lw=1)
         out.save(fig, "fig-collapse.png")
@@ -352,37 +349,26 @@ class LeWMSuite(Suite):
         fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [5, 3]})
         shown = {"lewm": ("LeWM (SIGReg)", "C0"), "none": ("lambda = 0", "C3"), "vicreg": ("VICReg", "C2"),
                  "oracle": ("oracle CEM", "C7"), "random": ("random", "C8")}
-        planners = [p for p in shown if all(f"success_{p}" in res.metrics for res in results)]
-        vals = [[res.metrics[f"success_{p}"] for res in results] for p in planners]
-        ax.bar(range(len(planners)), [np.mean(v) for v in vals], color=[shown[p][1] for p in planners])
-        for j, v in enumerate(vals):
-            ax.plot([j] * len(v), v, "k.", ms=4)
-        ax.set_xticks(range(len(planners)), [shown[p][0] for p in planners], fontsize=8)
+        seed_bars(ax, results, "success_{}", shown)
         ax.set_ylabel("success rate")
         ax.set_ylim(0, 1.05)
         task, paper = {"tworoom": ("Two-Room", 0.87), "pusht": ("Push-T", 0.96)}[cfg.task]
         ax.axhline(paper, color="C0", ls="--", lw=1, label=f"paper, LeWM {task} (224 px): {paper}")
         ax.set_title(f"{task} planning, {cfg.eval_episodes} episodes per seed, {len(results)} seed(s)")
         ax.legend(fontsize=8)
-        secs = [[res.metrics[f"seconds_per_plan_{k}"] for res in results] for k in ("lewm_r5", "patch")]
-        bx.bar([0, 1], [np.mean(v) for v in secs], color=["C0", "C4"])
-        for j, v in enumerate(secs):
-            bx.plot([j] * len(v), v, "k.", ms=4)
+        tokens = int(results[0].metrics["patch_tokens_per_frame"])
+        seed_bars(bx, results, "seconds_per_plan_{}", {"lewm_r5": ("LeWM (1 token / frame)", "C0"),
+                                                       "patch": (f"patch tokens ({tokens} / frame)", "C4")})
         bx.set_yscale("log")
-        bx.set_xticks([0, 1], ["LeWM (1 token / frame)",
-                               f"patch tokens ({int(results[0].metrics['patch_tokens_per_frame'])} / frame)"], fontsize=8)
         bx.set_ylabel("seconds per CEM plan (same budget)")
         speed = np.exp(np.mean([np.log(res.metrics["planning_speedup"]) for res in results]))
         bx.set_title(f"Planning time: {speed:.0f}x (paper, GPU: 48x)")
         out.save(fig, "fig-planning.png")
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        aur = [[res.metrics[f"surprise_auroc_{k}"] for res in results] for k in ("teleport", "colour")]
-        ax.bar([0, 1], [np.mean(v) for v in aur], color=["C3", "C1"])
-        for j, v in enumerate(aur):
-            ax.plot([j] * len(v), v, "k.", ms=4)
+        seed_bars(ax, results, "surprise_auroc_{}", {"teleport": ("teleport", "C3"), "colour": ("colour change", "C1")},
+                  fontsize=10)
         ax.axhline(0.5, color="k", ls=":", lw=1)
-        ax.set_xticks([0, 1], ["teleport", "colour change"])
         ax.set_ylabel("AUROC of surprise vs unperturbed")
         ax.set_ylim(0, 1.05)
         ax.set_title("Violation of expectation (SIGReg model)")
