@@ -242,11 +242,13 @@ class DMPCSuite(Suite):
                                                              trained["dynamics"], learned_j, cfg.samples)
             agents["abl_single_step_dynamics"] = planner.SSR(trained["proposal"], predictors["singlestep_diffusion"],
                                                              learned_j, cfg.samples)
-        results = {}
+        results, eval_s = {}, {}
         for name, agent in agents.items():
+            t0 = time.perf_counter()
             res = planner.evaluate(agent, cfg.env, cfg.episodes, 50_000 + 100 * seed, cfg.replan, cfg.max_steps,
                                    wrap=lambda it, n=name: track(it, f"evaluating {n}"))
             results[name] = res
+            eval_s[name] = round(time.perf_counter() - t0, 1)
             metrics[f"score_{name}"] = float(res["normalized"].mean())
             metrics[f"return_{name}"] = float(res["returns"].mean())
             metrics[f"episode_length_{name}"] = float(res["lengths"].mean())
@@ -290,6 +292,7 @@ class DMPCSuite(Suite):
             inconclusive["finetune_gain"] = f"no foot to weaken in {cfg.env}"
         info["episodes"] = {k: {"normalized": v["normalized"].round(2).tolist(), "lengths": v["lengths"].tolist()}
                             for k, v in results.items()}
+        info["eval_seconds"] = eval_s  # where the time goes, with train_seconds and novel_dynamics.seconds
         info["seconds"] = round(time.perf_counter() - t_start, 1)
         for name, ls in losses.items():
             stride = max(1, len(ls) // 100)
