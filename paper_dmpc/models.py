@@ -98,6 +98,7 @@ class ModelConfig:
     proposal_steps: int = 10  # DDIM steps when sampling actions
     dynamics_steps: int = 10  # ... and states
     gamma: float = 0.99
+    clip: float = 5.0  # each DDIM step's x0 estimate clipped to +-clip (data standardised per dimension)
 
 
 def _net(cfg: ModelConfig, dim: int, cond: int) -> nn.Module:
@@ -111,7 +112,7 @@ class ActionProposal(nn.Module):
     def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer):
         super().__init__()
         self.cfg, self.norm, self.a_dim = cfg, norm, a_dim
-        self.diffusion = Diffusion(_net(cfg, a_dim, s_dim), cfg.train_steps, cfg.proposal_steps)
+        self.diffusion = Diffusion(_net(cfg, a_dim, s_dim), cfg.train_steps, cfg.proposal_steps, cfg.clip)
 
     def loss(self, s, a, fut, v, gen=None):
         return self.diffusion.loss(self.norm.norm(a, "a"), self.norm.norm(s, "s"), gen)
@@ -127,7 +128,8 @@ class Dynamics(nn.Module):
     def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer):
         super().__init__()
         self.cfg, self.norm, self.s_dim = cfg, norm, s_dim
-        self.diffusion = Diffusion(_net(cfg, s_dim, s_dim + cfg.horizon * a_dim), cfg.train_steps, cfg.dynamics_steps)
+        self.diffusion = Diffusion(_net(cfg, s_dim, s_dim + cfg.horizon * a_dim), cfg.train_steps, cfg.dynamics_steps,
+                                   cfg.clip)
 
     def _cond(self, s, a):
         return torch.cat([self.norm.norm(s, "s"), self.norm.norm(a, "a").flatten(1)], -1)

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
             dim, cond = (a_dim, s_dim) if cls is models.ActionProposal else (s_dim, s_dim + mcfg.horizon * a_dim)
             m.diffusion = Diffusion(TransformerDenoiser(mcfg.horizon, dim, cond, **net_kw), mcfg.train_steps,
-                                    m.diffusion.sample_steps)
+                                    m.diffusion.sample_steps, mcfg.clip)
         return m.to(device)
 
     tensors = [torch.from_numpy(x).to(device) for x in (chunks.states, chunks.actions, chunks.futures, chunks.values)]

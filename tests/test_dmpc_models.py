@@ -130,3 +130,14 @@ def test_evaluation_runs_chunks_open_loop_between_plans_and_stops_at_termination
     assert out["lengths"].tolist() == [10, 10, 10] and out["returns"].shape == (3,)
     np.testing.assert_allclose(out["normalized"], 100 * (out["returns"] + 20.272305) / (3234.3 + 20.272305))
     assert (out["max_height"] >= out["mean_height"]).all()
+
+
+def test_ddim_clips_its_x0_estimates():
+    # an untrained denoiser: without clipping the first DDIM step divides by sqrt(alpha_bar) ~ 0.006 and
+    # the samples explode; with clip c every x0 estimate, hence the final sample, stays within +-c
+    torch.manual_seed(0)
+    net = diffusion.MLPDenoiser(horizon=4, dim=3, cond_dim=2, hidden=32, layers=1)
+    cond = torch.randn(64, 2)
+    wild = diffusion.Diffusion(net, train_steps=100, sample_steps=10).sample(cond, (4, 3))
+    tame = diffusion.Diffusion(net, train_steps=100, sample_steps=10, clip=5.0).sample(cond, (4, 3))
+    assert tame.abs().max() <= 5.0 + 1e-5 and wild.abs().max() > 5.0
