@@ -79,8 +79,11 @@ class OneStepEnsemble(nn.Module):
         x = torch.cat([self.norm.norm(s, "s"), self.norm.norm(a, "a")], -1)
         if isinstance(k, int):
             delta = self.members[k](x)
-        else:
-            delta = torch.stack([m(x) for m in self.members], 1)[torch.arange(len(s)), k]
+        else:  # each member on its own rows only
+            delta = x.new_empty(s.shape)
+            for j, m in enumerate(self.members):
+                rows = k == j
+                delta[rows] = m(x[rows])
         return s + delta * self.norm.s_std
 
     def loss(self, s, a, fut, v, gen=None):

@@ -274,3 +274,11 @@ def episodes(data: dict[str, np.ndarray]) -> list[slice]:
     starts = np.concatenate([[0], ends + 1])
     stops = np.concatenate([ends + 1, [len(data["rewards"])]])
     return [slice(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a]
+
+
+def split_episodes(data: dict[str, np.ndarray], held: set[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the episodes not in ``held``, the episodes in it), whole episodes each, in order."""
+    eps = episodes(data)
+    part = lambda which: {k: np.concatenate([v[e] for i, e in enumerate(eps) if (i in held) == which])  # noqa: E731
+                          for k, v in data.items()}
+    return part(False), part(True)

@@ -54,7 +54,6 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
     returns, lengths = np.zeros(episodes), np.zeros(episodes, int)
     heights = [[] for _ in range(episodes)]
     gen = torch.Generator().manual_seed(seed)
-    chunk = None
     plan_s, steps = 0.0, 0
     for t in wrap(range(max_steps)):
         if not live.any():
@@ -73,7 +72,6 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
             if term or trunc:
                 live[i] = False
         steps += 1
-    return {"returns": returns, "normalized": np.asarray(normalized_score(env, returns)) if env in
-            ("hopper", "halfcheetah", "walker2d") else returns, "lengths": lengths,
+    return {"returns": returns, "normalized": np.asarray(normalized_score(env, returns)), "lengths": lengths,
             "mean_height": np.array([np.mean(h) for h in heights]), "max_height": np.array([np.max(h) for h in heights]),
             "seconds_per_step": plan_s / max(steps, 1)}

@@ -54,12 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         mcfg = models.ModelConfig(horizon=32, denoiser="transformer", train_steps=1000, proposal_steps=32,
                                   dynamics_steps=10)
         net_kw = {}
-    eps = data.episodes(ds)
-    held = set(range(0, len(eps), 10))  # every tenth episode held out
-    pick = lambda which: {k: np.concatenate([v[e] for i, e in enumerate(eps) if (i in held) == which])  # noqa: E731
-                          for k, v in ds.items()}
-    chunks = models.Chunks.build(pick(False), mcfg.horizon, mcfg.gamma)
-    held_chunks = models.Chunks.build(pick(True), mcfg.horizon, mcfg.gamma)
+    train_set, held_set = data.split_episodes(ds, set(range(0, len(data.episodes(ds)), 10)))  # every tenth held out
+    chunks = models.Chunks.build(train_set, mcfg.horizon, mcfg.gamma)
+    held_chunks = models.Chunks.build(held_set, mcfg.horizon, mcfg.gamma)
     norm = models.Normalizer(chunks)
     s_dim, a_dim = chunks.states.shape[1], chunks.actions.shape[2]
     record: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",

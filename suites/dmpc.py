@@ -164,22 +164,20 @@ class DMPCSuite(Suite):
 
         torch.set_num_threads(cfg.threads)
         t_start = time.perf_counter()
-        spec = data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
-                             learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
-                             medium_transitions=cfg.medium_transitions, target=cfg.target)
         if cfg.data_path:
             ds = data.load_path(cfg.data_path)
             meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "sac_steps": None,
                     "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
         else:
+            spec = data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
+                                 learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
+                                 medium_transitions=cfg.medium_transitions, target=cfg.target)
             sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
             ds = sets[cfg.dataset]
-        eps = data.episodes(ds)
+        n_eps = len(data.episodes(ds))
         rng = np.random.default_rng(1000 + seed)
-        held = set(rng.choice(len(eps), max(1, int(cfg.heldout_fraction * len(eps))), replace=False).tolist())
-        pick = lambda which: {k: np.concatenate([v[e] for i, e in enumerate(eps) if (i in held) == which])  # noqa: E731
-                              for k, v in ds.items()}
-        train_set, held_set = pick(False), pick(True)
+        held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
+        train_set, held_set = data.split_episodes(ds, held)
         mcfg = models.ModelConfig(horizon=cfg.horizon, denoiser=cfg.denoiser, hidden=cfg.hidden, layers=cfg.layers,
                                   train_steps=cfg.diffusion_steps, proposal_steps=cfg.proposal_steps,
                                   dynamics_steps=cfg.dynamics_steps, gamma=cfg.gamma, clip=cfg.clip)
@@ -187,7 +185,7 @@ class DMPCSuite(Suite):
         norm = models.Normalizer(chunks)
         s_dim, a_dim = chunks.states.shape[1], chunks.actions.shape[2]
         tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
-        one = models.ModelConfig(**{**mcfg.__dict__, "horizon": 1})
+        one = replace(mcfg, horizon=1)
         specs = {"proposal": (models.ActionProposal(mcfg, s_dim, a_dim, norm), chunks),
                  "dynamics": (models.Dynamics(mcfg, s_dim, a_dim, norm), chunks),
                  "objective": (models.Objective(mcfg, s_dim, a_dim, norm), chunks),

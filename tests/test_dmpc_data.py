@@ -108,3 +108,12 @@ def test_a_weakened_foot_scales_only_that_torque():
         np.testing.assert_allclose(e.unwrapped.data.ctrl, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="no foot to weaken in 'halfcheetah'"):
         data.make_env("halfcheetah", foot_scale=0.5)
+
+
+def test_split_keeps_whole_episodes_in_order():
+    d = {"rewards": np.arange(10.0), "terminals": np.zeros(10, bool), "timeouts": np.zeros(10, bool)}
+    d["terminals"][[2, 6]] = True  # episodes 0-2, 3-6, 7-9
+    train, held = data.split_episodes(d, {1})
+    np.testing.assert_array_equal(train["rewards"], [0, 1, 2, 7, 8, 9])
+    np.testing.assert_array_equal(held["rewards"], [3, 4, 5, 6])
+    assert data.episodes(train) == [slice(0, 3), slice(3, 6)]
