@@ -145,8 +145,8 @@ class LeWMSuite(Suite):
             f"224), {cfg.episodes} training episodes of {cfg.episode_steps} steps from a noisy scripted pusher "
             f"({cfg.policy_noise:.0%} random actions; the paper: ~18.7k replayed expert demonstrations, not "
             "available offline). Success: DINO-WM's criterion (agent and block within 20 px of the goal's, angle "
-            "within pi/9), on start-goal pairs where the block must move. No oracle planner (simulating every CEM candidate in pymunk is too slow on a CPU). "
-            "Surprise: the block teleported or recoloured."]
+            "within pi/9), on start-goal pairs where the block must move. No oracle planner (simulating every "
+            "CEM candidate in pymunk is too slow on a CPU). Surprise: the block teleported or recoloured."]
         return [
             *task,
             f"Encoder: a {len(cfg.channels)}-layer stride-2 CNN (the paper: ViT-tiny/14; it reports a ResNet does as "
@@ -165,7 +165,8 @@ class LeWMSuite(Suite):
             f"tokens of width 384 - no DINOv2 weights offline), a frame-causal AdaLN-zero predictor trained "
             f"{cfg.patch_steps} steps on them; it and LeWM plan {cfg.patch_episodes} episodes with the same CEM, "
             "replanning every 5 blocks as the paper does, and the ratio of their seconds per plan is the speedup.",
-            "Push-T runs as `task=pusht` (same models, protocol and claims); the default task is Two-Room.",
+            "Push-T runs as `task=pusht` (same models and protocol; the success claims are per task); the "
+            "default task is Two-Room.",
         ]
 
     def run(self, cfg: LeWMConfig, seed: int, out_dir: Path) -> RunResult:
@@ -277,15 +278,11 @@ class LeWMSuite(Suite):
 
     @staticmethod
     def _env(cfg):
-        if cfg.task == "tworoom":
-            from paper_lewm.envs import TwoRoom
+        """The task's environment (LeWMConfig has already checked the task's name)."""
+        from paper_lewm.envs import TwoRoom
+        from paper_lewm.pusht import PushT
 
-            return TwoRoom(size=cfg.image_size)
-        if cfg.task == "pusht":
-            from paper_lewm.pusht import PushT
-
-            return PushT(size=cfg.image_size)
-        raise ValueError(f"task must be tworoom or pusht, got {cfg.task!r}")
+        return {"tworoom": TwoRoom, "pusht": PushT}[cfg.task](size=cfg.image_size)
 
     @staticmethod
     def _data(cfg, env, cache):
