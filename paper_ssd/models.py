@@ -13,6 +13,7 @@ checkpoint (safetensors and tokenizer).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -256,9 +257,13 @@ def load_hf(where: str, dtype: torch.dtype = torch.bfloat16, tokenizer: bool = T
 def cache_keyword(model) -> str:
     """The name under which this transformers version's forward takes the KV cache: ``cache`` since
     it was renamed, ``past_key_values`` before (an unknown keyword is swallowed by ``**kwargs`` and
-    the model then decodes without the cache)."""
-    params = inspect.signature(type(model).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    the model then decodes without the cache). Read once per model class: sessions are made per round."""
+    return _cache_keyword(type(model))
+
+
+@functools.cache
+def _cache_keyword(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 class HFSession:
