@@ -69,6 +69,13 @@ class Chunks:
     def __len__(self) -> int:
         return len(self.states)
 
+    def mixed_with(self, other: Chunks, rng: np.random.Generator) -> Chunks:
+        """These chunks plus as many drawn at random from ``other`` (fine-tuning on new data while
+        replaying the old, so that the model does not forget the states the new data lack)."""
+        idx = rng.choice(len(other), min(len(self), len(other)), replace=False)
+        return Chunks(*(np.concatenate([getattr(self, k), getattr(other, k)[idx]])
+                        for k in ("states", "actions", "futures", "values")))
+
 
 class Normalizer(nn.Module):
     """Per-dimension standardisation of states and actions (and of the value targets)."""
@@ -98,6 +105,7 @@ class ModelConfig:
     proposal_steps: int = 10  # DDIM steps when sampling actions
     dynamics_steps: int = 10  # ... and states
     gamma: float = 0.99
+    prediction: str = "v"  # what the denoiser outputs: v (default) or epsilon (see Diffusion)
     clip: float = 5.0  # each DDIM step's x0 estimate clipped to +-clip (data standardised per dimension)
 
 
@@ -112,7 +120,8 @@ class ActionProposal(nn.Module):
     def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer):
         super().__init__()
         self.cfg, self.norm, self.a_dim = cfg, norm, a_dim
-        self.diffusion = Diffusion(_net(cfg, a_dim, s_dim), cfg.train_steps, cfg.proposal_steps, cfg.clip)
+        self.diffusion = Diffusion(_net(cfg, a_dim, s_dim), cfg.train_steps, cfg.proposal_steps, cfg.clip,
+                                   cfg.prediction)
 
     def loss(self, s, a, fut, v, gen=None):
         return self.diffusion.loss(self.norm.norm(a, "a"), self.norm.norm(s, "s"), gen)
@@ -129,7 +138,7 @@ class Dynamics(nn.Module):
         super().__init__()
         self.cfg, self.norm, self.s_dim = cfg, norm, s_dim
         self.diffusion = Diffusion(_net(cfg, s_dim, s_dim + cfg.horizon * a_dim), cfg.train_steps, cfg.dynamics_steps,
-                                   cfg.clip)
+                                   cfg.clip, cfg.prediction)
 
     def _cond(self, s, a):
         return torch.cat([self.norm.norm(s, "s"), self.norm.norm(a, "a").flatten(1)], -1)

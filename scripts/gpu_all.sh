@@ -12,7 +12,7 @@ set -u
 # On an H200: the lewm planning benchmark took 68 s, pacbayes 77 s; the lewm suite run about 8 minutes
 # (three models 90 s each, the patch baseline, planning), so it is off unless given its own box.
 LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
-INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 3 models x DMPC_S / 4 s; DMPC_DATA: a dataset
+INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S / 6 s, then D-MPC; DMPC_DATA: a dataset
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -38,4 +38,5 @@ box "$SSD_S" ssd-tiny "$PY" scripts/gpu_ssd.py --tiny --out "$OUT" --prompts 4 -
 box "$LEWM_TRAIN_S" lewm-train "$PY" scripts/gpu_lewm.py --train --out "$OUT"
 box "$PACBAYES_S" pacbayes "$PY" scripts/gpu_pacbayes.py --out "$OUT" ${FMNIST:+--data-dir "$FMNIST"}
 box "$INFCOMPUTE_S" infcompute "$PY" scripts/gpu_infcompute.py --out "$OUT"
-box "$DMPC_S" dmpc "$PY" scripts/gpu_dmpc.py --out "$OUT" --data "${DMPC_DATA:-}" --seconds $((DMPC_S / 4))
+box "$DMPC_S" dmpc "$PY" scripts/gpu_dmpc.py --out "$OUT" --data "${DMPC_DATA:-}" --seconds $((DMPC_S / 6)) \
+    --eval-seconds $((DMPC_S / 6))

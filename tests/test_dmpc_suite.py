@@ -77,6 +77,10 @@ def test_gpu_script_trains_and_saves_on_a_cpu_stand_in(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "dmpc_gpu.json").read_text())
-    assert record["complete"] and set(record["models"]) == {"proposal", "dynamics", "objective"}
-    assert len(record["models"]["dynamics"]["pred_err_by_step"]) == 4
+    assert record["complete"] and set(record["models"]) == {"proposal", "dynamics", "objective", "dynamics_1step"}
+    errs = [record["models"][m]["pred_err_by_step"] for m in ("dynamics", "dynamics_1step")]
+    assert len(errs[0]) == len(errs[1]) == 4  # the single-step model rolled out over the whole chunk
+    assert record["pred_err_ratio_multi_over_single"] == pytest.approx(errs[0][-1] / errs[1][-1])
     assert all((tmp_path / f"dmpc_{m}.pt").is_file() for m in ("proposal", "dynamics", "objective"))
+    loop = record["closed_loop"]  # the trained models plan in Hopper: 5 episodes cut at 2 steps
+    assert loop["lengths"] == [2] * 5 and len(loop["normalized"]) == 5 and loop["seconds_per_control_step"] > 0
