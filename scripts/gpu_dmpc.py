@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         res = planner.evaluate(policy, args.env, args.episodes, 50_000, 1, steps)
         record["closed_loop"] = {
-            "env": args.env, "episodes": args.episodes, "samples": args.samples, "replan": 1, "precision": "bf16",
+            "env": args.env, "episodes": args.episodes, "samples": args.samples, "replan": 1,
+            "precision": "bf16" if device.type == "cuda" else "fp32",
             "normalized": res["normalized"].round(2).tolist(), "normalized_mean": float(res["normalized"].mean()),
             "max_steps": steps, "cut_short": steps < args.max_steps,
             "lengths": res["lengths"].tolist(), "seconds_per_control_step": res["seconds_per_step"],
