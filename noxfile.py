@@ -3,7 +3,7 @@
     nox                    -> tests (the default session)
     nox -s reproduce       -> the main job: `small` tier of every suite, then one report
     nox -s reproduce -- pacbayes          one suite (also: -- pacbayes --tier smoke)
-    nox -s smoke | lint | bench
+    nox -s smoke | lint | bench | lock
 
 Environments are plain virtualenvs filled by pip, reused between runs. pip matters here:
 torch is pinned to ==2.13.0 and pip takes the CPU wheel from its configured find-links on
@@ -40,6 +40,7 @@ def _install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (unit, end to end through MLflow, smoke tier of each suite)."""
     _install(session, f"test,{SUITE_EXTRAS}")
+    _apt(session, "chromium", unless=("chromium", "chromium-browser", "google-chrome"))
     session.run("pytest", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
 
 
@@ -90,9 +91,18 @@ def _offline_data(session: nox.Session) -> None:
     suite's loader falls back to the standard download (and says where it looked)."""
     if os.environ.get("PAPERCLUB_FMNIST") or Path("/usr/share/datasets/fashion-mnist").is_dir():
         return
+    _apt(session, "dataset-fashion-mnist")
+
+
+def _apt(session: nox.Session, package: str, unless: tuple[str, ...] = ()) -> None:
+    """Install a Debian package where we may (root, apt-get); a failure is left to whatever needs it
+    to report. ``unless``: commands any of which makes the package unnecessary."""
+    if any(shutil.which(c) for c in unless):
+        return
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         session.run("apt-get", "update", "-qq", external=True, success_codes=[0, 100])
-        session.run("apt-get", "install", "-y", "-qq", "dataset-fashion-mnist", external=True, success_codes=[0, 100])
+        session.run("apt-get", "install", "-y", "-qq", "--no-install-recommends", package, external=True,
+                    success_codes=[0, 100])
 
 
 @nox.session(python=PYTHON)
@@ -114,6 +124,15 @@ def smoke(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Regenerate the images' hashed lock files (containers/requirements-*.txt) from pyproject.toml.
+    The CPU lock takes torch 2.13.0+cpu from PAPERCLUB_TORCH_WHEELS or pip's find-links when set,
+    else from PyTorch's CPU index."""
+    session.install("uv==0.13.9")
+    session.run("python", "containers/locks.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

