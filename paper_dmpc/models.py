@@ -189,9 +189,11 @@ def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it
     torch.manual_seed(cfg.seed)
     tensors = [torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures, chunks.values)]
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for every parameter (a tenth of a CPU training step went to the unfused update)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.steps)))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
+    ema_params, model_params = list(ema.parameters()), [p.detach() for p in model.parameters()]
     losses = []
     model.train()
     for _ in wrap(range(cfg.steps)):
@@ -203,7 +205,6 @@ def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it
         opt.step()
         sched.step()
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(p, 1 - cfg.ema)
+            torch._foreach_lerp_(ema_params, model_params, 1 - cfg.ema)
         losses.append(loss.item())
     return ema, losses

@@ -40,6 +40,22 @@ class SSR:
         return a.view(b, n, *a.shape[1:])[torch.arange(b), best]
 
 
+@dataclass
+class ChunkPolicy:
+    """Any model with ``.sample(s, gen) -> chunks`` as a policy (the proposal alone, BC): no planning."""
+
+    model: object
+
+    @torch.no_grad()
+    def __call__(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        return self.model.sample(s, gen)
+
+
+def torso_height(s: torch.Tensor, a: torch.Tensor, fut: torch.Tensor) -> torch.Tensor:
+    """The novel "jump" objective: the predicted torso height (observation index 0) summed over the chunk."""
+    return fut[..., 0].sum(1)
+
+
 @torch.no_grad()
 def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], env: str, episodes: int, seed: int,
              replan: int = 1, max_steps: int = 1000, foot_scale: float = 1.0, wrap=lambda it: it) -> dict:

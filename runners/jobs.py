@@ -2,6 +2,7 @@
 
 One interface, three backends, chosen by config and never by the suite's code:
 
+- ``inline``: in this process, one job after another (one worker, a GPU, or debugging);
 - ``process``: a local pool of spawned processes (the CPU tiers: 2 single-thread workers);
 - ``submitit``: one job per run through submitit, the engine under Hydra's submitit launcher
   (``cluster=slurm`` on a cluster, ``local`` for subprocesses, ``debug`` in-process);
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-KINDS = ("process", "submitit", "ray")
+KINDS = ("inline", "process", "submitit", "ray")
 
 
 def _with_init(initializer: Callable | None, fn: Callable, arg: Any) -> Any:
@@ -36,7 +37,11 @@ class JobPool:
             raise ValueError(f"unknown executor {kind!r}; use one of {', '.join(KINDS)}")
         self.kind, self.workers, self.initializer = kind, max(1, int(workers)), initializer
         options = dict(options or {})
-        if kind == "process":
+        if kind == "inline":
+            self._pool = None
+            if initializer is not None:
+                initializer()
+        elif kind == "process":
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=initializer)
         elif kind == "submitit":
@@ -60,6 +65,15 @@ class JobPool:
             self._pool = None
 
     def submit(self, fn: Callable, arg: Any) -> cf.Future:
+        if self.kind == "inline":  # run now; the future is done when it is returned
+            fut: cf.Future = cf.Future()
+            try:
+                fut.set_result(fn(arg))
+            except BaseException as err:  # re-raised by .result(), as from a worker
+                if isinstance(err, KeyboardInterrupt):
+                    raise
+                fut.set_exception(err)
+            return fut
         if self.kind == "process":
             return self._pool.submit(fn, arg)
         if self.kind == "submitit":
@@ -70,6 +84,9 @@ class JobPool:
         """Results in the order of ``args``; the progress bar follows jobs as they finish."""
         from runners.progress import track
 
+        args = list(args)
+        if self.kind == "inline":
+            return [fn(a) for a in track(args, description, total=len(args))]
         futures = [self.submit(fn, a) for a in args]
         for _ in track(cf.as_completed(futures), description, total=len(futures)):
             pass

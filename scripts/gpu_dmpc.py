@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time for the closed loop: episodes are cut at fewer steps where a plan costs too much")
     ap.add_argument("--models", nargs="+", default=["proposal", "dynamics", "objective", "dynamics_1step"],
                     help="which models to train, in order (the closed loop needs the first three)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="initialisation, batches, samples and the held-out episodes (every tenth, from seed %% 10)")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes and a synthetic dataset: the code path")
     args = ap.parse_args(argv)
 
@@ -68,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         mcfg = models.ModelConfig(horizon=32, denoiser="transformer", train_steps=1000, proposal_steps=32,
                                   dynamics_steps=10)
         net_kw = {}
-    train_set, held_set = data.split_episodes(ds, set(range(0, len(data.episodes(ds)), 10)))  # every tenth held out
+    torch.manual_seed(args.seed)
+    held = set(range(args.seed % 10, len(data.episodes(ds)), 10))  # every tenth episode held out
+    train_set, held_set = data.split_episodes(ds, held)
     chunks = models.Chunks.build(train_set, mcfg.horizon, mcfg.gamma)
     held_chunks = models.Chunks.build(held_set, mcfg.horizon, mcfg.gamma)
     norm = models.Normalizer(chunks)
     s_dim, a_dim = chunks.states.shape[1], chunks.actions.shape[2]
     record: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
                     "torch": torch.__version__, "data": args.data or "synthetic", "chunks": len(chunks),
+                    "seed": args.seed,
                     "model_config": asdict(mcfg), "models": {}, "complete": False}
 
     def save() -> None:
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown model(s) {sorted(unknown)}; choose from {sorted(specs)}")
     k = min(512, len(held_chunks))
-    pick = np.random.default_rng(0).choice(len(held_chunks), k, replace=False)
+    pick = np.random.default_rng(args.seed).choice(len(held_chunks), k, replace=False)
     s0, a0, fut0 = (torch.from_numpy(x[pick]).to(device)
                     for x in (held_chunks.states, held_chunks.actions, held_chunks.futures))
     trained = {}
@@ -109,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         cls, cfg, ch = specs[name]
         tensors = [torch.from_numpy(x).to(device) for x in (ch.states, ch.actions, ch.futures, ch.values)]
         model = build(cls, cfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=True)
         ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        gen = torch.Generator(device=device).manual_seed(0)
+        gen = torch.Generator(device=device).manual_seed(args.seed)
         losses, step, t0 = [], 0, time.perf_counter()
         box = 2.0 if args.tiny else args.seconds
         while time.perf_counter() - t0 < box:
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         from paper_dmpc import planner
 
         ssr = planner.SSR(trained["proposal"], trained["dynamics"], trained["objective"], args.samples)
-        gen = torch.Generator(device=device).manual_seed(0)
+        gen = torch.Generator(device=device).manual_seed(args.seed)
 
         def policy(s, _cpu_gen):  # the evaluation's states live on the CPU; the models on the device
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         per_plan = (time.perf_counter() - t0) / 3
         steps = 2 if args.tiny else max(1, min(args.max_steps, int(args.eval_seconds / per_plan)))
         t0 = time.perf_counter()
-        res = planner.evaluate(policy, args.env, args.episodes, 50_000, 1, steps)
+        res = planner.evaluate(policy, args.env, args.episodes, 50_000 + 100 * args.seed, 1, steps)
         record["closed_loop"] = {
             "env": args.env, "episodes": args.episodes, "samples": args.samples, "replan": 1,
             "precision": "bf16" if device.type == "cuda" else "fp32",

@@ -11,16 +11,76 @@ The science lives in paper_dmpc/.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
+from runners.jobs import JobPool
 from runners.progress import track
 
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
+# relative cost of each evaluation job (measured at the small tier), to hand out the longest first
+_COST = {"abl_single_step_dynamics": 6.0, "altered_after": 3.0, "mbop": 2.0, "dmpc": 1.5, "dmpc_jump": 1.5,
+         "altered_before": 1.5, "abl_gaussian_proposal": 1.5, "abl_single_step_proposal": 1.5}
+
+
+def _set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _load_chunks(path: str, horizon: int | None = None):
+    import numpy as np
+
+    from paper_dmpc import baselines, models
+
+    with np.load(path) as z:
+        chunks = models.Chunks(*(z[k] for k in ("states", "actions", "futures", "values")))
+    return baselines.chunks_for(chunks, horizon) if horizon else chunks
+
+
+def _train_job(job: tuple) -> tuple:
+    """(name, model, chunk file, chunk horizon or None, TrainConfig) -> (name, EMA model, losses, seconds)."""
+    from paper_dmpc import models
+
+    name, model, path, horizon, tcfg = job
+    t0 = time.perf_counter()
+    ema, losses = models.train(model, _load_chunks(path, horizon), tcfg)
+    return name, ema, losses, time.perf_counter() - t0
+
+
+def _work(job: tuple) -> tuple:
+    """One evaluation job: ("eval", name, policy, evaluate's keywords), or ("finetune", name, (cfg, seed,
+    proposal, dynamics, objective, chunk file, TrainConfig), keywords): play data from the proposal in the
+    altered environment, only the dynamics fine-tuned on it (plus as many original chunks), then D-MPC
+    evaluated there. Returns (name, evaluate's results, seconds, extra records)."""
+    import numpy as np
+    import torch
+
+    from paper_dmpc import data, models, planner
+
+    kind, name, what, kw = job
+    t0 = time.perf_counter()
+    if kind == "eval":
+        return name, planner.evaluate(what, **kw), time.perf_counter() - t0, {}
+    cfg, seed, proposal, dynamics, objective, path, tcfg = what
+    gen = torch.Generator().manual_seed(70_000 + seed)
+    play, play_returns = data.rollout(
+        lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
+        70_000 + 1000 * seed, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
+    play_chunks = models.Chunks.build(play, cfg.horizon, cfg.gamma).mixed_with(_load_chunks(path),
+                                                                                np.random.default_rng(2000 + seed))
+    tuned, losses = models.train(copy.deepcopy(dynamics).requires_grad_(True), play_chunks,
+                                 replace(tcfg, steps=cfg.finetune_steps))
+    after = planner.evaluate(planner.SSR(proposal, tuned, objective, cfg.samples), **kw)
+    return name, after, time.perf_counter() - t0, {"play_transitions": len(play["rewards"]),
+                                                   "play_returns": play_returns, "finetune_losses": losses}
 
 
 @dataclass
@@ -68,6 +128,9 @@ class DMPCConfig(SuiteConfig):
     foot_scale: float = 0.3
     play_episodes: int = 100
     finetune_steps: int = 1000
+    # models are trained, and agents evaluated, side by side in this many spawned processes (each with
+    # threads // workers torch threads); 1 runs everything in this process (a GPU)
+    workers: int = 2
 
     def __post_init__(self):
         if self.env not in ("hopper", "halfcheetah", "walker2d"):
@@ -96,7 +159,7 @@ class DMPCSuite(Suite):
                   "episodes=2", "max_steps=30", "members=2", "pred_chunks=32", "play_episodes=4",
                   "finetune_steps=10"],
         # Hopper medium-replay: residual MLP denoisers (3 x 384), F = 16, 3000 steps per model, N = 64, replanning
-        # every 4 steps; about 7 minutes per seed on 2 cores
+        # every 4 steps; about 5.5 minutes per seed on 2 cores (2 single-thread workers)
         "small": ["threads=2"],
         # the paper's setting: transformer denoisers, F = 32, N = 64, replanning every step, 1000 x ... steps
         "full": ["device=cuda", "denoiser=transformer", "horizon=32", "steps=200000", "batch=256", "lr=1e-4",
@@ -169,6 +232,7 @@ class DMPCSuite(Suite):
         from paper_dmpc import baselines, data, models, planner
 
         torch.set_num_threads(cfg.threads)
+        torch.manual_seed(seed)  # the models' initialisation (the harness seeds torch only if it was imported)
         t_start = time.perf_counter()
         if cfg.data_path:
             ds = data.load_path(cfg.data_path)
@@ -193,69 +257,94 @@ class DMPCSuite(Suite):
         s_dim, a_dim = chunks.states.shape[1], chunks.actions.shape[2]
         tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
         one = replace(mcfg, horizon=1)
-        specs = {"proposal": (models.ActionProposal(mcfg, s_dim, a_dim, norm), chunks),
-                 "dynamics": (models.Dynamics(mcfg, s_dim, a_dim, norm), chunks),
-                 "objective": (models.Objective(mcfg, s_dim, a_dim, norm), chunks),
-                 "dynamics_1step": (models.Dynamics(one, s_dim, a_dim, norm), baselines.chunks_for(chunks, 1)),
-                 "bc": (baselines.BCPolicy(mcfg, s_dim, a_dim, norm), chunks),
-                 "ensemble": (baselines.OneStepEnsemble(mcfg, s_dim, a_dim, norm, cfg.members), chunks)}
+        # (model, chunk horizon: None for F, 1 for the one-step models), the longest to train first
+        specs = {"ensemble": (baselines.OneStepEnsemble(mcfg, s_dim, a_dim, norm, cfg.members), None),
+                 "dynamics": (models.Dynamics(mcfg, s_dim, a_dim, norm), None),
+                 "proposal": (models.ActionProposal(mcfg, s_dim, a_dim, norm), None),
+                 "objective": (models.Objective(mcfg, s_dim, a_dim, norm), None),
+                 "dynamics_1step": (models.Dynamics(one, s_dim, a_dim, norm), 1),
+                 "bc": (baselines.BCPolicy(mcfg, s_dim, a_dim, norm), None)}
         if cfg.ablations:  # the paper's three: Gaussian-MLP proposal, single-step proposal, single-step dynamics
-            specs["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, s_dim, a_dim, norm), chunks)
-            specs["proposal_1step"] = (models.ActionProposal(one, s_dim, a_dim, norm), baselines.chunks_for(chunks, 1))
-        trained, losses, train_s = {}, {}, {}
+            specs["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, s_dim, a_dim, norm), None)
+            specs["proposal_1step"] = (models.ActionProposal(one, s_dim, a_dim, norm), 1)
         device = torch.device(cfg.device)
-        for name, (model, ch) in specs.items():
-            t0 = time.perf_counter()
-            trained[name], losses[name] = models.train(model.to(device), ch, tcfg,
-                                                       wrap=lambda it, n=name: track(it, f"training {n}"))
-            train_s[name] = time.perf_counter() - t0
-        metrics: dict[str, float] = {}
-        info: dict = {"data": {k: meta[k] for k in ("label", "env_id", "sac_steps", "target_reached",
-                                                     "medium_episode_return_normalized", "replay_transitions")},
-                      "chunks": len(chunks), "train_seconds": train_s}
+        wall = {"setup": time.perf_counter() - t_start}
+        pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
+                       initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
+        with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
+            chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it 8 times
+            np.savez(chunk_file, **{k: getattr(chunks, k) for k in ("states", "actions", "futures", "values")})
+            jobs = [(name, model.to(device), chunk_file, horizon, tcfg) for name, (model, horizon) in specs.items()]
+            done = pool.map(_train_job, jobs, f"training {len(jobs)} models ({cfg.workers} workers)")
+            trained = {name: model for name, model, _, _ in done}
+            losses = {name: ls for name, _, ls, _ in done}
+            train_s = {name: round(sec, 1) for name, _, _, sec in done}
+            wall["training"] = time.perf_counter() - t_start - sum(wall.values())
+            metrics: dict[str, float] = {}
+            info: dict = {"data": {k: meta[k] for k in ("label", "env_id", "sac_steps", "target_reached",
+                                                         "medium_episode_return_normalized", "replay_transitions")},
+                          "chunks": len(chunks), "train_seconds": train_s, "workers": cfg.workers}
 
-        # 1. offline prediction error against the horizon, held-out episodes
-        held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma)
-        idx = rng.choice(len(held_chunks), min(cfg.pred_chunks, len(held_chunks)), replace=False)
-        s0, a, fut = (torch.from_numpy(x[idx]) for x in (held_chunks.states, held_chunks.actions, held_chunks.futures))
-        gen = torch.Generator().manual_seed(seed)
-        predictors = {"multistep_diffusion": trained["dynamics"],
-                      "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
-                      "mlp_ensemble": trained["ensemble"]}
-        series = {}
-        for name, dyn in predictors.items():
-            pred = dyn.sample(s0, a, gen)
-            err = ((pred - fut) / norm.s_std).pow(2).mean(-1).mean(0).sqrt()  # RMSE per horizon step, std units
-            series[f"pred_err_{name}"] = [(k + 1, float(e)) for k, e in enumerate(err)]
-            metrics[f"pred_err_{name}_at_f"] = float(err[-1])
-        multi, single = metrics["pred_err_multistep_diffusion_at_f"], metrics["pred_err_singlestep_diffusion_at_f"]
-        # a diverged rollout (inf or nan) decides nothing: the ratio is then nan and its claim fails as not finite
-        metrics["pred_err_ratio_multi_over_single"] = multi / single if np.isfinite([multi, single]).all() else float("nan")
+            # 1. offline prediction error against the horizon, held-out episodes
+            held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma)
+            idx = rng.choice(len(held_chunks), min(cfg.pred_chunks, len(held_chunks)), replace=False)
+            s0, a, fut = (torch.from_numpy(x[idx]) for x in (held_chunks.states, held_chunks.actions,
+                                                             held_chunks.futures))
+            gen = torch.Generator().manual_seed(seed)
+            predictors = {"multistep_diffusion": trained["dynamics"],
+                          "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
+                          "mlp_ensemble": trained["ensemble"]}
+            series = {}
+            for name, dyn in predictors.items():
+                pred = dyn.sample(s0, a, gen)
+                err = ((pred - fut) / norm.s_std).pow(2).mean(-1).mean(0).sqrt()  # RMSE per horizon step, std units
+                series[f"pred_err_{name}"] = [(k + 1, float(e)) for k, e in enumerate(err)]
+                metrics[f"pred_err_{name}_at_f"] = float(err[-1])
+            multi, single = metrics["pred_err_multistep_diffusion_at_f"], metrics["pred_err_singlestep_diffusion_at_f"]
+            # a diverged rollout (inf or nan) decides nothing: the ratio is then nan and its claim fails as not finite
+            metrics["pred_err_ratio_multi_over_single"] = (multi / single if np.isfinite([multi, single]).all()
+                                                           else float("nan"))
 
-        # 2. closed loop: D-MPC and the baselines, the same episodes (seeds) for each
-        learned_j = trained["objective"]
-        agents = {"dmpc": planner.SSR(trained["proposal"], trained["dynamics"], learned_j, cfg.samples),
-                  "proposal": lambda s, g: trained["proposal"].sample(s, g),
-                  "bc": lambda s, g: trained["bc"].sample(s, g),
-                  "mbop": baselines.MBOP(trained["bc"], trained["ensemble"], learned_j, cfg.samples, cfg.mbop_noise,
-                                         cfg.mbop_kappa)}
-        if cfg.jump:
-            agents["dmpc_jump"] = planner.SSR(trained["proposal"], trained["dynamics"],
-                                              lambda s, a, fut: fut[..., 0].sum(1), cfg.samples)  # torso height
-        if cfg.ablations:
-            agents["abl_gaussian_proposal"] = planner.SSR(trained["gaussian_proposal"], trained["dynamics"], learned_j,
-                                                          cfg.samples)
-            agents["abl_single_step_proposal"] = planner.SSR(baselines.Repeated(trained["proposal_1step"], cfg.horizon),
-                                                             trained["dynamics"], learned_j, cfg.samples)
-            agents["abl_single_step_dynamics"] = planner.SSR(trained["proposal"], predictors["singlestep_diffusion"],
-                                                             learned_j, cfg.samples)
-        results, eval_s = {}, {}
-        for name, agent in agents.items():
-            t0 = time.perf_counter()
-            res = planner.evaluate(agent, cfg.env, cfg.episodes, 50_000 + 100 * seed, cfg.replan, cfg.max_steps,
-                                   wrap=lambda it, n=name: track(it, f"evaluating {n}"))
-            results[name] = res
-            eval_s[name] = round(time.perf_counter() - t0, 1)
+            wall["prediction_error"] = time.perf_counter() - t_start - sum(wall.values())
+            # 2. closed loop: D-MPC and the baselines, the same episodes (seeds) for each; 3. novel dynamics
+            learned_j = trained["objective"]
+            agents = {"dmpc": planner.SSR(trained["proposal"], trained["dynamics"], learned_j, cfg.samples),
+                      "proposal": planner.ChunkPolicy(trained["proposal"]),
+                      "bc": planner.ChunkPolicy(trained["bc"]),
+                      "mbop": baselines.MBOP(trained["bc"], trained["ensemble"], learned_j, cfg.samples,
+                                             cfg.mbop_noise, cfg.mbop_kappa)}
+            if cfg.jump:
+                agents["dmpc_jump"] = planner.SSR(trained["proposal"], trained["dynamics"], planner.torso_height,
+                                                  cfg.samples)
+            if cfg.ablations:
+                agents["abl_gaussian_proposal"] = planner.SSR(trained["gaussian_proposal"], trained["dynamics"],
+                                                              learned_j, cfg.samples)
+                agents["abl_single_step_proposal"] = planner.SSR(
+                    baselines.Repeated(trained["proposal_1step"], cfg.horizon), trained["dynamics"], learned_j,
+                    cfg.samples)
+                agents["abl_single_step_dynamics"] = planner.SSR(trained["proposal"], predictors["singlestep_diffusion"],
+                                                                 learned_j, cfg.samples)
+            run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps}
+            work = [("eval", name, agent, {**run_kw, "seed": 50_000 + 100 * seed}) for name, agent in agents.items()]
+            altered = cfg.novel_dynamics and cfg.env in data.FOOT_ACTUATOR
+            if altered:  # a weakened foot; fine-tune only the dynamics on play data from the altered robot
+                altered_kw = {**run_kw, "seed": 60_000 + 100 * seed, "foot_scale": cfg.foot_scale}
+                work.append(("eval", "altered_before", agents["dmpc"], altered_kw))
+                work.append(("finetune", "altered_after", (cfg, seed, trained["proposal"], trained["dynamics"],
+                                                           learned_j, chunk_file, tcfg), altered_kw))
+            work.sort(key=lambda w: -_COST.get(w[1], 1.0))  # longest first: the workers finish together
+            futures = [pool.submit(_work, w) for w in work]
+            for _ in track(cf.as_completed(futures), f"evaluating {len(work)} agents ({cfg.workers} workers)",
+                           total=len(futures)):
+                pass
+            wall["evaluation"] = time.perf_counter() - t_start - sum(wall.values())
+            results, eval_s, extra = {}, {}, {}
+            for f in futures:
+                name, res, sec, more = f.result()
+                results[name], eval_s[name] = res, round(sec, 1)
+                extra.update(more)
+        for name in agents:
+            res = results[name]
             metrics[f"score_{name}"] = float(res["normalized"].mean())
             metrics[f"return_{name}"] = float(res["returns"].mean())
             metrics[f"episode_length_{name}"] = float(res["lengths"].mean())
@@ -268,31 +357,18 @@ class DMPCSuite(Suite):
             metrics["jump_height_gain"] = metrics["mean_height_dmpc_jump"] - metrics["mean_height_dmpc"]
             metrics["jump_max_height_gain"] = float(results["dmpc_jump"]["max_height"].mean()
                                                     - results["dmpc"]["max_height"].mean())
-        # 3. novel dynamics: a weakened foot; fine-tune only the dynamics on play data from the altered robot
         inconclusive = {}
-        if cfg.novel_dynamics and cfg.env in data.FOOT_ACTUATOR:
-            t0 = time.perf_counter()
-            before = planner.evaluate(agents["dmpc"], cfg.env, cfg.episodes, 60_000 + 100 * seed, cfg.replan,
-                                      cfg.max_steps, cfg.foot_scale, wrap=lambda it: track(it, "altered: before"))
-            play, play_returns = data.rollout(
-                lambda o, d: trained["proposal"].sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
-                70_000 + 1000 * seed, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
-            play_chunks = models.Chunks.build(play, cfg.horizon, cfg.gamma).mixed_with(chunks, rng)
-            tuned, tune_losses = models.train(copy.deepcopy(trained["dynamics"]).requires_grad_(True), play_chunks,
-                                              replace(tcfg, steps=cfg.finetune_steps),
-                                              wrap=lambda it: track(it, "fine-tuning the dynamics"))
-            after = planner.evaluate(planner.SSR(trained["proposal"], tuned, learned_j, cfg.samples), cfg.env,
-                                     cfg.episodes, 60_000 + 100 * seed, cfg.replan, cfg.max_steps, cfg.foot_scale,
-                                     wrap=lambda it: track(it, "altered: after"))
-            results.update(altered_before=before, altered_after=after)
+        if altered:
+            before, after = results["altered_before"], results["altered_after"]
             metrics["score_altered_before"] = float(before["normalized"].mean())
             metrics["score_altered_after"] = float(after["normalized"].mean())
             metrics["finetune_gain"] = metrics["score_altered_after"] - metrics["score_altered_before"]
-            metrics["play_transitions"] = float(len(play["rewards"]))
-            info["novel_dynamics"] = {"foot_scale": cfg.foot_scale, "play_episodes": len(play_returns),
-                                      "play_return_normalized": float(np.mean(data.normalized_score(cfg.env,
-                                                                                                     play_returns))),
-                                      "seconds": round(time.perf_counter() - t0, 1)}
+            metrics["play_transitions"] = float(extra["play_transitions"])
+            info["novel_dynamics"] = {"foot_scale": cfg.foot_scale, "play_episodes": len(extra["play_returns"]),
+                                      "play_return_normalized": float(np.mean(data.normalized_score(
+                                          cfg.env, extra["play_returns"]))),
+                                      "seconds": eval_s["altered_before"] + eval_s["altered_after"]}
+            tune_losses = extra["finetune_losses"]
             series["train_loss_dynamics_finetune"] = list(enumerate(tune_losses[::max(1, len(tune_losses) // 100)]))
         elif cfg.novel_dynamics:
             metrics["finetune_gain"] = 0.0
@@ -301,6 +377,8 @@ class DMPCSuite(Suite):
                             for k, v in results.items()}
         info["eval_seconds"] = eval_s  # where the time goes, with train_seconds and novel_dynamics.seconds
         info["seconds"] = round(time.perf_counter() - t_start, 1)
+        # wall-clock phases of this seed; train_seconds and eval_seconds are each job's own time in its worker
+        info["wall_seconds"] = {k: round(v, 1) for k, v in wall.items()}
         for name, ls in losses.items():
             stride = max(1, len(ls) // 100)
             series[f"train_loss_{name}"] = [(i, ls[i]) for i in range(0, len(ls), stride)]

@@ -175,3 +175,18 @@ def test_stale_lock_is_detected(monkeypatch):
     changed = locks.Image(image.name, image.extras, overrides=(*image.overrides, "numpy<3"))
     monkeypatch.setitem(locks.IMAGES, "cpu", changed)
     assert locks.main(["--check"]) == 1
+
+
+def test_image_reference_reaches_the_summary_and_mlflow(harness_env, monkeypatch):
+    import json
+
+    import mlflow
+
+    from runners.cli import main
+
+    ref = "ghcr.io/lab/paperclub-cuda@sha256:" + "ab" * 32
+    monkeypatch.setenv("PAPERCLUB_IMAGE", ref)  # what the images set from their IMAGE_REF build argument
+    assert main(["run", "toy", "--tier", "smoke", "--out", "r"]) in (0, 3)
+    assert json.loads((harness_env / "r" / "summary.json").read_text())["env"]["image"] == ref
+    runs = mlflow.search_runs(experiment_names=["paperclub/toy"], output_format="list")
+    assert [r.data.tags.get("image") for r in runs if "mlflow.parentRunId" not in r.data.tags] == [ref]

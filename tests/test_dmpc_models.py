@@ -142,6 +142,20 @@ def test_ssr_executes_the_best_candidate_under_a_known_objective():
     np.testing.assert_allclose(ssr(torch.tensor([[0.0]]))[0, 0, 0], 7 / 8)
 
 
+def test_jump_objective_is_the_summed_predicted_torso_height_and_agents_pickle():
+    import pickle
+
+    fut = torch.tensor([[[1.0, 9.0], [2.0, 9.0], [3.0, 9.0]], [[0.5, 0.0], [0.5, 0.0], [0.5, 0.0]]])
+    np.testing.assert_allclose(planner.torso_height(None, None, fut), [6.0, 1.5])
+    # the suite evaluates agents in spawned worker processes: each must survive pickling
+    ssr = planner.SSR(_Fixed(4), _Integrator(), planner.torso_height, samples=4)
+    again = pickle.loads(pickle.dumps(ssr))
+    s = torch.tensor([[0.0], [1.0]])
+    np.testing.assert_allclose(again(s), ssr(s))
+    policy = pickle.loads(pickle.dumps(planner.ChunkPolicy(_Fixed(3))))
+    assert policy(s).shape == (2, 3, 1)
+
+
 def test_evaluation_runs_chunks_open_loop_between_plans_and_stops_at_termination():
     pytest.importorskip("gymnasium")
     calls = []
