@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from runners.errors import HarnessError
@@ -29,10 +28,10 @@ def mlflow_server_cmd(uri: str, port: int, workers: int = 1) -> list[str]:
             "--workers", str(workers), "--artifacts-destination", str(artifacts.resolve())]
 
 
-def start(uri: str, port: int, *, log=None, timeout_s: float = 90.0) -> subprocess.Popen:
+def start(uri: str, port: int, timeout_s: float = 90.0) -> subprocess.Popen:
     """Start the server in a new session (its own process group) and wait for /health."""
-    proc = subprocess.Popen(mlflow_server_cmd(uri, port), stdout=log or subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(mlflow_server_cmd(uri, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -69,15 +68,6 @@ def stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
                 proc.wait(timeout=0.1)
             if proc.poll() is not None and not _group_alive(pgid):
                 return
-
-
-@contextlib.contextmanager
-def running(uri: str, port: int, **kw) -> Iterator[str]:
-    proc = start(uri, port, **kw)
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        stop(proc)
 
 
 def _interrupt(signum, frame):
