@@ -11,7 +11,6 @@ The science lives in paper_dmpc/.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import tempfile
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.jobs import JobPool
-from runners.progress import track
 
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
 # relative cost of each evaluation job (measured at the small tier), to hand out the longest first
@@ -41,7 +39,7 @@ def _load_chunks(path: str, horizon: int | None = None):
     from paper_dmpc import baselines, models
 
     with np.load(path) as z:
-        chunks = models.Chunks(*(z[k] for k in ("states", "actions", "futures", "values")))
+        chunks = models.Chunks(**{k: z[k] for k in z.files})
     return baselines.chunks_for(chunks, horizon) if horizon else chunks
 
 
@@ -273,7 +271,7 @@ class DMPCSuite(Suite):
                        initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
         with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
             chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it 8 times
-            np.savez(chunk_file, **{k: getattr(chunks, k) for k in ("states", "actions", "futures", "values")})
+            np.savez(chunk_file, **vars(chunks))
             jobs = [(name, model.to(device), chunk_file, horizon, tcfg) for name, (model, horizon) in specs.items()]
             done = pool.map(_train_job, jobs, f"training {len(jobs)} models ({cfg.workers} workers)")
             trained = {name: model for name, model, _, _ in done}
@@ -333,14 +331,10 @@ class DMPCSuite(Suite):
                 work.append(("finetune", "altered_after", (cfg, seed, trained["proposal"], trained["dynamics"],
                                                            learned_j, chunk_file, tcfg), altered_kw))
             work.sort(key=lambda w: -_COST.get(w[1], 1.0))  # longest first: the workers finish together
-            futures = [pool.submit(_work, w) for w in work]
-            for _ in track(cf.as_completed(futures), f"evaluating {len(work)} agents ({cfg.workers} workers)",
-                           total=len(futures)):
-                pass
+            done = pool.map(_work, work, f"evaluating {len(work)} agents ({cfg.workers} workers)")
             wall["evaluation"] = time.perf_counter() - t_start - sum(wall.values())
             results, eval_s, extra = {}, {}, {}
-            for f in futures:
-                name, res, sec, more = f.result()
+            for name, res, sec, more in done:
                 results[name], eval_s[name] = res, round(sec, 1)
                 extra.update(more)
         for name in agents:
