@@ -67,12 +67,24 @@ class GaussianProposal(nn.Module):
 
 class OneStepEnsemble(nn.Module):
     """K one-step MLP dynamics models, each predicting the normalised state change from (s_t, a_t),
-    trained on the same batches from different initialisations (MBOP's ensemble)."""
+    trained on the same batches from different initialisations (MBOP's ensemble); trained together
+    (the loss is the members' mean) or apart (``split``, then ``join``)."""
 
-    def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer, members: int = 5):
+    def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer,
+                 members: int | list[nn.Module] = 5):
         super().__init__()
-        self.norm, self.horizon = norm, cfg.horizon
-        self.members = nn.ModuleList(mlp(s_dim + a_dim, s_dim, cfg.hidden, cfg.layers) for _ in range(members))
+        self.norm, self.horizon, self._dims = norm, cfg.horizon, (cfg, s_dim, a_dim)
+        self.members = nn.ModuleList(members if isinstance(members, list) else
+                                     (mlp(s_dim + a_dim, s_dim, cfg.hidden, cfg.layers) for _ in range(members)))
+
+    def split(self) -> list[OneStepEnsemble]:
+        """One one-member ensemble per member, to be trained apart (MBOP trains its members
+        independently); ``join`` puts the trained members back together."""
+        return [OneStepEnsemble(*self._dims, self.norm, [m]) for m in self.members]
+
+    @staticmethod
+    def join(parts: list[OneStepEnsemble]) -> OneStepEnsemble:
+        return OneStepEnsemble(*parts[0]._dims, parts[0].norm, [m for p in parts for m in p.members])
 
     def step(self, s: torch.Tensor, a: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
         """s_{t+1} for each row with member k (an int, or one index per row)."""

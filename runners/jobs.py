@@ -10,14 +10,18 @@ One interface, three backends, chosen by config and never by the suite's code:
 
 Jobs are a picklable function of one picklable argument; ``submit`` returns a
 ``concurrent.futures.Future`` for every backend, so callers use ``as_completed`` and
-``result()`` the same way everywhere.
+``result()`` the same way everywhere. ``run_graph`` runs jobs that need other jobs' results
+(train models, then evaluate agents built from them) with no barrier between the stages: a job
+starts as soon as what it needs has finished and a worker is free, the one heading the longest
+remaining chain of work first.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,39 @@ def _with_init(initializer: Callable | None, fn: Callable, arg: Any) -> Any:
     if initializer is not None:
         initializer()
     return fn(arg)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One job of a graph: ``fn(arg(done))``, where ``done`` maps each finished task's name to its
+    result; it starts once every task named in ``after`` has finished. ``cost`` is its expected
+    duration in any one unit (seconds, say): only ratios matter, for the order in which ready tasks start."""
+
+    fn: Callable
+    arg: Callable[[dict], Any]
+    after: tuple[str, ...] = ()
+    cost: float = 1.0
+
+
+def chain_costs(tasks: dict[str, Task]) -> dict[str, float]:
+    """Each task's cost plus the costliest chain of tasks waiting on it (its "bottom level"): started in
+    decreasing order of this, the long chains start first and the workers tend to finish together."""
+    unknown = sorted({d for t in tasks.values() for d in t.after if d not in tasks})
+    if unknown:
+        raise ValueError(f"tasks wait on unknown tasks: {', '.join(unknown)}")
+    waiting = {name: [n for n, t in tasks.items() if name in t.after] for name in tasks}
+    level: dict[str, float] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> float:
+        if name in path:
+            raise ValueError(f"tasks wait on each other in a cycle: {' -> '.join(path[path.index(name):] + (name,))}")
+        if name not in level:
+            level[name] = tasks[name].cost + max((visit(n, path + (name,)) for n in waiting[name]), default=0.0)
+        return level[name]
+
+    for name in tasks:
+        visit(name, ())
+    return level
 
 
 class JobPool:
@@ -91,6 +128,29 @@ class JobPool:
         for _ in track(cf.as_completed(futures), description, total=len(futures)):
             pass
         return [f.result() for f in futures]
+
+    def run_graph(self, tasks: dict[str, Task], description: str = "jobs") -> dict[str, Any]:
+        """Run every task once what it waits on has finished, at most ``workers`` at a time, the ready
+        task with the costliest chain ahead of it first; returns {name: result}. A task's error is
+        raised here once it is seen; tasks still running are waited for by ``close``."""
+        from runners.progress import track
+
+        level = chain_costs(tasks)
+        return dict(track(self._graph(tasks, level), description, total=len(tasks)))
+
+    def _graph(self, tasks: dict[str, Task], level: dict[str, float]) -> Iterator[tuple[str, Any]]:
+        pending, running, done = dict(tasks), {}, {}
+        slots = 1 if self.kind == "inline" else self.workers  # inline tasks finish as they are submitted
+        while pending or running:
+            ready = sorted((n for n, t in pending.items() if all(d in done for d in t.after)), key=lambda n: -level[n])
+            for name in ready[:max(0, slots - len(running))]:
+                task = pending.pop(name)
+                running[self.submit(task.fn, task.arg(done))] = name
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                name = running.pop(fut)
+                done[name] = fut.result()
+                yield name, done[name]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -194,3 +194,27 @@ def test_fine_tuning_chunks_are_the_new_ones_plus_as_many_old_ones():
     assert len(set(mixed.values[3:].tolist())) == 3 and (mixed.values[3:] < 10).all()  # 3 distinct old ones
     np.testing.assert_array_equal(mixed.states[:, 0], mixed.values)  # rows stay aligned across fields
     assert len(chunks(20, 100).mixed_with(old, np.random.default_rng(0))) == 30  # at most all the old ones
+
+
+def test_ensemble_members_trained_apart_join_into_the_same_ensemble():
+    """split() shares each member (one-member ensembles); join() puts them back in order: the joined
+    ensemble predicts exactly what the original does, and a member trained alone sees only its own loss."""
+    from paper_dmpc import baselines
+
+    rng = np.random.default_rng(1)
+    n = 32
+    ch = models.Chunks(rng.normal(size=(n, 5)).astype(np.float32), rng.uniform(-1, 1, (n, 1, 2)).astype(np.float32),
+                       rng.normal(size=(n, 1, 5)).astype(np.float32), rng.normal(size=n).astype(np.float32))
+    cfg = models.ModelConfig(horizon=3, hidden=16, layers=1)
+    ens = baselines.OneStepEnsemble(cfg, 5, 2, models.Normalizer(ch), members=3)
+    parts = ens.split()
+    assert [len(p.members) for p in parts] == [1, 1, 1] and parts[1].members[0] is ens.members[1]
+    s, a = torch.from_numpy(ch.states[:6]), torch.from_numpy(ch.actions[:6, 0])
+    a3 = a[:, None].expand(-1, 3, -1)
+    joined = baselines.OneStepEnsemble.join(parts)
+    assert torch.equal(joined.sample(s, a3), ens.sample(s, a3))
+    for k in range(3):  # the joint loss is the members' mean
+        assert torch.equal(joined.step(s, a, k), ens.step(s, a, k))
+    joint = ens.loss(s, a[:, None], torch.from_numpy(ch.futures[:6]), None)
+    apart = sum(p.loss(s, a[:, None], torch.from_numpy(ch.futures[:6]), None) for p in parts) / 3
+    assert joint.item() == pytest.approx(apart.item(), rel=1e-6)

@@ -36,6 +36,20 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     for name in ("multistep_diffusion", "singlestep_diffusion", "mlp_ensemble"):  # error against steps ahead, F = 4
         assert [k for k, _ in seed["series"][f"pred_err_{name}"]] == [1, 2, 3, 4]
     assert "Gymnasium v5 local data" in " ".join(summary["notes"])
+    # one graph of jobs: each agent's evaluation started after the models it plans with had finished training
+    jobs = seed["info"]["jobs"]
+    assert {k for k in jobs if k.startswith("train/")} == {
+        "train/dynamics", "train/proposal", "train/objective", "train/dynamics_1step", "train/bc",
+        "train/gaussian_proposal", "train/proposal_1step", "train/ensemble_0", "train/ensemble_1"}
+    assert {k for k in jobs if k.startswith("eval/")} == {
+        "eval/dmpc", "eval/proposal", "eval/bc", "eval/mbop", "eval/dmpc_jump", "eval/abl_gaussian_proposal",
+        "eval/abl_single_step_proposal", "eval/abl_single_step_dynamics", "eval/altered_before", "eval/altered_after"}
+    end = {k: v["start"] + v["seconds"] for k, v in jobs.items()}
+    for agent, models in (("mbop", ("bc", "objective", "ensemble_0", "ensemble_1")),
+                          ("altered_after", ("proposal", "dynamics", "objective")),
+                          ("abl_single_step_dynamics", ("proposal", "dynamics_1step", "objective"))):
+        assert jobs[f"eval/{agent}"]["start"] >= max(end[f"train/{m}"] for m in models) - 0.1  # rounding
+    assert len(seed["series"]["train_loss_ensemble"]) > 0
     # the same run on a dataset given by path (here the generated one, as an .npz)
     npz = next((harness_env / "cache" / "dmpc").glob("hopper-*/medium-replay.npz"))
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "p", "--no-publish", f"data_path={npz}"]) == 3

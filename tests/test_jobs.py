@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runners.jobs import JobPool
+from runners.jobs import JobPool, Task, chain_costs
 
 
 @pytest.mark.parametrize("kind, options", [("inline", {}), ("process", {}), ("submitit", {"cluster": "debug"}),
@@ -34,3 +34,42 @@ def test_bad_executor_and_missing_backend_are_one_line_errors():
     except ImportError:
         with pytest.raises(RuntimeError, match=r"executor=ray needs ray: pip install 'paperclub\[ray\]'"):
             JobPool("ray")
+
+
+def test_graph_tasks_get_their_inputs_results_and_the_longest_chain_starts_first():
+    """With one worker the start order is the order of decreasing chain cost among ready tasks: 'a' heads
+    a chain of cost 1 + 10 and starts before 'b' (cost 5) although 'b' is dearer on its own."""
+    started = []
+
+    def job(x):
+        started.append(x[0])
+        return x
+
+    tasks = {"b": Task(job, lambda done: ("b", 2), cost=5.0),
+             "a": Task(job, lambda done: ("a", 3), cost=1.0),
+             "c": Task(job, lambda done: ("c", done["a"][1] * done["b"][1]), after=("a", "b"), cost=1.0),
+             "d": Task(job, lambda done: ("d", done["a"][1] + 1), after=("a",), cost=10.0)}
+    assert chain_costs(tasks) == {"b": 6.0, "a": 11.0, "c": 1.0, "d": 10.0}
+    with JobPool("inline") as pool:
+        out = pool.run_graph(tasks, "graph")
+    assert started == ["a", "d", "b", "c"]
+    assert out == {"a": ("a", 3), "b": ("b", 2), "c": ("c", 6), "d": ("d", 4)}
+
+
+def test_graph_on_worker_processes_passes_results_on():
+    tasks = {"f5": Task(math.factorial, lambda done: 5),
+             "f3": Task(math.factorial, lambda done: 3),
+             "f5f3": Task(math.factorial, lambda done: done["f3"], after=("f3",)),
+             "sqrt": Task(math.isqrt, lambda done: done["f5"] * done["f3"], after=("f5", "f3"))}
+    with JobPool("process", workers=2) as pool:
+        assert pool.run_graph(tasks) == {"f5": 120, "f3": 6, "f5f3": 720, "sqrt": 26}
+
+
+def test_graph_errors_name_the_bad_tasks():
+    with pytest.raises(ValueError, match="tasks wait on unknown tasks: nope"):
+        chain_costs({"a": Task(math.factorial, lambda d: 1, after=("nope",))})
+    with pytest.raises(ValueError, match="in a cycle: a -> b -> a"):
+        chain_costs({"a": Task(math.factorial, lambda d: 1, after=("b",)),
+                     "b": Task(math.factorial, lambda d: 1, after=("a",))})
+    with JobPool("inline") as pool, pytest.raises(ValueError, match="not defined for negative values"):
+        pool.run_graph({"a": Task(math.factorial, lambda d: -1)})
