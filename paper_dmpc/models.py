@@ -69,11 +69,16 @@ class Chunks:
     def __len__(self) -> int:
         return len(self.states)
 
+    def subset(self, n: int, rng: np.random.Generator) -> Chunks:
+        """At most ``n`` of these chunks, drawn without replacement."""
+        idx = rng.choice(len(self), min(n, len(self)), replace=False)
+        return Chunks(*(getattr(self, k)[idx] for k in ("states", "actions", "futures", "values")))
+
     def mixed_with(self, other: Chunks, rng: np.random.Generator) -> Chunks:
         """These chunks plus as many drawn at random from ``other`` (fine-tuning on new data while
         replaying the old, so that the model does not forget the states the new data lack)."""
-        idx = rng.choice(len(other), min(len(self), len(other)), replace=False)
-        return Chunks(*(np.concatenate([getattr(self, k), getattr(other, k)[idx]])
+        old = other.subset(len(self), rng)
+        return Chunks(*(np.concatenate([getattr(self, k), getattr(old, k)])
                         for k in ("states", "actions", "futures", "values")))
 
 

@@ -138,9 +138,25 @@ def _work(job: tuple) -> tuple:
                                                                                 np.random.default_rng(2000 + seed))
     tuned, losses = models.train(copy.deepcopy(dynamics).requires_grad_(True), play_chunks,
                                  replace(tcfg, steps=cfg.finetune_steps))
+    # did the model adapt? open-loop error on held-out play episodes (other seeds), before and after
+    held, _ = data.rollout(
+        lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
+        80_000 + 1000 * seed, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
+    held = models.Chunks.build(held, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, np.random.default_rng(3000 + seed))
+    err = {f"pred_err_altered_{k}": _rollout_error(m, held, dynamics.norm.s_std, gen).tolist()
+           for k, m in (("before", dynamics), ("after", tuned))}
     after = planner.evaluate(planner.SSR(proposal, tuned, objective, cfg.samples), **kw)
     return after, {"play_transitions": len(play["rewards"]), "play_returns": play_returns,
-                   "finetune_losses": losses}, started, time.perf_counter() - t0
+                   "finetune_losses": losses, **err}, started, time.perf_counter() - t0
+
+
+def _rollout_error(dynamics, chunks, s_std, gen):
+    """Open-loop state RMSE (per-dimension std units) per step ahead of ``dynamics``' sampled F-step futures
+    against the chunks' true ones, given the true actions."""
+    import torch
+
+    s0, a, fut = (torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures))
+    return ((dynamics.sample(s0, a, gen) - fut) / s_std).pow(2).mean(-1).mean(0).sqrt()
 
 
 @dataclass
@@ -374,17 +390,14 @@ class DMPCSuite(Suite):
                       "chunks": len(chunks), "workers": cfg.workers, "jobs": jobs}
 
         # offline prediction error against the horizon, held-out episodes
-        held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma)
-        idx = rng.choice(len(held_chunks), min(cfg.pred_chunks, len(held_chunks)), replace=False)
-        s0, a, fut = (torch.from_numpy(x[idx]) for x in (held_chunks.states, held_chunks.actions, held_chunks.futures))
+        held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng)
         gen = torch.Generator().manual_seed(seed)
         predictors = {"multistep_diffusion": trained["dynamics"],
                       "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
                       "mlp_ensemble": trained["ensemble"]}
         series = {}
         for name, dyn in predictors.items():
-            pred = dyn.sample(s0, a, gen)
-            err = ((pred - fut) / norm.s_std).pow(2).mean(-1).mean(0).sqrt()  # RMSE per horizon step, std units
+            err = _rollout_error(dyn, held_chunks, norm.s_std, gen)
             series[f"pred_err_{name}"] = [(k + 1, float(e)) for k, e in enumerate(err)]
             metrics[f"pred_err_{name}_at_f"] = float(err[-1])
         multi, single = metrics["pred_err_multistep_diffusion_at_f"], metrics["pred_err_singlestep_diffusion_at_f"]
@@ -418,6 +431,9 @@ class DMPCSuite(Suite):
                                           cfg.env, extra["play_returns"]))),
                                       "seconds": round(jobs["eval/altered_before"]["seconds"]
                                                        + jobs["eval/altered_after"]["seconds"], 1)}
+            for k in ("before", "after"):
+                series[f"pred_err_altered_{k}"] = [(i + 1, e) for i, e in enumerate(extra[f"pred_err_altered_{k}"])]
+                metrics[f"pred_err_altered_{k}_at_f"] = extra[f"pred_err_altered_{k}"][-1]
             tune_losses = extra["finetune_losses"]
             series["train_loss_dynamics_finetune"] = list(enumerate(tune_losses[::max(1, len(tune_losses) // 100)]))
         elif cfg.novel_dynamics:
@@ -442,7 +458,7 @@ class DMPCSuite(Suite):
 
         plt = pyplot()
         out = FigureWriter(out_dir)
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 4.5))
+        fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(18, 4.5), width_ratios=(3, 3, 1.4))
         shown = {"dmpc": ("D-MPC", "C0"), "mbop": ("MBOP-style", "C3"), "proposal": ("proposal\nonly", "C2"),
                  "bc": ("BC", "C7"), "abl_gaussian_proposal": ("Gaussian\nproposal", "C1"),
                  "abl_single_step_proposal": ("1-step\nproposal", "C1"),
@@ -459,6 +475,16 @@ class DMPCSuite(Suite):
         bx.set_xlabel("steps ahead (open loop)")
         bx.set_ylabel("state RMSE (per-dimension std units)")
         bx.set_title("prediction error on held-out episodes")
-        bx.legend(fontsize=8)
+        if seed_bars(cx, results, "score_{}", {"altered_before": ("before", "C7"), "altered_after": ("after", "C0")}):
+            cx.set_ylabel("D4RL-normalised return")
+            cx.set_title(f"foot torque x {cfg.foot_scale}:\nfine-tuning the dynamics only", fontsize=9)
+            for k, style in (("before", ":"), ("after", "--")):  # the model's error on held-out altered-robot play
+                curves = [dict(r.series[f"pred_err_altered_{k}"]) for r in results if f"pred_err_altered_{k}" in r.series]
+                ks = sorted(curves[0]) if curves else []
+                bx.plot(ks, [np.mean([c[i] for c in curves]) for i in ks], "C0" + style, lw=1,
+                        label=f"multistep diffusion, weakened foot, {k} fine-tuning")
+        else:
+            cx.set_axis_off()
+        bx.legend(fontsize=7)
         out.save(fig, "fig-dmpc.png")
         return out.paths

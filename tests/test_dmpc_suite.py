@@ -33,6 +33,10 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert m["play_transitions"] >= 4 * 4  # four play episodes, each at least one F = 4 chunk long or terminal
     assert m["pred_err_ratio_multi_over_single"] == pytest.approx(
         m["pred_err_multistep_diffusion_at_f"] / m["pred_err_singlestep_diffusion_at_f"])
+    # the fine-tuned model's error on held-out play from the weakened robot, before and after fine-tuning
+    for k in ("before", "after"):
+        assert seed["series"][f"pred_err_altered_{k}"][-1] == [4, m[f"pred_err_altered_{k}_at_f"]]
+    assert m["pred_err_altered_before_at_f"] != m["pred_err_altered_after_at_f"]
     for name in ("multistep_diffusion", "singlestep_diffusion", "mlp_ensemble"):  # error against steps ahead, F = 4
         assert [k for k, _ in seed["series"][f"pred_err_{name}"]] == [1, 2, 3, 4]
     assert "Gymnasium v5 local data" in " ".join(summary["notes"])
