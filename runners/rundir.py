@@ -22,6 +22,12 @@ SCHEMA_PATH = REPO_ROOT / "results" / "schema" / "summary.schema.json"
 SUMMARY = "summary.json"
 
 
+def cache_root(override: str | Path = "") -> Path:
+    """Where suites keep prepared data between runs: ``override`` (a suite's ``cache_dir``) if given,
+    else $PAPERCLUB_CACHE, else ~/.cache/paperclub."""
+    return Path(override or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub"))
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

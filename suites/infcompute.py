@@ -14,7 +14,6 @@ an interrupted sweep resumes.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
+from runners.rundir import cache_root
 
 PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
 
@@ -196,7 +196,7 @@ class InfComputeSuite(Suite):
 
         spec = spec_for(cfg.train_bytes)
         corpus = corpus_mod.load(spec)
-        cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub"))
+        cache = cache_root(cfg.cache_dir)
         cache = cache / "infcompute"
         cache.mkdir(parents=True, exist_ok=True)
         val = tr.windows(corpus.val, cfg.seq_len)

@@ -13,13 +13,13 @@ criterion; no oracle planner; the block teleported or recoloured for surprise).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
+from runners.rundir import cache_root
 
 PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
 
@@ -178,7 +178,7 @@ class LeWMSuite(Suite):
         from paper_lewm.train import TrainConfig, Windows, cached_train
 
         torch.set_num_threads(cfg.threads)
-        cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "lewm"
+        cache = cache_root(cfg.cache_dir) / "lewm"
         env = self._env(cfg)
         data, data_key = self._data(cfg, env, cache)
         n_train = cfg.episodes

@@ -17,7 +17,6 @@ batches 1-16; vLLM's draft-model speculative decoding as the peer baseline (skip
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
+from runners.rundir import cache_root
 
 
 def text_spec(cfg):
@@ -184,7 +184,7 @@ class SSDSuite(Suite):
         from paper_ssd.verify import probs
 
         torch.set_num_threads(cfg.threads)
-        cache = Path(cfg.cache_dir or os.environ.get("PAPERCLUB_CACHE", Path.home() / ".cache" / "paperclub")) / "ssd"
+        cache = cache_root(cfg.cache_dir) / "ssd"
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
         metrics: dict[str, float] = {}

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from runners.cli import main
-from runners.rundir import schema_errors
+from runners.rundir import cache_root, schema_errors
 
 
 def run(args, capsys):
@@ -201,3 +201,12 @@ def test_suite_declared_unreliable_metric_makes_its_claim_inconclusive(harness_e
     claim = next(c for c in summary["claims"] if c["id"] == "toy.error")
     assert rc == 3 and summary["status"] == "inconclusive"
     assert claim["status"] == "inconclusive" and claim["reason"] == "declared unreliable by the test"
+
+
+def test_cache_root_is_the_suite_setting_then_the_environment_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(tmp_path / "env"))
+    assert cache_root(str(tmp_path / "cfg")) == tmp_path / "cfg"
+    assert cache_root("") == tmp_path / "env"
+    monkeypatch.delenv("PAPERCLUB_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "paperclub"
