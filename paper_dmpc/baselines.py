@@ -22,22 +22,30 @@ def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
 
 
 class BCPolicy(nn.Module):
-    """pi(s_t) -> a_t, regressed on the dataset's actions (tanh-bounded); as a chunk policy it repeats a_t."""
+    """pi(s_t) -> (a_t, ..., a_{t+k-1}): an MLP regressed (tanh-bounded) on ``chunk`` = k actions. With k = 1
+    on the dataset's actions it is behaviour cloning (as a chunk policy it repeats a_t); with k = the
+    replanning interval on D-MPC's executed chunks it is the paper's distilled policy."""
 
-    def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer):
+    def __init__(self, cfg: ModelConfig, s_dim: int, a_dim: int, norm: Normalizer, chunk: int = 1):
         super().__init__()
-        self.norm, self.horizon = norm, cfg.horizon
-        self.net = mlp(s_dim, a_dim, cfg.hidden, cfg.layers)
+        self.norm, self.horizon, self.chunk, self.a_dim = norm, cfg.horizon, chunk, a_dim
+        self.net = mlp(s_dim, chunk * a_dim, cfg.hidden, cfg.layers)
+
+    def chunk_act(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(self.norm.norm(s, "s"))).view(-1, self.chunk, self.a_dim)
 
     def act(self, s: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(self.norm.norm(s, "s")))
+        """The first action, [B, A]."""
+        return self.chunk_act(s)[:, 0]
 
     def loss(self, s, a, fut, v, gen=None):
-        return (self.act(s) - a[:, 0]).pow(2).mean()
+        return (self.chunk_act(s) - a[:, :self.chunk]).pow(2).mean()
 
     @torch.no_grad()
     def sample(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-        return self.act(s)[:, None].expand(-1, self.horizon, -1).contiguous()
+        """[B, F, A]: the k actions, the last held to the horizon."""
+        a = self.chunk_act(s)
+        return torch.cat([a, a[:, -1:].expand(-1, self.horizon - self.chunk, -1)], 1) if self.chunk < self.horizon else a
 
 
 class GaussianProposal(nn.Module):
@@ -162,7 +170,7 @@ class MBOP:
         k = torch.arange(len(cur)) % len(self.ensemble.members)
         acts, futs = [], []
         for _ in range(self.ensemble.horizon):
-            a = (self.prior.act(cur) + self.noise * torch.randn(cur.shape[0], self.prior.net[-1].out_features,
+            a = (self.prior.act(cur) + self.noise * torch.randn(cur.shape[0], self.prior.a_dim,
                                                                  generator=gen)).clamp(-1, 1)
             cur = self.ensemble.step(cur, a, k)
             acts.append(a)

@@ -58,12 +58,15 @@ def torso_height(s: torch.Tensor, a: torch.Tensor, fut: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], env: str, episodes: int, seed: int,
-             replan: int = 1, max_steps: int = 1000, foot_scale: float = 1.0, wrap=lambda it: it) -> dict:
+             replan: int = 1, max_steps: int = 1000, foot_scale: float = 1.0, record: bool = False,
+             wrap=lambda it: it) -> dict:
     """Run ``episodes`` episodes side by side; ``policy(s [B, S], gen) -> chunks [B, F, A]`` is called for
     the live environments every ``replan`` steps and its chunks are executed open loop in between;
     ``foot_scale`` < 1 weakens the foot (novel dynamics). Returns per-episode returns, D4RL-normalised
     scores, lengths, the torso height trace (index 0 of the observation for Hopper and Walker2d: z of
-    the torso), and seconds per control step."""
+    the torso), and seconds per control step; with ``record``, also every planning state and the
+    ``replan`` actions then executed from it (``plan_states`` [M, S], ``plan_actions`` [M, replan, A]),
+    the data a policy is distilled from."""
     envs = [make_env(env, foot_scale, max_episode_steps=max_steps) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
     live = np.ones(episodes, bool)
@@ -71,6 +74,7 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
     heights = [[] for _ in range(episodes)]
     gen = torch.Generator().manual_seed(seed)
     plan_s, steps = 0.0, 0
+    plans: list[tuple[np.ndarray, np.ndarray]] = []
     for t in wrap(range(max_steps)):
         if not live.any():
             break
@@ -79,6 +83,8 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
             chunk = np.zeros((episodes, replan, envs[0].action_space.shape[0]), np.float32)
             chunk[live] = policy(torch.from_numpy(obs[live]), gen)[:, :replan].numpy()
             plan_s += time.perf_counter() - t0
+            if record:
+                plans.append((obs[live].copy(), chunk[live].copy()))
         for i in np.flatnonzero(live):
             nxt, r, term, trunc, _ = envs[i].step(chunk[i, t % replan])
             returns[i] += r
@@ -88,6 +94,9 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
             if term or trunc:
                 live[i] = False
         steps += 1
-    return {"returns": returns, "normalized": np.asarray(normalized_score(env, returns)), "lengths": lengths,
-            "mean_height": np.array([np.mean(h) for h in heights]), "max_height": np.array([np.max(h) for h in heights]),
-            "seconds_per_step": plan_s / max(steps, 1)}
+    out = {"returns": returns, "normalized": np.asarray(normalized_score(env, returns)), "lengths": lengths,
+           "mean_height": np.array([np.mean(h) for h in heights]), "max_height": np.array([np.max(h) for h in heights]),
+           "seconds_per_step": plan_s / max(steps, 1)}
+    if record:
+        out["plan_states"], out["plan_actions"] = (np.concatenate(x) for x in zip(*plans, strict=True))
+    return out

@@ -24,9 +24,9 @@ from runners.jobs import JobPool, Task
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
 # expected durations, to start the longest chains of jobs first (measured at the small tier, one thread each):
 # training seconds per 1000 steps, and evaluation seconds
-_TRAIN_COST = {"dynamics": 16.2, "proposal": 13.5, "objective": 5.8, "dynamics_1step": 12.9, "bc": 8.3,
+_TRAIN_COST = {"distilled": 17.0, "dynamics": 16.2, "proposal": 13.5, "objective": 5.8, "dynamics_1step": 12.9, "bc": 8.3,
                "ensemble": 9.4, "gaussian_proposal": 9.5, "proposal_1step": 12.8}
-_EVAL_COST = {"abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
+_EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
               "abl_single_step_proposal": 9.0, "dmpc_jump": 6.5, "abl_gaussian_proposal": 6.5, "altered_before": 6.0,
               "proposal": 0.5, "bc": 0.2}
 # the models each agent plans with ("ensemble": all of its members)
@@ -34,7 +34,7 @@ _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal"
           "mbop": ("bc", "ensemble", "objective"), "dmpc_jump": ("proposal", "dynamics"),
           "abl_gaussian_proposal": ("gaussian_proposal", "dynamics", "objective"),
           "abl_single_step_proposal": ("proposal_1step", "dynamics", "objective"),
-          "abl_single_step_dynamics": ("proposal", "dynamics_1step", "objective")}
+          "abl_single_step_dynamics": ("proposal", "dynamics_1step", "objective"), "distilled": ("distilled",)}
 
 
 def _set_threads(n: int) -> None:
@@ -77,7 +77,7 @@ def _agent(name: str, cfg, m: dict):
     j = m.get("objective")
     if name == "dmpc":
         return planner.SSR(m["proposal"], m["dynamics"], j, cfg.samples)
-    if name in ("proposal", "bc"):
+    if name in ("proposal", "bc", "distilled"):
         return planner.ChunkPolicy(m[name])
     if name == "mbop":
         return baselines.MBOP(m["bc"], m["ensemble"], j, cfg.samples, cfg.mbop_noise, cfg.mbop_kappa)
@@ -96,6 +96,10 @@ def _given(job: tuple, done: dict) -> tuple:
     return job
 
 
+def _distill_arg(student, cfg, kw: dict, tcfg, done: dict) -> tuple:
+    return student, _agent("dmpc", cfg, _trained(done, 0)), kw, tcfg
+
+
 def _eval_job(name: str, cfg, members: int, kw: dict, done: dict, label: str | None = None) -> tuple:
     return "eval", label or name, _agent(name, cfg, _trained(done, members)), kw
 
@@ -103,6 +107,24 @@ def _eval_job(name: str, cfg, members: int, kw: dict, done: dict, label: str | N
 def _finetune_job(cfg, seed: int, chunk_file: str, tcfg, kw: dict, done: dict) -> tuple:
     m = _trained(done, 0)
     return "finetune", "altered_after", (cfg, seed, m["proposal"], m["dynamics"], m["objective"], chunk_file, tcfg), kw
+
+
+def _distill_job(job: tuple) -> tuple:
+    """(student, teacher, evaluate's keywords, TrainConfig) -> (EMA student, losses, records, start time,
+    seconds): the teacher (D-MPC) runs its own episodes, recording each planning state and the actions it
+    then executed; the student MLP regresses those chunks."""
+    import numpy as np
+
+    from paper_dmpc import models, planner
+
+    student, teacher, kw, tcfg = job
+    started, t0 = time.time(), time.perf_counter()
+    run = planner.evaluate(teacher, record=True, **kw)
+    s, a = run["plan_states"], run["plan_actions"]
+    pairs = models.Chunks(s, a, np.zeros((*a.shape[:2], s.shape[1]), np.float32), np.zeros(len(s), np.float32))
+    ema, losses = models.train(student, pairs, tcfg)
+    return ema, losses, {"distill_pairs": len(s), "teacher_score": float(run["normalized"].mean())}, started, \
+        time.perf_counter() - t0
 
 
 def _train_job(job: tuple) -> tuple:
@@ -204,6 +226,11 @@ class DMPCConfig(SuiteConfig):
     foot_scale: float = 0.3
     play_episodes: int = 100
     finetune_steps: int = 1000
+    # distillation (the paper's fast policy): D-MPC runs distill_episodes episodes of its own (other seeds than
+    # the evaluation's), and an MLP of the same size as BC regresses the chunk it executed from each planning state
+    distill: bool = True
+    distill_episodes: int = 10
+    distill_steps: int = 1500
     # models are trained, and agents evaluated, side by side in this many spawned processes (each with
     # threads // workers torch threads); 1 runs everything in this process (a GPU)
     workers: int = 2
@@ -233,7 +260,7 @@ class DMPCSuite(Suite):
                   "medium_transitions=3000", "horizon=4", "hidden=64", "layers=2", "diffusion_steps=20",
                   "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64", "samples=8", "replan=2",
                   "episodes=2", "max_steps=30", "members=2", "pred_chunks=32", "play_episodes=4",
-                  "finetune_steps=10"],
+                  "finetune_steps=10", "distill_episodes=2", "distill_steps=10"],
         # Hopper medium-replay: residual MLP denoisers (3 x 384), F = 16, 3000 steps per model, N = 64, replanning
         # every 4 steps; about 4.5 minutes per seed on 2 cores (2 single-thread workers)
         "small": ["threads=2"],
@@ -271,6 +298,10 @@ class DMPCSuite(Suite):
               source=f"{PAPER}, Sec. 5.3 (walker with a broken ankle: 22.74 -> 30.65, secondary)",
               description="D-MPC in the weakened-foot environment after minus before fine-tuning only the dynamics "
                           "on play data from it, D4RL-normalised return"),
+        Claim("distillation_keeps_return", "distilled_over_dmpc", "ge", _t(0.9), paper_value=round(65.08 / 65.98, 3),
+              source=f"{PAPER}, Table 1 (secondary: the distilled MLP policy 65.08 against D-MPC 65.98, 6 datasets)",
+              description="score of an MLP policy distilled from D-MPC's executed chunks over D-MPC's score, "
+                          "D4RL-normalised return, the same evaluation episodes"),
         Claim("jump_raises_height", "jump_height_gain", "ge", _t(0.0),
               source=f"{PAPER}, Sec. 5.2 (novel rewards at run time: hopper jump)",
               description="mean torso height with the height objective minus with the learned J, no retraining"),
@@ -298,7 +329,9 @@ class DMPCSuite(Suite):
             "Ablations (the paper's three, same N, F, J and training steps): a Gaussian-MLP chunk proposal; a "
             "single-step diffusion proposal whose one action is held over the chunk; single-step diffusion "
             "dynamics rolled out over the chunk.",
-            "Not yet in this suite: distillation into an MLP policy.",
+            f"Distillation: D-MPC runs {cfg.distill_episodes} episodes of its own (not the evaluation's) and an MLP "
+            f"({cfg.layers} x {cfg.hidden}, as BC) regresses the {cfg.replan} action(s) it executed from each planning "
+            f"state, {cfg.distill_steps} steps; the paper's distillation data and network are not known to us.",
         ]
 
     def run(self, cfg: DMPCConfig, seed: int, out_dir: Path) -> RunResult:
@@ -346,7 +379,8 @@ class DMPCSuite(Suite):
             specs["proposal_1step"] = (models.ActionProposal(one, s_dim, a_dim, norm), 1)
         device = torch.device(cfg.device)
         agent_names = ["dmpc", "proposal", "bc", "mbop"] + ["dmpc_jump"] * cfg.jump + [
-            "abl_gaussian_proposal", "abl_single_step_proposal", "abl_single_step_dynamics"] * cfg.ablations
+            "abl_gaussian_proposal", "abl_single_step_proposal", "abl_single_step_dynamics"] * cfg.ablations + [
+            "distilled"] * cfg.distill
         altered = cfg.novel_dynamics and cfg.env in data.FOOT_ACTUATOR
         run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps}
         altered_kw = {**run_kw, "seed": 60_000 + 100 * seed, "foot_scale": cfg.foot_scale}
@@ -371,6 +405,13 @@ class DMPCSuite(Suite):
                                                     after=_needs("dmpc", 0), cost=_EVAL_COST["altered_before"])
                 tasks["eval/altered_after"] = Task(_work, partial(_finetune_job, cfg, seed, chunk_file, tcfg, altered_kw),
                                                    after=_needs("dmpc", 0), cost=_EVAL_COST["altered_after"])
+            if cfg.distill:  # the student waits on D-MPC's models; its teacher is built from them in _distill_arg
+                student = baselines.BCPolicy(mcfg, s_dim, a_dim, norm, chunk=cfg.replan).to(device)
+                tasks["train/distilled"] = Task(
+                    _distill_job, partial(_distill_arg, student, cfg, {**run_kw, "seed": 40_000 + 100 * seed,
+                                                                       "episodes": cfg.distill_episodes},
+                                          replace(tcfg, steps=cfg.distill_steps)),
+                    after=_needs("dmpc", 0), cost=_TRAIN_COST["distilled"] * cfg.distill_steps / 1000)
             t_wall = time.time()
             done = pool.run_graph(tasks, f"training {len(specs)} models, evaluating {len(tasks) - len(specs)} "
                                          f"agents ({cfg.workers} workers)")
@@ -420,6 +461,17 @@ class DMPCSuite(Suite):
             metrics["jump_max_height_gain"] = float(results["dmpc_jump"]["max_height"].mean()
                                                     - results["dmpc"]["max_height"].mean())
         inconclusive = {}
+        if cfg.distill:
+            records = done["train/distilled"][2]
+            metrics["distill_pairs"] = float(records["distill_pairs"])
+            metrics["score_dmpc_distill_episodes"] = records["teacher_score"]  # the teacher on the episodes it taught
+            metrics["distilled_speedup"] = (metrics["seconds_per_control_step_dmpc"]
+                                            / max(metrics["seconds_per_control_step_distilled"], 1e-9))
+            if metrics["score_dmpc"] > 0:
+                metrics["distilled_over_dmpc"] = metrics["score_distilled"] / metrics["score_dmpc"]
+            else:
+                metrics["distilled_over_dmpc"] = float("nan")
+                inconclusive["distilled_over_dmpc"] = "D-MPC's score is not positive: a ratio to it decides nothing"
         if altered:
             before, after = results["altered_before"], results["altered_after"]
             metrics["score_altered_before"] = float(before["normalized"].mean())
@@ -462,7 +514,7 @@ class DMPCSuite(Suite):
         shown = {"dmpc": ("D-MPC", "C0"), "mbop": ("MBOP-style", "C3"), "proposal": ("proposal\nonly", "C2"),
                  "bc": ("BC", "C7"), "abl_gaussian_proposal": ("Gaussian\nproposal", "C1"),
                  "abl_single_step_proposal": ("1-step\nproposal", "C1"),
-                 "abl_single_step_dynamics": ("1-step\ndynamics", "C1")}
+                 "abl_single_step_dynamics": ("1-step\ndynamics", "C1"), "distilled": ("distilled\nMLP", "C9")}
         seed_bars(ax, results, "score_{}", shown, fontsize=7)
         ax.set_ylabel("D4RL-normalised return (Gymnasium v5 local data)")
         ax.set_title(f"{cfg.env}-{cfg.dataset}, {cfg.episodes} episodes x {len(results)} seed(s)")

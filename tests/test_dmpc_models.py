@@ -169,6 +169,41 @@ def test_evaluation_runs_chunks_open_loop_between_plans_and_stops_at_termination
     assert out["lengths"].tolist() == [10, 10, 10] and out["returns"].shape == (3,)
     np.testing.assert_allclose(out["normalized"], 100 * (out["returns"] + 20.272305) / (3234.3 + 20.272305))
     assert (out["max_height"] >= out["mean_height"]).all()
+    assert "plan_states" not in out
+    # recording (distillation's data): every planning state of every live episode, and the actions then executed
+    seen = []
+
+    def counting(s, gen):
+        seen.append(s.clone())
+        return torch.arange(len(s) * 12, dtype=torch.float32).view(len(s), 4, 3) / 100
+
+    rec = planner.evaluate(counting, "hopper", episodes=3, seed=0, replan=2, max_steps=10, record=True)
+    assert rec["plan_states"].shape == (15, 11) and rec["plan_actions"].shape == (15, 2, 3)
+    np.testing.assert_array_equal(rec["plan_states"], torch.cat(seen).numpy())
+    np.testing.assert_allclose(rec["plan_actions"][:3], (np.arange(36).reshape(3, 4, 3) / 100)[:, :2], rtol=1e-6)
+    np.testing.assert_array_equal(rec["returns"], planner.evaluate(counting, "hopper", 3, 0, 2, 10)["returns"])
+
+
+def test_chunk_mlp_is_bc_with_one_action_and_a_distilled_policy_with_k():
+    from paper_dmpc import baselines
+
+    rng = np.random.default_rng(2)
+    ch = models.Chunks(rng.normal(size=(64, 5)).astype(np.float32), rng.uniform(-0.9, 0.9, (64, 4, 2)).astype(np.float32),
+                       np.zeros((64, 4, 5), np.float32), np.zeros(64, np.float32))
+    cfg = models.ModelConfig(horizon=4, hidden=32, layers=2)
+    norm = models.Normalizer(ch)
+    s, a = torch.from_numpy(ch.states), torch.from_numpy(ch.actions)
+    bc = baselines.BCPolicy(cfg, 5, 2, norm)
+    assert bc.sample(s[:3]).shape == (3, 4, 2) and torch.equal(bc.sample(s[:3])[:, 3], bc.act(s[:3]))
+    assert bc.loss(s, a, None, None).item() == pytest.approx((bc.act(s) - a[:, 0]).pow(2).mean().item())
+    student = baselines.BCPolicy(cfg, 5, 2, norm, chunk=2)
+    out = student.sample(s[:3])
+    assert out.shape == (3, 4, 2) and torch.equal(out[:, :2], student.chunk_act(s[:3]))
+    assert torch.equal(out[:, 2], out[:, 1]) and torch.equal(out[:, 3], out[:, 1])  # the last action held
+    assert student.loss(s, a, None, None).item() == pytest.approx(
+        (student.chunk_act(s) - a[:, :2]).pow(2).mean().item())
+    ema, losses = models.train(student, ch, models.TrainConfig(steps=200, batch=64, lr=3e-3))
+    assert losses[-1] < 0.5 * losses[0]  # it fits the chunks it is shown
 
 
 def test_ddim_clips_its_x0_estimates():

@@ -25,7 +25,7 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert summary["figures"] == ["fig-dmpc.png"]
     seed = json.loads((harness_env / "s" / "seed_0" / "metrics.json").read_text())
     m = seed["metrics"]
-    for agent in ("dmpc", "proposal", "bc", "mbop", "dmpc_jump"):
+    for agent in ("dmpc", "proposal", "bc", "mbop", "dmpc_jump", "distilled"):
         assert 1 <= m[f"episode_length_{agent}"] <= 30 and m[f"seconds_per_control_step_{agent}"] >= 0
         assert m[f"score_{agent}"] == pytest.approx(100 * (m[f"return_{agent}"] + 20.272305) / 3254.572305)
     assert m["score_dmpc_minus_mbop"] == pytest.approx(m["score_dmpc"] - m["score_mbop"])
@@ -44,15 +44,21 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     jobs = seed["info"]["jobs"]
     assert {k for k in jobs if k.startswith("train/")} == {
         "train/dynamics", "train/proposal", "train/objective", "train/dynamics_1step", "train/bc",
-        "train/gaussian_proposal", "train/proposal_1step", "train/ensemble_0", "train/ensemble_1"}
+        "train/gaussian_proposal", "train/proposal_1step", "train/ensemble_0", "train/ensemble_1", "train/distilled"}
     assert {k for k in jobs if k.startswith("eval/")} == {
         "eval/dmpc", "eval/proposal", "eval/bc", "eval/mbop", "eval/dmpc_jump", "eval/abl_gaussian_proposal",
-        "eval/abl_single_step_proposal", "eval/abl_single_step_dynamics", "eval/altered_before", "eval/altered_after"}
+        "eval/abl_single_step_proposal", "eval/abl_single_step_dynamics", "eval/altered_before", "eval/altered_after",
+        "eval/distilled"}
     end = {k: v["start"] + v["seconds"] for k, v in jobs.items()}
     for agent, models in (("mbop", ("bc", "objective", "ensemble_0", "ensemble_1")),
                           ("altered_after", ("proposal", "dynamics", "objective")),
-                          ("abl_single_step_dynamics", ("proposal", "dynamics_1step", "objective"))):
+                          ("abl_single_step_dynamics", ("proposal", "dynamics_1step", "objective")),
+                          ("distilled", ("distilled",))):
         assert jobs[f"eval/{agent}"]["start"] >= max(end[f"train/{m}"] for m in models) - 0.1  # rounding
+    # the student is taught by D-MPC, so it trains after D-MPC's models
+    assert jobs["train/distilled"]["start"] >= max(end[f"train/{m}"] for m in ("proposal", "dynamics", "objective")) - 0.1
+    assert m["distilled_over_dmpc"] == pytest.approx(m["score_distilled"] / m["score_dmpc"])
+    assert m["distill_pairs"] >= 2 and m["distilled_speedup"] > 0  # two teacher episodes, a plan every 2 steps
     assert len(seed["series"]["train_loss_ensemble"]) > 0
     # the same run on a dataset given by path (here the generated one, as an .npz)
     npz = next((harness_env / "cache" / "dmpc").glob("hopper-*/medium-replay.npz"))
