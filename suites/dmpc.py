@@ -59,7 +59,7 @@ def _needs(agent: str, members: int) -> tuple[str, ...]:
         [f"train/ensemble_{k}" for k in range(members)] if m == "ensemble" else [f"train/{m}"]))
 
 
-def _trained(done: dict, members: int, names=None) -> dict:
+def _trained(done: dict, members: int) -> dict:
     """{model name: EMA model} from the finished training tasks; the ensemble's members joined."""
     from paper_dmpc import baselines
 
@@ -413,8 +413,9 @@ class DMPCSuite(Suite):
                                           replace(tcfg, steps=cfg.distill_steps)),
                     after=_needs("dmpc", 0), cost=_TRAIN_COST["distilled"] * cfg.distill_steps / 1000)
             t_wall = time.time()
-            done = pool.run_graph(tasks, f"training {len(specs)} models, evaluating {len(tasks) - len(specs)} "
-                                         f"agents ({cfg.workers} workers)")
+            n_eval = sum(name.startswith("eval/") for name in tasks)
+            done = pool.run_graph(tasks, f"training {len(tasks) - n_eval} models, evaluating {n_eval} agents "
+                                         f"({cfg.workers} workers)")
             wall["models_and_agents"] = time.perf_counter() - t_start - sum(wall.values())
         trained = _trained(done, len(members))
         losses = {name.removeprefix("train/"): done[name][1] for name in done if name.startswith("train/")}
