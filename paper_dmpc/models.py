@@ -82,6 +82,13 @@ class Chunks:
                         for k in ("states", "actions", "futures", "values")))
 
 
+def rollout_error(dynamics, s0: torch.Tensor, a: torch.Tensor, fut: torch.Tensor, s_std: torch.Tensor,
+                  gen: torch.Generator | None = None) -> torch.Tensor:
+    """Open-loop state RMSE (per-dimension std units) per step ahead, [F]: ``dynamics``' sampled futures
+    from s0 [B, S] under the true actions a [B, F, A], against the true futures [B, F, S]."""
+    return ((dynamics.sample(s0, a, gen) - fut) / s_std).pow(2).mean(-1).mean(0).sqrt()
+
+
 class Normalizer(nn.Module):
     """Per-dimension standardisation of states and actions (and of the value targets)."""
 

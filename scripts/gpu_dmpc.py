@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                "parameters_millions": sum(p.numel() for p in model.parameters()) / 1e6, "losses": losses[-20:]}
         if name.startswith("dynamics"):  # held-out F-step prediction error (rolled out), per-dimension std units
             dyn = model if name == "dynamics" else baselines.SingleStepDynamics(model)
-            err = ((dyn.sample(s0, a0) - fut0) / norm.s_std.to(device)).pow(2).mean(-1).mean(0).sqrt()
+            err = models.rollout_error(dyn, s0, a0, fut0, norm.s_std.to(device))
             row["pred_err_by_step"] = [round(float(e), 4) for e in err]
         record["models"][name] = row
         if {"dynamics", "dynamics_1step"} <= set(record["models"]):

@@ -92,6 +92,13 @@ def _agent(name: str, cfg, m: dict):
     raise ValueError(f"unknown agent {name!r}")
 
 
+def _true_futures(chunks) -> tuple:
+    """(s0, a, futures) of the chunks as tensors, for models.rollout_error."""
+    import torch
+
+    return tuple(torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures))
+
+
 def _given(job: tuple, done: dict) -> tuple:
     return job
 
@@ -165,20 +172,11 @@ def _work(job: tuple) -> tuple:
         lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
         80_000 + 1000 * seed, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
     held = models.Chunks.build(held, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, np.random.default_rng(3000 + seed))
-    err = {f"pred_err_altered_{k}": _rollout_error(m, held, dynamics.norm.s_std, gen).tolist()
+    err = {f"pred_err_altered_{k}": models.rollout_error(m, *_true_futures(held), dynamics.norm.s_std, gen).tolist()
            for k, m in (("before", dynamics), ("after", tuned))}
     after = planner.evaluate(planner.SSR(proposal, tuned, objective, cfg.samples), **kw)
     return after, {"play_transitions": len(play["rewards"]), "play_returns": play_returns,
                    "finetune_losses": losses, **err}, started, time.perf_counter() - t0
-
-
-def _rollout_error(dynamics, chunks, s_std, gen):
-    """Open-loop state RMSE (per-dimension std units) per step ahead of ``dynamics``' sampled F-step futures
-    against the chunks' true ones, given the true actions."""
-    import torch
-
-    s0, a, fut = (torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures))
-    return ((dynamics.sample(s0, a, gen) - fut) / s_std).pow(2).mean(-1).mean(0).sqrt()
 
 
 @dataclass
@@ -439,7 +437,7 @@ class DMPCSuite(Suite):
                       "mlp_ensemble": trained["ensemble"]}
         series = {}
         for name, dyn in predictors.items():
-            err = _rollout_error(dyn, held_chunks, norm.s_std, gen)
+            err = models.rollout_error(dyn, *_true_futures(held_chunks), norm.s_std, gen)
             series[f"pred_err_{name}"] = [(k + 1, float(e)) for k, e in enumerate(err)]
             metrics[f"pred_err_{name}_at_f"] = float(err[-1])
         multi, single = metrics["pred_err_multistep_diffusion_at_f"], metrics["pred_err_singlestep_diffusion_at_f"]
