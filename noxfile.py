@@ -41,7 +41,7 @@ def tests(session: nox.Session) -> None:
     """The test suite (unit, end to end through MLflow, smoke tier of each suite)."""
     _install(session, f"test,{SUITE_EXTRAS}")
     _apt(session, "chromium", unless=("chromium", "chromium-browser", "google-chrome"))
-    session.run("pytest", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
+    session.run("pytest", "--durations=15", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
 
 
 def _suites(session: nox.Session, tier: str) -> list[str]:

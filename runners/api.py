@@ -15,6 +15,7 @@ Tier = Literal["smoke", "small", "full"]
 TIERS: tuple[str, ...] = ("smoke", "small", "full")
 ClaimStatus = Literal["pass", "fail", "inconclusive", "skipped"]
 Op = Literal["ge", "le", "approx"]
+Rule = Literal["mean", "exact", "rate"]
 
 
 def at_tiers(value: float, tiers: tuple[str, ...] = TIERS) -> dict[str, float]:
@@ -24,12 +25,17 @@ def at_tiers(value: float, tiers: tuple[str, ...] = TIERS) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Claim:
-    """A directional or numeric statement a paper makes, checked over seeds.
+    """A statement a paper makes that could fail here, checked over units (seeds by default).
 
-    ``threshold`` maps a tier to the number the seed mean is tested against; a tier that is
+    ``threshold`` maps a tier to the number the units are tested against; a tier that is
     missing is not tested there (the claim is ``skipped`` with that reason, never passed).
     For ``approx``, the claim passes when the 95% CI lies inside threshold +- tol, where
-    tol = max(abs_tol, rel_tol * |threshold|).
+    tol = max(abs_tol, rel_tol * |threshold|). ``unit`` names what the interval is over: "seeds"
+    (one value per seed, ``RunResult.metrics``) or a declared unit such as "prompts" or
+    "episodes" (one value per unit, ``RunResult.units``, pooled over seeds). ``rule``: "mean"
+    (t-interval), "exact" (every unit must hold) or "rate" (0/1 outcomes, Clopper-Pearson).
+    ``paper_value`` only for the same quantity under the same protocol; a related figure of the
+    paper goes in ``context``.
     """
 
     id: str
@@ -38,7 +44,11 @@ class Claim:
     threshold: dict[str, float]
     paper_value: float | None = None
     source: str = ""
-    min_seeds: int = 1
+    unit: str = "seeds"
+    rule: Rule = "mean"
+    # at least this many units (never fewer than runners.claims.MIN_UNITS[tier]: 1 at smoke, 3 above)
+    min_units: int | None = None
+    context: str = ""
     version: int = 1
     rel_tol: float = 0.0
     abs_tol: float = 0.0
@@ -66,10 +76,37 @@ class Claim:
             raise ValueError(f"claim {self.id}: scale must be linear or log, not {self.scale!r}")
         if self.op == "approx" and self.rel_tol <= 0 and self.abs_tol <= 0:
             raise ValueError(f"claim {self.id}: op 'approx' needs rel_tol or abs_tol")
+        if self.rule not in ("mean", "exact", "rate"):
+            raise ValueError(f"claim {self.id}: rule must be mean, exact or rate, not {self.rule!r}")
+        if self.rule != "mean" and self.scale != "linear":
+            raise ValueError(f"claim {self.id}: scale 'log' needs rule 'mean'")
+        if self.rule == "rate" and self.op == "approx":
+            raise ValueError(f"claim {self.id}: a rate claim needs op ge or le")
 
     @property
     def higher_is_better(self) -> bool | None:
         return {"ge": True, "le": False}.get(self.op)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """What holds by construction (convexity, a fitter's bounds): checked on every seed of every run.
+
+    A violation is a harness error (exit 2) naming the invariant, never a failed claim, and an
+    invariant is never counted as a reproduced claim. ``tol`` absorbs floating-point rounding.
+    """
+
+    id: str
+    metric: str
+    op: Literal["ge", "le"]
+    bound: float
+    source: str = ""
+    description: str = ""
+    tol: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.op not in ("ge", "le"):
+            raise ValueError(f"invariant {self.id}: op must be ge or le, not {self.op!r}")
 
 
 @dataclass
@@ -80,6 +117,7 @@ class RunResult:
     series: curves, name -> list of (step, value); plotted in figures and logged with steps.
     artifacts: files the seed wrote (paths), copied to MLflow with the run.
     info: free-form, JSON-serialisable facts about the seed (sizes, timings breakdown).
+    units: metric -> one value per unit (prompt, episode, ...) for claims whose unit is not seeds.
     inconclusive: metrics the suite itself cannot vouch for this time, with the reason.
     """
 
@@ -90,6 +128,7 @@ class RunResult:
     # metric -> why its value cannot decide a claim this time (e.g. a fit whose asymptote moves
     # more than the gap it would be used to claim); claims on it become "inconclusive".
     inconclusive: dict[str, str] = field(default_factory=dict)
+    units: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +154,7 @@ class Suite:
     version: ClassVar[int] = 1
     config: ClassVar[type[SuiteConfig]] = SuiteConfig
     claims: ClassVar[tuple[Claim, ...]] = ()
+    invariants: ClassVar[tuple[Invariant, ...]] = ()
     requires: ClassVar[frozenset[str]] = frozenset()
     # Extra requirements of one tier (e.g. {"full": frozenset({"cuda"})}).
     tier_requires: ClassVar[dict[str, frozenset[str]]] = {}

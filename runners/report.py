@@ -7,6 +7,7 @@ import html
 import os
 from pathlib import Path
 
+from runners.claims import n_label
 from runners.rundir import atomic_write_text, load_summary
 
 
@@ -27,13 +28,26 @@ def claim_rows(summary: dict) -> list[list[str]]:
         value = fmt(c["value"])
         if c.get("ci") and c.get("n", 0) > 1:
             value += f" [{fmt(c['ci'][0])}, {fmt(c['ci'][1])}]"
-        rows.append([c["id"], c["metric"], fmt(c["paper_value"]), f"{ops[c['op']]} {fmt(c['threshold'])}",
-                     value, str(c.get("n", 0)), c["status"] + (f" ({c['reason']})" if c.get("reason") else ""),
-                     c["source"]])
+        paper = fmt(c["paper_value"]) if c["paper_value"] is not None or not c.get("context") else "- (see source)"
+        source = c["source"] + (f"; context: {c['context']}" if c.get("context") else "")
+        rows.append([c["id"], c["metric"], paper, f"{ops[c['op']]} {fmt(c['threshold'])}" + _rule(c),
+                     value, n_label(c), c["status"] + (f" ({c['reason']})" if c.get("reason") else ""), source])
     return rows
 
 
-CLAIM_HEADER = ["claim", "metric", "paper", "threshold", "measured (95% CI)", "seeds", "status", "source"]
+def _rule(claim: dict) -> str:
+    return {"exact": " (every unit)", "rate": " (rate)"}.get(claim.get("rule", "mean"), "")
+
+
+def invariant_rows(summary: dict) -> list[list[str]]:
+    ops = {"ge": ">=", "le": "<="}
+    return [[i["id"], f"{i['metric']} {ops[i['op']]} {fmt(i['bound'])}", i["status"]
+             + (f" ({i['reason']})" if i.get("reason") else ""), i.get("source", "")]
+            for i in summary.get("invariants", [])]
+
+
+CLAIM_HEADER = ["claim", "metric", "paper", "threshold", "measured (95% CI)", "n", "status", "source"]
+INVARIANT_HEADER = ["invariant (checked, not a claim)", "bound", "status", "source"]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -79,6 +93,9 @@ def write_report(run_dirs: list[Path], out_prefix: Path) -> tuple[Path, Path]:
             body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"]) + "</ul>")
         md += ["### Claims", "", _md_table(CLAIM_HEADER, claim_rows(s)), ""]
         body.append("<h3>Claims</h3>" + _html_table(CLAIM_HEADER, claim_rows(s)))
+        if s.get("invariants"):
+            md += ["### Invariants", "", _md_table(INVARIANT_HEADER, invariant_rows(s)), ""]
+            body.append("<h3>Invariants</h3>" + _html_table(INVARIANT_HEADER, invariant_rows(s)))
         md += ["### Metrics (seed mean; per-seed values)", "", _md_table(["metric", "mean", "per seed"], metrics), ""]
         body.append("<h3>Metrics</h3>" + _html_table(["metric", "mean", "per seed"], metrics))
         for fig in s["figures"]:

@@ -3,7 +3,8 @@
 Results are never lost: after every seed, summary.json is rewritten (atomically) with what
 has finished and status "interrupted"; the final write replaces it with the real status.
 A crash in a seed stops the run with status "error" (traceback in events.jsonl and the
-seed's error.txt); Ctrl-C or SIGTERM stops it with status "interrupted".
+seed's error.txt); Ctrl-C or SIGTERM stops it with status "interrupted". The suite's invariants
+are checked after every seed: a violation stops the run with status "error" naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from runners import progress
 from runners.api import RunResult, Suite
-from runners.claims import evaluate, run_status
+from runners.claims import check_invariant, evaluate, run_status
 from runners.errors import HarnessError
 from runners.rundir import (
     SUMMARY,
@@ -90,7 +91,36 @@ def _check_result(result: Any, suite: str) -> RunResult:
         if not METRIC_NAME.match(name):
             raise HarnessError(f"suite {suite!r}: metric name {name!r} is not snake_case")
         result.metrics[name] = float(value)
+    for name, values in result.units.items():
+        if not METRIC_NAME.match(name):
+            raise HarnessError(f"suite {suite!r}: unit metric name {name!r} is not snake_case")
+        result.units[name] = [None if v is None else float(v) for v in values]
     return result
+
+
+def claim_samples(claim, results: list[RunResult], seeds: list[int]) -> tuple[list | None, list[str]]:
+    """One value per unit of ``claim`` with a label each, from the finished seeds' results.
+
+    Seeds: the seed's metric (None where the seed finished without it). Another unit: the
+    seed's per-unit values, pooled (a seed without them counts as one missing unit). None when
+    no seed produced the metric at all.
+    """
+    if claim.unit == "seeds":
+        if not any(claim.metric in r.metrics for r in results):
+            return None, []
+        return [r.metrics.get(claim.metric) for r in results], [f"seed {s}" for s in seeds]
+    if not any(claim.metric in r.units for r in results):
+        return None, []
+    values, labels = [], []
+    for seed, r in zip(seeds, results, strict=True):
+        unit_values = r.units.get(claim.metric)
+        if unit_values is None:
+            values.append(None)
+            labels.append(f"seed {seed} (no per-{claim.unit} values)")
+            continue
+        values += unit_values
+        labels += [f"seed {seed} {claim.unit} #{i}" for i in range(len(unit_values))]
+    return values, labels
 
 
 def _jsonable(x: float | None) -> float | None:
@@ -142,7 +172,8 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
         "schema_version": 1, "run_uid": new_run_uid(), "suite": suite_cls.name,
         "suite_version": suite_cls.version, "tier": tier, "hw_class": hw_class(),
         "status": "interrupted", "reason": "run in progress (or killed before it finished)",
-        "seeds": list(seeds), "seeds_done": [], "metrics": {}, "samples": {}, "claims": [],
+        "seeds": list(seeds), "seeds_done": [], "metrics": {}, "samples": {}, "unit_samples": {}, "claims": [],
+        "invariants": [],
         "figures": [], "notes": list(suite.notes(cfg, tier)), "env": env_info(device),
         "started_at": started, "wall_s": 0.0,
     }
@@ -155,9 +186,9 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
     reason = ""
 
     def _claim_row(c) -> dict:
-        row = evaluate(c, [v for v in summary["samples"].get(c.metric, []) if v is not None]
-                       if c.metric in summary["samples"] else None, tier,
-                       [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive])
+        samples, labels = claim_samples(c, results, summary["seeds_done"])
+        row = evaluate(c, samples, tier, [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive],
+                       labels)
         unmet_here = unmet_requirements(frozenset(c.requires), device) if tier in c.threshold else []
         if unmet_here:
             row.update(status="skipped", reason="requirement unmet: " + "; ".join(unmet_here))
@@ -170,6 +201,9 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
         names = sorted({k for r in results for k in r.metrics})
         summary["samples"] = {k: [_jsonable(r.metrics.get(k)) for r in results] for k in names}
+        summary["unit_samples"] = {k: [_clean(r.units.get(k)) for r in results]
+                                   for k in sorted({k for r in results for k in r.units})}
+        summary["invariants"] = invariant_rows()
         summary["metrics"] = {}
         for k, vals in summary["samples"].items():
             finite = [v for v in vals if v is not None]
@@ -184,6 +218,11 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
             summary["reason"] = reason
         validate_summary(summary)
         atomic_write_json(out_dir / SUMMARY, summary)
+
+    def invariant_rows() -> list[dict]:
+        done = summary["seeds_done"]
+        return [check_invariant(inv, [r.metrics.get(inv.metric) for r in results], [f"seed {s}" for s in done])
+                for inv in suite_cls.invariants] if results else []
 
     unmet = unmet_requirements(suite_cls.requirements(tier), device)
     if unmet:
@@ -211,7 +250,8 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
                     atomic_write_json(seed_dir / "metrics.json", _clean({
                         "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
                         "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
-                        "artifacts": result.artifacts, "info": result.info, "inconclusive": result.inconclusive}))
+                        "artifacts": result.artifacts, "info": result.info, "inconclusive": result.inconclusive,
+                        "units": result.units}))
                 except (TypeError, ValueError) as exc:
                     events.emit("seed_error", seed=seed, error=repr(exc))
                     status, reason = "error", f"seed {seed} returned results that are not JSON: {exc}"
@@ -220,6 +260,12 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
                 summary["seeds_done"].append(seed)
                 events.emit("seed_end", seed=seed, wall_s=round(wall, 3), metrics=result.metrics)
                 write(final=False)
+                broken = [i for i in summary["invariants"] if i["status"] == "violated"]
+                if broken:  # what holds by construction did not: the code is wrong, not the paper
+                    events.emit("invariant_violated", seed=seed, invariants=broken)
+                    status = "error"
+                    reason = "; ".join(f"invariant {i['id']} violated: {i['reason']}" for i in broken)
+                    break
         except KeyboardInterrupt as exc:
             status, reason = "interrupted", f"interrupted ({exc or 'Ctrl-C'}) after seeds {summary['seeds_done']}"
             events.emit("interrupted", seeds_done=summary["seeds_done"])

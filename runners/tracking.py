@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from runners.claims import n_label
 from runners.config import flatten
 from runners.errors import HarnessError
 from runners.rundir import SUMMARY, load_summary
@@ -94,6 +95,8 @@ def publish_run(run_dir: Path, uri: str | None = None) -> tuple[str, str]:
         "run_dir": str(run_dir.resolve()),
     }
     tags.update({f"claim.{c['id']}": c["status"] for c in summary["claims"]})
+    tags.update({f"claim.{c['id']}.n": n_label(c) for c in summary["claims"]})
+    tags.update({f"invariant.{i['id']}": i["status"] for i in summary.get("invariants", [])})
     parent = client.create_run(exp_id, run_name=f"{summary['suite']}-{summary['tier']}-{summary['started_at']}",
                                tags=tags, start_time=ts)
     pid = parent.info.run_id

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if temperature == 0 and 0.0 in reference:
                 matches, divergences = SSDSuite._greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
                                                                  args.eps)
-                result.setdefault("greedy_exact_match", {})[str(batch)] = matches
+                result.setdefault("greedy_exact_match", {})[str(batch)] = sum(matches) / len(matches)
                 result.setdefault("greedy_divergences", []).extend(divergences)
                 save()
     result["complete"] = True

@@ -103,7 +103,7 @@ class LeWMSuite(Suite):
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
     claims = (
-        Claim("collapse_prevented", "collapse_test", "ge", _t(1.0), paper_value=1.0,
+        Claim("collapse_prevented", "collapse_test", "ge", _t(1.0), paper_value=1.0, rule="exact",
               source=f"{PAPER}, Sec. 3 (SIGReg is the only anti-collapse term)",
               description="SIGReg keeps norm_pred_err < 0.5 while lambda = 0 collapses (std ratio < 0.1 or "
                           "norm_pred_err >= 0.9)"),
@@ -111,17 +111,18 @@ class LeWMSuite(Suite):
               source="the suite's collapse criterion (fixed before the runs)",
               description="one-step prediction MSE over the targets' variance, SIGReg model, held-out windows"),
         Claim("success_over_random", "success_lewm_minus_random", "ge", _t(0.3, tiers=("small", "full")),
-              paper_value=0.87, source=f"{PAPER}, Fig. 6 (Two-Room 87%)", applies=(("task", "tworoom"),),
+              source=f"{PAPER}, Fig. 6", applies=(("task", "tworoom"),),
+              context="LeWM's absolute success on Two-Room: 87% (the paper reports no random-action baseline)",
               description="LeWM CEM success minus random actions, same episodes"),
         Claim("success_over_no_regulariser", "success_lewm_minus_none", "ge", _t(0.05, tiers=("small", "full")),
               source=f"{PAPER}, Sec. 4 (lambda = 0 collapses)", applies=(("task", "tworoom"),),
               description="LeWM CEM success minus the lambda = 0 model's, same episodes and CEM"),
-        # Push-T (task=pusht): the threshold comes from the first honest small run (32 px, 800 steps), where
-        # LeWM's success was barely above random actions' (seed 0: 0.04 vs 0.02): the claim is only that
-        # planning with the model does no worse than random on the same episodes; the paper's 0.96 needs
-        # 224 px and ~18.7k expert demonstrations
-        Claim("pusht_success_over_random", "success_lewm_minus_random", "ge", _t(0.0, tiers=("small", "full")),
-              paper_value=0.96, source=f"{PAPER}, Table 5 (Push-T 96.0 +- 2.8 over 3 seeds)",
+        # Push-T (task=pusht): the same margin over random actions as Two-Room's. The paper's LeWM succeeds
+        # on 96% of Push-T episodes against 87% on Two-Room, so a model that plans as the paper says clears a
+        # 0.3 margin on both; at 32 px and 800 steps the first small run gave 0.05 vs 0.05, which fails it
+        Claim("pusht_success_over_random", "success_lewm_minus_random", "ge", _t(0.3, tiers=("small", "full")),
+              source=f"{PAPER}, Table 5; the margin is Two-Room's (the paper has no random-action baseline)",
+              context="LeWM's absolute Push-T success: 96.0 +- 2.8% over 3 seeds, at 224 px from ~18.7k demonstrations",
               applies=(("task", "pusht"),),
               description="Push-T: LeWM CEM success minus random actions, same episodes (DINO-WM's criterion)"),
         Claim("planning_speedup", "planning_speedup", "ge", _t(48.0, tiers=("small", "full")), paper_value=48.0,

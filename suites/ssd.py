@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, Invariant, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 from runners.rundir import cache_root
 
@@ -99,35 +99,50 @@ class SSDSuite(Suite):
     claims = (
         Claim("greedy_exact_match", "greedy_exact_match", "ge", _t(1.0, tiers=("smoke", "small", "full")),
               paper_value=1.0, source=f"{PAPER}, Sec. 3 (lossless); the authors' reference logs",
-              description="fraction of prompts whose SD and SSD (both backups) greedy streams equal AR's"),
+              unit="streams", rule="exact",
+              description="every (mode, prompt) greedy stream of SD, SSD (both backups) and the batched runs equals "
+                          "AR's"),
         Claim("sampling_tv_pass", "sampling_tv_pass", "ge", _t(1.0, tiers=("smoke", "small", "full")), paper_value=1.0,
               source="official tests/test_verify_distribution.py (TV < max(0.01, 5x noise floor))",
-              description="toy verification laws (sync, SSD hit, miss with jit and random backups, Saguaro) "
-                          "and end-to-end chi-square / PIT tests of SD and SSD sampling, all passed"),
-        Claim("bonus_hit_rises_with_fan_out", "miss_exponent_t0", "ge", _t(0.1), scale="linear",
-              source=f"{PAPER}, Definition 11 (1 - p_hit(F) = F^-r) / Fig. 3",
+              unit="tests", rule="exact",
+              description="every toy verification law (sync, SSD hit, miss with jit and random backups, Saguaro) "
+                          "and every end-to-end chi-square / PIT test of SD and SSD sampling passes"),
+        # The threshold comes from the research notes' measurement of this pair under this protocol (3 chunks x
+        # 160 held-out stdlib tokens, teacher-forced, F = 1-64: r = 0.51 at T = 0), less a margin for the
+        # small tier's F <= 32; that the hit rate rises with F at all holds by construction (an invariant).
+        Claim("miss_rate_power_law", "miss_exponent_t0", "ge", _t(0.4), scale="linear",
+              source=f"{PAPER}, Definition 11 (1 - p_hit(F) = F^-r); threshold from the research notes' r = 0.51 "
+                     "for this pair at T = 0",
               description="r in the greedy miss-rate power law over the offline fan-outs, fitted by least squares"),
-        Claim("bonus_hit_falls_with_temperature", "bonus_hit_temperature_drop", "ge", _t(0.0), paper_value=0.43 - 0.16,
-              source=f"{PAPER}, Figs. 4/12; CPU measurement of the Qwen2.5-Coder pair (F=1: 0.43 at T=0, 0.16 at T=1)",
+        Claim("bonus_hit_falls_with_temperature", "bonus_hit_temperature_drop", "ge", _t(0.0),
+              source=f"{PAPER}, Figs. 4/12 (hit rates fall as temperature rises)",
+              context="the research notes measured F = 1: 0.43 at T = 0 and 0.16 at T = 1 for this pair on a CPU",
               description="P(bonus among F candidates | rejection) at T=0 minus at T=1, F = the run's fan-out"),
         Claim("saguaro_trades_acceptance_for_hits", "saguaro_tradeoff", "ge", _t(1.0), paper_value=1.0,
-              source=f"{PAPER}, Definition 14 / Fig. 5",
-              description="fraction of C steps (C decreasing) where acceptance falls and the bonus hit rate rises"),
+              source=f"{PAPER}, Definition 14 / Fig. 5", unit="C steps", rule="exact",
+              description="at every step of C (decreasing), acceptance falls and the bonus hit rate rises"),
         Claim("ssd_vs_model", "ssd_vs_model", "ge", _t(0.85),
               source=f"{PAPER}, Theorem 7 (speedup model)",
               description="measured SSD tokens/s over Theorem 7's prediction from the measured hit rate and latencies"),
-        Claim("ssd_over_sd", "ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.3, scale="log",
-              source=f"{PAPER}, v3 abstract (30% over SD on average); 1.58x Llama-70B/1B batch 1",
+        Claim("ssd_over_sd", "ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=round(255.8 / 161.8, 2),
+              scale="log", source=f"{PAPER}, Table 1 (Llama-3.1-70B / 3.2-1B, batch 1, greedy: SSD 255.8, SD 161.8 tok/s)",
+              context="v3 abstract: 30% over SD on average over its setups",
               description="SSD (draft on its own accelerator) over SD; not claimed on CPUs, where one draft "
                           "forward costs ~0.45 of a target forward (the paper's pairs: ~1/70) - reported only"),
-        Claim("sd_vs_hf_assisted", "sd_vs_hf_assisted", "ge", _t(1.0), scale="log",
+        Claim("sd_vs_hf_assisted", "sd_vs_hf_assisted", "ge", _t(1.0), scale="log", unit="prompts",
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
-              description="our SD tokens/s over transformers' assisted generation, both timed end to end, "
-                          "interleaved prompt by prompt"),
+              description="transformers' assisted generation's seconds over our SD's, per prompt, both timed end "
+                          "to end, interleaved prompt by prompt"),
         Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58, scale="log",
               requires=frozenset({"vllm"}),
               source=f"{PAPER}, Table 1 (SD column: an open-source engine's draft-model SD, 5 draft tokens)",
               description="our SSD over vLLM's draft-model speculative decoding (K = 5), end to end, batch 1"),
+    )
+
+    invariants = (
+        Invariant("hit_rate_nondecreasing_in_fan_out", "miss_exponent_t0", "ge", 0.0, tol=1e-9,
+                  source="the top-(F+1) candidate sets nest, so the miss rate cannot rise with F and the "
+                         "least-squares slope of log miss on log F cannot be positive"),
     )
 
     def notes(self, cfg, tier):
@@ -188,6 +203,7 @@ class SSDSuite(Suite):
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
         metrics: dict[str, float] = {}
+        units: dict[str, list[float]] = {}  # claims over prompts / streams / tests: one value per unit
         info: dict = {"corpus_sha256": text.sha256, "pair": cfg.pair}
         if cfg.pair == "tiny":
             target_spec, draft_spec = tiny
@@ -243,7 +259,8 @@ class SSDSuite(Suite):
         batched = self._batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info)
         if cfg.temperature == 0:
             matches, divergences = self._greedy_identity(target, prompts, {**streams, **batched}, cfg.greedy_eps)
-            metrics["greedy_exact_match"] = matches
+            units["greedy_exact_match"] = matches
+            metrics["greedy_exact_match"] = sum(matches) / len(matches)
             info["greedy_divergences"] = divergences
         summaries = {m: t.summary() for m, t in totals.items()}
         info["decode"] = summaries
@@ -287,9 +304,10 @@ class SSDSuite(Suite):
         if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in metrics:
             metrics["ssd_over_vllm_sd"] = (tot.new_tokens / (tot.prefill_s + tot.decode_s)
                                            / metrics["vllm_sd_tokens_per_s_end_to_end"])
-        if cfg.pair != "tiny":
-            metrics["sd_vs_hf_assisted"], info["hf_assisted"] = self._hf_assisted(target, draft, prompts, cfg,
-                                                                                  streams["sd"])
+        if cfg.pair != "tiny":  # the prompts are the units: one speed ratio each
+            units["sd_vs_hf_assisted"], info["hf_assisted"] = self._hf_assisted(target, draft, prompts, cfg,
+                                                                                streams["sd"])
+            metrics["sd_vs_hf_assisted"] = float(np.exp(np.mean(np.log(units["sd_vs_hf_assisted"]))))
 
         # 2. sampling is exact: toy laws at the verifier, then end to end on the tiny pair
         gen = torch.Generator().manual_seed(seed)
@@ -302,7 +320,8 @@ class SSDSuite(Suite):
                 toy_pass.append(exactness.passes(first, p[0], gen))
         e2e = self._sampling_law(cfg, tiny, text.val[:cfg.prompt_len].tolist(), seed)
         info["sampling"] = {"toy_cases_passed": int(sum(toy_pass)), "toy_cases": len(toy_pass), **e2e}
-        metrics["sampling_tv_pass"] = float(all(toy_pass) and all(v > 1e-3 for v in e2e.values()))
+        units["sampling_tv_pass"] = [float(ok) for ok in toy_pass] + [float(p > 1e-3) for p in e2e.values()]
+        metrics["sampling_tv_pass"] = float(all(units["sampling_tv_pass"]))
 
         # 3. verification-outcome prediction, teacher-forced on held-out text
         chunks = [held_out[i * cfg.offline_len:(i + 1) * cfg.offline_len] for i in range(cfg.offline_chunks)]
@@ -332,6 +351,7 @@ class SSDSuite(Suite):
         info["saguaro"] = [{"c": c, **v} for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
         steps = [(b["acceptance"] < a["acceptance"]) and (b["hit"][f_ref] > a["hit"][f_ref])
                  for a, b in zip(sag, sag[1:], strict=False)]
+        units["saguaro_tradeoff"] = [float(step) for step in steps]
         metrics["saguaro_tradeoff"] = float(np.mean(steps)) if steps else float("nan")
 
         series = {f"bonus_hit_t{t:g}".replace(".", "p"): [(f, v["hit"][f]) for f in fans] for t, v in pred.items()}
@@ -340,12 +360,7 @@ class SSDSuite(Suite):
         for m in ("ar", "sd", "ssd_jit", "ssd_fast"):  # throughput against batch size (batch 1 from above)
             series[f"batch_{m}"] = [(1, tps[m])] + [(b, metrics[f"b{b}_{m}_tokens_per_s"]) for b in cfg.batch_sizes
                                                    if f"b{b}_{m}_tokens_per_s" in metrics]
-        inconclusive = {}
-        hf = info.get("hf_assisted")
-        if hf and not (hf["ratio_ci95"][0] > 1 or hf["ratio_ci95"][1] < 1):  # one seed: the prompts are the sample
-            inconclusive["sd_vs_hf_assisted"] = (f"per-prompt 95% CI of the speed ratio [{hf['ratio_ci95'][0]:.3f}, "
-                                                 f"{hf['ratio_ci95'][1]:.3f}] straddles 1 ({hf['prompts']} prompts)")
-        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive)
+        return RunResult(metrics=metrics, series=series, info=info, units=units)
 
     @staticmethod
     def _tiny_pair(cfg, text, cache):
@@ -368,7 +383,7 @@ class SSDSuite(Suite):
 
     @staticmethod
     def _greedy_identity(target, prompts, streams, eps):
-        """Fraction of (prompt, mode) streams equal to AR's; a divergence counts as explained (and is
+        """Per (mode, prompt) stream, 1.0 if it equals AR's; a divergence counts as explained (and is
         logged) only where the target's top-2 logit gap at that position is below ``eps`` (bf16 ties)."""
         ok, divergences = [], []
         for mode, outs in streams.items():
@@ -385,7 +400,7 @@ class SSDSuite(Suite):
                 gap = float(top2[0] - top2[1])
                 divergences.append({"mode": mode, "prompt": i, "position": pos, "top2_gap": gap, "explained": gap < eps})
                 ok.append(gap < eps)
-        return sum(ok) / len(ok), divergences
+        return [float(x) for x in ok], divergences
 
     @staticmethod
     def _ar_sd_runs(target, draft, dcfg, units, n_new, label) -> dict[str, tuple]:
@@ -474,12 +489,11 @@ class SSDSuite(Suite):
     def _hf_assisted(target, draft, prompts, cfg, sd_streams):
         """transformers' assisted generation on the same pair and prompts (greedy, K draft tokens,
         constant schedule) against our SD, both timed end to end (prefill included), interleaved
-        prompt by prompt with the order alternating (so drift in machine speed hits both alike)."""
+        prompt by prompt with the order alternating (so drift in machine speed hits both alike):
+        (their seconds over ours per prompt, facts for info)."""
         import copy
 
-        import numpy as np
         import torch
-        from scipy import stats
 
         from paper_ssd import engine
 
@@ -512,12 +526,8 @@ class SSDSuite(Suite):
             ratios.append(b / a)
             same.append(hf_out == ref)
         n = len(prompts) * cfg.new_tokens
-        logs = np.log(ratios)
-        half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs)) if len(logs) > 1 else np.inf
-        return hf_s / ours_s, {"hf_tokens_per_s_end_to_end": n / hf_s, "ours_tokens_per_s_end_to_end": n / ours_s,
-                               "per_prompt_ratio_min": min(ratios), "per_prompt_ratio_max": max(ratios),
-                               "ratio_ci95": [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))],
-                               "same_stream_as_ours": sum(same), "prompts": len(same)}
+        return ratios, {"hf_tokens_per_s_end_to_end": n / hf_s, "ours_tokens_per_s_end_to_end": n / ours_s,
+                        "same_stream_as_ours": sum(same), "prompts": len(same)}
 
     @staticmethod
     def _sampling_law(cfg, tiny, prompt, seed) -> dict[str, float]:

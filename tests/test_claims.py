@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from runners.api import Claim
-from runners.claims import EXIT_CODES, evaluate, mean_ci, run_status
+from runners.api import Claim, Invariant
+from runners.claims import EXIT_CODES, check_invariant, clopper_pearson, evaluate, mean_ci, run_status
 
 # t_{0.975, 2} = 4.302652729911275 (tables); samples 1, 2, 3: mean 2, sd 1, se 1/sqrt(3)
 HALF_123 = 4.302652729911275 / math.sqrt(3)
@@ -48,14 +48,54 @@ def test_untested_tier_is_skipped_never_passed():
     assert row["status"] == "skipped" and "not tested at tier 'small'" in row["reason"]
 
 
-def test_too_few_seeds_is_inconclusive():
-    row = evaluate(Claim("c", "m", "ge", {"small": 0.0}, min_seeds=3), [1.0, 2.0], "small")
-    assert row["status"] == "inconclusive" and "min_seeds 3" in row["reason"]
+def test_too_few_units_is_inconclusive_never_pass():
+    row = evaluate(Claim("c", "m", "ge", {"small": 0.0}), [1.0, 2.0], "small")
+    assert row["status"] == "inconclusive" and row["reason"] == "n = 2 seeds < 3 needed at tier 'small'"
+    assert evaluate(Claim("c", "m", "ge", {"smoke": 0.0}), [1.0], "smoke")["status"] == "pass"  # smoke needs 1
+    assert evaluate(Claim("c", "m", "ge", {"full": 0.0}), [1.0], "full")["status"] == "inconclusive"
+    assert evaluate(Claim("c", "m", "ge", {"full": 9.0}), [1.0], "full")["status"] == "inconclusive"  # nor fail
+    more = Claim("c", "m", "ge", {"small": 0.0}, min_units=5, unit="prompts")
+    assert evaluate(more, [1.0, 2.0, 3.0, 4.0], "small")["reason"] == "n = 4 prompts < 5 needed at tier 'small'"
 
 
-def test_missing_or_nan_metric_fails():
+def test_missing_or_nan_unit_fails_and_is_named():
     assert evaluate(Claim("c", "m", "ge", {"small": 0.0}), None, "small")["status"] == "fail"
-    assert evaluate(Claim("c", "m", "ge", {"small": 0.0}), [float("nan")], "small")["status"] == "fail"
+    row = evaluate(Claim("c", "m", "ge", {"small": 0.0}), [0.5, float("nan"), 0.52], "small",
+                   labels=["seed 0", "seed 1", "seed 2"])
+    assert row["status"] == "fail" and row["n"] == 3
+    assert row["reason"] == "metric 'm' missing or not finite at seed 1 (nan)"
+    row = evaluate(Claim("c", "m", "le", {"small": 9.0}), [None, float("inf"), 1.0], "small", labels=["a", "b", "c"])
+    assert row["status"] == "fail" and row["reason"].endswith("at a (missing), b (inf)")
+
+
+def test_exact_rule_every_unit_must_hold():
+    claim = Claim("x", "match", "ge", {"smoke": 1.0, "small": 1.0}, rule="exact", unit="prompts")
+    assert evaluate(claim, [1.0, 1.0, 1.0], "small")["status"] == "pass"
+    row = evaluate(claim, [1.0, 1.0, 0.0], "small", labels=["p0", "p1", "p2"])
+    assert row["status"] == "fail" and row["reason"] == "1 of 3 prompts do not hold: p2 (0)"
+    assert row["value"] == pytest.approx(2 / 3) and row["ci"] is None
+    assert evaluate(claim, [1.0, 0.0], "small")["status"] == "fail"  # one failing unit decides, however few
+    assert evaluate(claim, [1.0, 1.0], "small")["status"] == "inconclusive"
+    band = Claim("x", "m", "approx", {"small": 1.0}, abs_tol=0.1, rule="exact")
+    assert evaluate(band, [0.95, 1.05, 1.0], "small")["status"] == "pass"
+    assert evaluate(band, [0.95, 1.2, 1.0], "small")["status"] == "fail"
+
+
+def test_clopper_pearson_matches_closed_forms():
+    # k = 0: hi = 1 - (alpha/2)^(1/n); k = n: lo = (alpha/2)^(1/n)
+    assert clopper_pearson(0, 3) == pytest.approx((0.0, 0.0, 1 - 0.025 ** (1 / 3)))
+    assert clopper_pearson(10, 10) == pytest.approx((1.0, 0.025 ** (1 / 10), 1.0))
+    # k = 1, n = 2: lo solves 1 - (1 - p)^2 = 0.025, hi solves p^2 = 0.975
+    assert clopper_pearson(1, 2) == pytest.approx((0.5, 1 - math.sqrt(0.975), math.sqrt(0.975)))
+
+
+def test_rate_rule_pools_trials():
+    claim = Claim("r", "success", "ge", {"small": 0.5}, rule="rate", unit="episodes")
+    row = evaluate(claim, [1.0] * 10, "small")
+    assert row["status"] == "pass" and row["ci"] == pytest.approx([0.025 ** 0.1, 1.0])  # lo 0.69 >= 0.5
+    assert evaluate(claim, [1.0, 1.0, 0.0], "small")["status"] == "inconclusive"  # CI [0.09, 0.99]
+    assert evaluate(claim, [0.0] * 10, "small")["status"] == "fail"  # hi 0.31 < 0.5
+    assert "0/1 outcomes" in evaluate(claim, [0.5, 1.0, 1.0], "small")["reason"]
 
 
 def test_claim_validation():
@@ -65,6 +105,12 @@ def test_claim_validation():
         Claim("c", "m", "ge", {"medium": 0.0})
     with pytest.raises(ValueError, match="needs rel_tol or abs_tol"):
         Claim("c", "m", "approx", {"small": 0.0})
+    with pytest.raises(ValueError, match="rule must be"):
+        Claim("c", "m", "ge", {"small": 0.0}, rule="median")
+    with pytest.raises(ValueError, match="needs op ge or le"):
+        Claim("c", "m", "approx", {"small": 0.0}, rule="rate", abs_tol=0.1)
+    with pytest.raises(ValueError, match="op must be ge or le"):
+        Invariant("i", "m", "approx", 0.0)
 
 
 def test_run_status_and_exit_codes():
@@ -88,8 +134,17 @@ def test_log_scale_claim_uses_geometric_mean_and_log_ci():
     assert evaluate(claim, [8.0, 0.0], "small")["status"] == "fail"
 
 
-def test_metric_the_suite_cannot_vouch_for_is_inconclusive():
+def test_metric_the_suite_cannot_vouch_for_softens_a_pass_never_a_fail():
     claim = Claim("c", "gap", "ge", {"small": 0.0})
-    row = evaluate(claim, [5.0], "small", ["fit moves by 2.3 > gap 0.2", "fit moves by 2.3 > gap 0.2"])
+    row = evaluate(claim, [5.0, 5.1, 5.2], "small", ["fit moves by 2.3 > gap 0.2", "fit moves by 2.3 > gap 0.2"])
     assert row["status"] == "inconclusive" and row["reason"] == "fit moves by 2.3 > gap 0.2"
-    assert row["value"] == 5.0  # the value is still reported
+    assert row["value"] == pytest.approx(5.1)  # the value is still reported
+    row = evaluate(claim, [-5.0, -5.1, -5.2], "small", ["fit moves"])
+    assert row["status"] == "fail" and row["reason"] == "the suite adds: fit moves"
+
+
+def test_invariant_names_the_seeds_that_break_it():
+    inv = Invariant("conv", "gain", "ge", 0.0, tol=1e-9)
+    assert check_invariant(inv, [0.0, -1e-12, 3.0], ["seed 0", "seed 1", "seed 2"])["status"] == "held"
+    row = check_invariant(inv, [0.1, -0.2, None], ["seed 0", "seed 1", "seed 2"])
+    assert row["status"] == "violated" and row["reason"] == "gain ge 0 fails at seed 1 (-0.2), seed 2 (missing)"

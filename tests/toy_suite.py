@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig
+from runners.api import Claim, Invariant, RunResult, Suite, SuiteConfig
 
 
 @dataclass
@@ -24,6 +24,11 @@ class ToyConfig(SuiteConfig):
     bad_metric_name: bool = False
     unsure: bool = False  # the suite declares abs_error unable to decide its claim
     odd_info: str = ""  # "nan": non-finite and numpy values in info; "object": something JSON cannot hold
+    nan_at_seed: int = -1  # this seed's est_mean is NaN
+    drop_at_seed: int = -1  # this seed finishes without est_mean
+    miss_at_seed: int = -1  # this seed's estimate misses (an exactness unit that fails)
+    bias: float = 0.0  # added to every seed's estimate
+    break_invariant: bool = False  # report a negative absolute error
 
 
 class ToySuite(Suite):
@@ -38,7 +43,12 @@ class ToySuite(Suite):
               source="by construction", abs_tol=0.3),
         Claim("toy.error", "abs_error", "le", {"smoke": 0.3, "small": 0.3}, paper_value=0.0, source="CLT"),
         Claim("toy.full_only", "est_mean", "ge", {"full": 0.9}, source="full tier only"),
+        Claim("toy.every_seed_close", "within_tol", "ge", {"smoke": 1.0, "small": 1.0}, rule="exact",
+              source="by construction at n >= 100", description="each seed's estimate within 0.3 of the mean"),
+        Claim("toy.draws_above_mean", "above_mean", "ge", {"small": 0.2}, unit="draws", rule="rate",
+              source="symmetry", description="of the first 20 draws of each seed, the share above the true mean"),
     )
+    invariants = (Invariant("toy.error_nonnegative", "abs_error", "ge", 0.0, source="an absolute value"),)
 
     def run(self, cfg: ToyConfig, seed: int, out_dir: Path) -> RunResult:
         import numpy as np
@@ -50,9 +60,14 @@ class ToySuite(Suite):
         running = np.cumsum(x) / np.arange(1, cfg.n + 1)
         steps = np.unique(np.linspace(1, cfg.n, 10).astype(int))
         (out_dir / "samples.npy").write_bytes(x.astype("<f8").tobytes())
+        base = float(x.mean()) + cfg.bias + (1.0 if seed == cfg.miss_at_seed else 0.0)
+        metrics = {"est_mean": float("nan") if seed == cfg.nan_at_seed else base,
+                   "abs_error": abs(base - cfg.mean) * (-1 if cfg.break_invariant else 1),
+                   "within_tol": float(abs(base - cfg.mean) <= 0.3), **({"Abs-Error": 0.0} if cfg.bad_metric_name else {})}
+        if seed == cfg.drop_at_seed:
+            del metrics["est_mean"]
         return RunResult(
-            metrics={"est_mean": float(x.mean()), "abs_error": float(abs(x.mean() - cfg.mean)),
-                     **({"Abs-Error": 0.0} if cfg.bad_metric_name else {})},
+            metrics=metrics, units={"above_mean": [float(v > cfg.mean) for v in x[:20]]},
             series={"running_mean": [(int(s), float(running[s - 1])) for s in steps],
                     "running_mean_frac": [(s / cfg.n, float(running[s - 1])) for s in steps]},
             artifacts={"samples": str(out_dir / "samples.npy")},
