@@ -13,6 +13,12 @@ Per metric:
   ok           within tolerance (or the test does not separate them)
   inconclusive one seed on a side and beyond tolerance, or versions differ
   info         no claim gives the metric a direction: change shown, no verdict
+
+Where the baseline holds a calibrated tolerance for a metric (``calibrate``: the half-width of a
+99% prediction interval for one run's seed mean, from the spread of N same-code runs), that
+tolerance replaces both the relative tolerance and the Welch test: beyond it is a regression or
+an improvement. A claim that passed in the baseline and fails now is a regression whatever its
+metric did.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from runners.rundir import REPO_ROOT, atomic_write_json, ensure_writable_dir, re
 
 SCHEMA = REPO_ROOT / "results" / "schema" / "baseline.schema.json"
 P_VALUE = 0.01
+CALIBRATION_LEVEL = 0.99
+MIN_CALIBRATION_RUNS = 3
 
 
 def baseline_path(suite: str, tier: str, hw: str, root: Path | None = None) -> Path:
@@ -80,6 +88,50 @@ def accept(summary: dict, run_dir: Path, path: Path | None = None, force: bool =
     return path
 
 
+def calibration(summaries: list[dict], level: float = CALIBRATION_LEVEL) -> dict:
+    """Per metric, the half-width of a ``level`` prediction interval for the seed mean of one more run
+    of the same code, from N runs' seed means: t_{(1+level)/2, N-1} * sd * sqrt(1 + 1/N)."""
+    if len(summaries) < MIN_CALIBRATION_RUNS:
+        raise HarnessError(f"calibration needs at least {MIN_CALIBRATION_RUNS} runs of the same code, got "
+                           f"{len(summaries)}")
+    first = summaries[0]
+    for s in summaries[1:]:
+        for key in ("suite", "tier", "hw_class", "suite_version"):
+            if s[key] != first[key]:
+                raise HarnessError(f"calibration runs differ in {key} ({first[key]!r} vs {s[key]!r})")
+        if s["env"]["git_sha"] != first["env"]["git_sha"]:
+            raise HarnessError(f"calibration runs come from different code ({first['env']['git_sha']} vs "
+                               f"{s['env']['git_sha']}); calibrate from runs of one commit")
+    bad = [s["run_uid"] for s in summaries if s["status"] in ("error", "interrupted", "skipped")]
+    if bad:
+        raise HarnessError(f"cannot calibrate from runs that did not finish: {', '.join(bad)}")
+    from scipy.stats import t
+
+    out = {}
+    for metric in sorted(set().union(*(s["metrics"] for s in summaries))):
+        means = [s["metrics"].get(metric) for s in summaries]
+        if any(m is None for m in means):
+            continue  # not every run measured it: no tolerance, compare falls back to the relative one
+        st, n = _stats(means), len(means)
+        half = float(t.ppf((1 + level) / 2, n - 1)) * st["std"] * math.sqrt(1 + 1 / n)
+        out[metric] = {"abs": half, "mean": st["mean"], "std": st["std"], "runs": n, "level": level}
+    return out
+
+
+def calibrate(summaries: list[dict], path: Path) -> Path:
+    """Store per-metric tolerances from same-code runs in the accepted baseline at ``path``."""
+    base = load_baseline(path)
+    tolerances = calibration(summaries)
+    key = tuple(summaries[0][k] for k in ("suite", "tier", "hw_class", "suite_version"))
+    if key != tuple(base[k] for k in ("suite", "tier", "hw_class", "suite_version")):
+        raise HarnessError(f"calibration runs are {key}, the baseline {path} is for another suite, tier, class "
+                           "or version")
+    base.update(tolerances=tolerances, calibrated_from=[s["run_uid"] for s in summaries],
+                calibrated_sha=summaries[0]["env"]["git_sha"], calibrated_at=utc_now())
+    atomic_write_json(path, base)
+    return path
+
+
 def _welch_p(a: list[float], b: list[float]) -> float | None:
     if len(a) < 2 or len(b) < 2:
         return None
@@ -90,6 +142,18 @@ def _welch_p(a: list[float], b: list[float]) -> float | None:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def _claim_regressions(summary: dict, base: dict) -> list[dict]:
+    """A claim that passed in the baseline and fails now (same claim version) is a regression."""
+    rows = []
+    for c in summary.get("claims", []):
+        old = base["claims"].get(c["id"], {})
+        if old.get("status") == "pass" and c["status"] == "fail" and old.get("version") == c.get("version", 1):
+            rows.append({"metric": f"claim {c['id']}", "baseline": None, "new": c["value"], "change": None,
+                         "n_baseline": 0, "n_new": c.get("n", 0), "p_value": None, "verdict": "regression",
+                         "why": f"passed in the baseline, fails now ({c.get('reason', '')})"})
+    return rows
+
+
 def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
     """Verdict rows for every metric in either side; ``claims`` are the suite's Claim objects."""
     problems = []
@@ -97,6 +161,7 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
         if summary[key] != base[key]:
             problems.append(f"{key} differs (run {summary[key]!r}, baseline {base[key]!r})")
     direction, tol, version = {}, {}, {}
+    calibrated = base.get("tolerances", {})
     for c in claims or []:
         direction[c.metric] = c.higher_is_better
         tol[c.metric] = c.regression_tol
@@ -116,6 +181,16 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
             row.update(verdict="inconclusive", why="missing on one side")
         elif metric in version and version[metric][0] != version[metric][1]:
             row.update(verdict="inconclusive", why=f"claim version {version[metric][1]} -> {version[metric][0]}")
+        elif direction.get(metric) is not None and metric in calibrated:
+            delta = n_s["mean"] - o_s["mean"]
+            worse = delta < 0 if direction[metric] else delta > 0
+            cal = calibrated[metric]
+            row["tolerance"] = cal["abs"]
+            if abs(delta) <= cal["abs"] + 1e-12:
+                row.update(verdict="ok", why=f"within the calibrated tolerance +-{cal['abs']:.3g}")
+            else:
+                row.update(verdict="regression" if worse else "improved",
+                           why=f"beyond the calibrated tolerance +-{cal['abs']:.3g} ({cal['runs']} runs)")
         elif direction.get(metric) is not None:
             delta = n_s["mean"] - o_s["mean"]
             worse = delta < 0 if direction[metric] else delta > 0
@@ -131,6 +206,8 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
             else:
                 row["verdict"] = "regression" if worse else "improved"
         rows.append(row)
+    if not problems:
+        rows += _claim_regressions(summary, base)
     verdicts = {r["verdict"] for r in rows}
     if "regression" in verdicts:
         overall = "regression"

@@ -1,4 +1,4 @@
-"""paperclub command line: list, run, compare, accept, publish, report, ui.
+"""paperclub command line: list, run, compare, accept, calibrate, publish, report, ui.
 
 Exit codes: 0 all claims pass (or no regression), 1 a claim failed or a regression,
 2 harness error (bad input, crash), 3 only inconclusive/skipped, 130 interrupted.
@@ -44,7 +44,9 @@ def cmd_list(args) -> int:
             req += " (unmet: " + "; ".join(unmet) + ")"
         claims = "\n".join(
             f"{c.id}: {c.metric} {c.op} " + ", ".join(f"{v:g}@{t}" for t, v in c.threshold.items())
+            + f" over {c.unit}" + ("" if c.rule == "mean" else f" ({c.rule})")
             + "".join(f" (when {k}={v})" for k, v in c.applies) for c in cls.claims) or "-"
+        claims += "".join(f"\ninvariant {i.id}: {i.metric} {i.op} {i.bound:g}" for i in cls.invariants)
         tiers = ", ".join(f"{t} ({cls.default_seeds.get(t, 1)})" for t in cls.tiers)
         table.add_row(name, str(cls.version), tiers, req, claims)
     _console().print(table)
@@ -90,20 +92,33 @@ def _worst(statuses: list[str]) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
+def _suite_and_seeds(name: str, tier: str, n: int | None):
     from runners import registry
-    from runners.config import compose, sweep_argv
-    from runners.rundir import ensure_writable_dir
-    from runners.runner import default_run_dir, execute
 
-    suite_cls = registry.load(args.suite)
-    tier = args.tier
+    suite_cls = registry.load(name)
     if tier not in suite_cls.tiers:
         raise HarnessError(f"unknown tier {tier!r}; tiers of {suite_cls.name}: {', '.join(suite_cls.tiers)}")
-    n_seeds = args.seeds if args.seeds is not None else suite_cls.default_seeds.get(tier, 1)
+    n_seeds = n if n is not None else suite_cls.default_seeds.get(tier, 1)
     if n_seeds < 1:
         raise HarnessError(f"--seeds must be >= 1, got {n_seeds}")
-    seeds = list(range(n_seeds))
+    return suite_cls, list(range(n_seeds))
+
+
+def _execute(suite_cls, tier: str, seeds: list[int], overrides: list[str], out_dir: Path) -> dict:
+    from runners.config import compose
+    from runners.runner import execute
+
+    cfg, plain = compose(suite_cls, tier, overrides)
+    return execute(suite_cls, cfg, plain, tier=tier, seeds=seeds, out_dir=out_dir)
+
+
+def cmd_run(args) -> int:
+    from runners.config import sweep_argv
+    from runners.rundir import ensure_writable_dir
+    from runners.runner import default_run_dir
+
+    tier = args.tier
+    suite_cls, seeds = _suite_and_seeds(args.suite, tier, args.seeds)
     publish = not args.no_publish and os.environ.get("PAPERCLUB_NO_PUBLISH", "") in ("", "0")
     if args.multirun:
         from runners.rundir import load_summary
@@ -123,9 +138,8 @@ def cmd_run(args) -> int:
             _publish(run_dir, publish)
         print(f"sweep: {len(run_dirs)} jobs under {sweep_dir}")
         return _worst(statuses)
-    cfg, plain = compose(suite_cls, tier, args.overrides)
     out_dir = Path(args.out) if args.out else default_run_dir(suite_cls.name, tier)
-    summary = execute(suite_cls, cfg, plain, tier=tier, seeds=seeds, out_dir=out_dir)
+    summary = _execute(suite_cls, tier, seeds, args.overrides, out_dir)
     _print_summary(summary, out_dir)
     _publish(out_dir, publish)
     return _worst([summary["status"]])
@@ -190,6 +204,41 @@ def cmd_accept(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Regression tolerances from the spread of same-code runs: N stored run directories, or
+    ``SUITE --runs N`` to make them. The accepted baseline (made from the first run where none
+    exists) stores them with the runs they came from."""
+    from runners.baseline import MIN_CALIBRATION_RUNS, accept, baseline_path, calibrate
+    from runners.rundir import load_summary
+    from runners.runner import default_run_dir
+
+    if args.runs is not None:
+        names = [t for t in args.targets if "=" not in t]
+        overrides = [t for t in args.targets if "=" in t]
+        if len(names) != 1:
+            raise HarnessError("calibrate --runs N takes one suite name, e.g. paperclub calibrate toy --runs 3")
+        if args.runs < MIN_CALIBRATION_RUNS:
+            raise HarnessError(f"--runs must be >= {MIN_CALIBRATION_RUNS}, got {args.runs}")
+        suite_cls, seeds = _suite_and_seeds(names[0], args.tier, args.seeds)
+        root = default_run_dir(suite_cls.name, args.tier)
+        run_dirs = [root.with_name(f"{root.name}_cal{i}") for i in range(args.runs)]
+        for run_dir in run_dirs:
+            summary = _execute(suite_cls, args.tier, seeds, overrides, run_dir)
+            print(f"calibration run {run_dir}: {summary['status']}")
+    else:
+        run_dirs = [Path(t) for t in args.targets]
+    summaries = [load_summary(d) for d in run_dirs]
+    first = summaries[0]
+    path = Path(args.baseline) if args.baseline else baseline_path(first["suite"], first["tier"], first["hw_class"])
+    if not path.exists():
+        accept(first, run_dirs[0], path)
+        print(f"no baseline at {path}: accepted {run_dirs[0]} as the baseline")
+    calibrate(summaries, path)
+    print(f"calibrated {path}: tolerances from {len(summaries)} runs at {first['env']['git_sha']} "
+          "(99% prediction interval for one run's seed mean; commit the file)")
+    return 0
+
+
 def cmd_report(args) -> int:
     import datetime as dt
 
@@ -241,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--baseline", default=None, help="write here instead of results/baselines/...")
     a.add_argument("--force", action="store_true", help="overwrite an unreadable existing baseline")
     a.set_defaults(fn=cmd_accept)
+    cal = sub.add_parser("calibrate", help="regression tolerances from repeated same-code runs")
+    cal.add_argument("targets", nargs="+", help="run dirs of one suite/tier/commit, or a suite name (and "
+                                                "key=value overrides) with --runs")
+    cal.add_argument("--runs", type=int, default=None, help="run the suite N times first")
+    cal.add_argument("--tier", default="small", help="with --runs: the tier (default: small)")
+    cal.add_argument("--seeds", type=int, default=None, help="with --runs: seeds per run (default per suite)")
+    cal.add_argument("--baseline", default=None, help="baseline file (default results/baselines/...)")
+    cal.set_defaults(fn=cmd_calibrate)
     pub = sub.add_parser("publish", help="log run dirs to MLflow (idempotent)")
     pub.add_argument("run_dirs", nargs="+")
     pub.set_defaults(fn=cmd_publish)

@@ -1,7 +1,12 @@
-"""Regression verdicts on hand-made samples."""
+"""Regression verdicts on hand-made samples, and tolerances calibrated from same-code runs."""
+
+import math
+
+import pytest
 
 from runners.api import Claim
 from runners.baseline import compare
+from runners.errors import HarnessError
 
 CLAIMS = [Claim("acc", "accuracy", "ge", {"small": 0.5}), Claim("err", "error", "le", {"small": 0.5})]
 
@@ -56,3 +61,49 @@ def test_other_hardware_or_version_is_inconclusive():
     s, b = summaries({"accuracy": [0.5, 0.5]}, {"accuracy": [0.9, 0.9]})
     b["claims"]["acc"]["version"] = 0
     assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "inconclusive"
+
+
+def run_summary(uid: str, metrics: dict, sha: str = "abc1234", **over) -> dict:
+    return dict({"suite": "s", "tier": "small", "hw_class": "cpu-2c", "suite_version": 1, "status": "pass",
+                 "run_uid": uid, "env": {"git_sha": sha}, "metrics": metrics}, **over)
+
+
+def test_calibrated_tolerance_is_a_99_percent_prediction_interval():
+    from runners.baseline import calibration
+
+    runs = [run_summary(str(i), {"accuracy": m, "only_some": 1.0} if i else {"accuracy": m})
+            for i, m in enumerate([1.0, 2.0, 3.0])]
+    tol = calibration(runs)
+    # t_{0.995, 2} = 9.924843 (tables); sd 1; sqrt(1 + 1/3)
+    assert tol["accuracy"]["abs"] == pytest.approx(9.924843 * math.sqrt(4 / 3), rel=1e-6)
+    assert tol["accuracy"]["runs"] == 3 and "only_some" not in tol  # not every run measured it
+
+
+@pytest.mark.parametrize(("runs", "message"), [
+    ([run_summary("a", {}), run_summary("b", {})], "at least 3 runs"),
+    ([run_summary("a", {}), run_summary("b", {}), run_summary("c", {}, sha="def5678")], "different code"),
+    ([run_summary("a", {}), run_summary("b", {}), run_summary("c", {}, tier="smoke")], "differ in tier"),
+    ([run_summary("a", {}), run_summary("b", {}), run_summary("c", {}, status="error")], "did not finish"),
+])
+def test_calibration_refuses_runs_that_are_not_the_same_code(runs, message):
+    from runners.baseline import calibration
+
+    with pytest.raises(HarnessError, match=message):
+        calibration(runs)
+
+
+def test_calibrated_tolerance_replaces_the_relative_one():
+    s, b = summaries({"accuracy": [0.90, 0.90, 0.90]}, {"accuracy": [0.92, 0.92, 0.92]})  # -2%: ok by 10%
+    b["tolerances"] = {"accuracy": {"abs": 0.01, "runs": 3, "level": 0.99}}
+    row = compare(s, b, CLAIMS)["rows"][0]
+    assert row["verdict"] == "regression" and "calibrated tolerance +-0.01 (3 runs)" in row["why"]
+    b["tolerances"]["accuracy"]["abs"] = 0.05
+    assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "ok"
+
+
+def test_a_claim_that_passed_and_now_fails_is_a_regression():
+    s, b = summaries({"accuracy": [0.9]}, {"accuracy": [0.9]})
+    b["claims"]["acc"]["status"] = "pass"
+    s["claims"] = [{"id": "acc", "status": "fail", "value": 0.4, "n": 3, "version": 1, "reason": "CI below 0.5"}]
+    result = compare(s, b, CLAIMS)
+    assert result["verdict"] == "regression" and verdicts(result)["claim acc"] == "regression"

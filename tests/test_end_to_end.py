@@ -30,7 +30,14 @@ def test_run_writes_valid_summary_and_passes(small_run):
     assert schema_errors(summary) == []
     assert summary["status"] == "pass" and summary["seeds_done"] == [0, 1, 2]
     statuses = {c["id"]: c["status"] for c in summary["claims"]}
-    assert statuses == {"toy.mean": "pass", "toy.error": "pass", "toy.full_only": "skipped"}
+    assert statuses == {"toy.mean": "pass", "toy.error": "pass", "toy.full_only": "skipped",
+                        "toy.every_seed_close": "pass", "toy.draws_above_mean": "pass"}
+    rows = {c["id"]: c for c in summary["claims"]}
+    assert (rows["toy.mean"]["n"], rows["toy.mean"]["unit"]) == (3, "seeds")
+    assert (rows["toy.draws_above_mean"]["n"], rows["toy.draws_above_mean"]["unit"]) == (60, "draws")
+    assert [len(v) for v in summary["unit_samples"]["above_mean"]] == [20, 20, 20]
+    assert summary["invariants"][0]["id"] == "toy.error_nonnegative" and summary["invariants"][0]["status"] == "held"
+    assert "3 seeds" in out and "60 draws" in out
     assert len(summary["samples"]["est_mean"]) == 3
     # the seed mean in metrics is the mean of the per-seed samples
     assert summary["metrics"]["est_mean"] == pytest.approx(sum(summary["samples"]["est_mean"]) / 3)
@@ -210,3 +217,19 @@ def test_cache_root_is_the_suite_setting_then_the_environment_then_home(monkeypa
     monkeypatch.delenv("PAPERCLUB_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root() == tmp_path / "home" / ".cache" / "paperclub"
+
+
+def test_calibrate_from_repeated_runs_then_compare(harness_env, capsys):
+    rc, out, err = run(["calibrate", "toy", "--tier", "smoke", "--runs", "3"], capsys)
+    assert rc == 0, err
+    assert "accepted" in out and "tolerances from 3 runs" in out
+    [path] = (harness_env / "results" / "baselines" / "toy" / "smoke").glob("*.json")
+    base = json.loads(path.read_text())
+    assert base["tolerances"]["abs_error"]["abs"] == 0.0  # the smoke tier is deterministic: no spread
+    assert len(base["calibrated_from"]) == 3 and base["tolerances"]["abs_error"]["runs"] == 3
+    assert run(["run", "toy", "--tier", "smoke", "--out", "same", "--no-publish"], capsys)[0] == 0
+    assert run(["compare", "same"], capsys)[0] == 0
+    assert run(["run", "toy", "--tier", "smoke", "--out", "worse", "--no-publish", "bias=0.2"], capsys)[0] == 0
+    rc, out, _ = run(["compare", "worse"], capsys)
+    assert rc == 1 and "beyond the calibrated tolerance" in out
+    assert run(["calibrate", "toy", "--runs", "2"], capsys)[0] == 2  # too few runs: one line, exit 2
