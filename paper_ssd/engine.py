@@ -91,6 +91,14 @@ class Stats:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    @classmethod
+    def total(cls, parts: list[Stats]) -> Stats:
+        """The sum of several runs' counts and times."""
+        out = cls()
+        for part in parts:
+            out.add(part)
+        return out
+
     def summary(self) -> dict:
         rounds = max(self.rounds, 1)
         predicted = max(self.predicted, 1)

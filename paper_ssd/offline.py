@@ -45,6 +45,29 @@ def outcome_prediction(p_logits: torch.Tensor, q_logits: torch.Tensor, temperatu
     return {"acceptance": float(overlap.mean()), "rejection": float(w.mean()), "hit": hits}
 
 
+def pooled(parts: list[dict], sizes: list[int]) -> dict:
+    """``outcome_prediction`` over the union of disjoint position sets, exactly, from each set's
+    result and its number of positions: acceptance and rejection are position means, hit rates are
+    rejection-weighted."""
+    n = sum(sizes)
+    weights = [r["rejection"] * s for r, s in zip(parts, sizes, strict=True)]
+    total_w = sum(weights)
+    hits = {f: (sum(r["hit"][f] * w for r, w in zip(parts, weights, strict=True) if w > 0) / total_w
+                if total_w > 0 else float("nan")) for f in parts[0]["hit"]}
+    return {"acceptance": sum(r["acceptance"] * s for r, s in zip(parts, sizes, strict=True)) / n,
+            "rejection": total_w / n, "hit": hits}
+
+
+def jackknife(statistic, parts: list[dict], sizes: list[int]) -> list[float]:
+    """Tukey's jackknife pseudo-values of ``statistic(pooled(...))`` over the position sets
+    (held-out chunks): n s(all) - (n - 1) s(all but set i). Their mean is the jackknife estimate and
+    their t-interval its confidence interval, with the sets as the units."""
+    n = len(parts)
+    full = statistic(pooled(parts, sizes))
+    return [n * full - (n - 1) * statistic(pooled(parts[:i] + parts[i + 1:], sizes[:i] + sizes[i + 1:]))
+            for i in range(n)]
+
+
 def miss_exponent(fan_outs: list[int], hits: dict[int, float]) -> tuple[float, float]:
     """(r, a) in the paper's power law for the miss rate, 1 - p_hit(F) = a F^-r (Definition 11
     writes a = 1), by least squares on log(miss) against log F."""

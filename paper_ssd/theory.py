@@ -47,6 +47,23 @@ def ssd_speedup(p_hit: float, e_hit: float, e_miss: float, t_primary: float, t_b
     return num / den
 
 
+def ssd_model_on_measured(stats) -> dict:
+    """Theorem 7 on one SSD run's measured quantities (a ``paper_ssd.engine.Stats``): the hit rate,
+    tokens per round after a hit and after a miss, and T_p (the draft's busy time per step) and T_b
+    (backup time per miss) in units of the measured verification time. Returns the predicted
+    tokens/s beside the measured decode tokens/s."""
+    s = stats.summary()
+    t_verify = stats.verify_s / max(stats.steps, 1)
+    misses = max(stats.predicted - stats.hits, 1)
+    t_primary = stats.draft_busy_s / max(stats.steps, 1) / t_verify
+    t_backup = stats.backup_s / misses / t_verify
+    speedup = ssd_speedup(s["hit_rate"], s["tokens_per_round_hit"], s["tokens_per_round_miss"], t_primary, t_backup)
+    return {"p_hit": s["hit_rate"], "e_hit": s["tokens_per_round_hit"], "e_miss": s["tokens_per_round_miss"],
+            "t_verify_ms": 1000 * t_verify, "t_primary": t_primary, "t_backup": t_backup,
+            "speedup_over_one_verify": speedup, "model_tokens_per_s": speedup / t_verify,
+            "measured_tokens_per_s": s["tokens_per_s"]}
+
+
 def sd_speedup(accept_rate: float, k: int, t_draft: float) -> float:
     """Synchronous SD over AR: tokens per round over (K draft steps + one verification), with
     t_draft one draft step in units of one verification."""

@@ -86,7 +86,7 @@ class SSDSuite(Suite):
         # Qwen2.5-Coder-1.5B-Instruct target, 0.5B draft (one tokenizer; the shape of the paper's
         # Qwen3-32B / 0.6B pair), bf16, one core each; prompts from stdlib code and docstrings
         "small": ["pair=qwen2.5-coder", "prompts=6", "new_tokens=32", "k=2", "fan_out=[2,2,2]", "greedy_eps=0.25",
-                  "offline_chunks=3", "offline_len=160", "offline_fan_outs=[1,2,4,8,16,32]", "batch_sizes=[4]"],
+                  "offline_chunks=6", "offline_len=160", "offline_fan_outs=[1,2,4,8,16,32]", "batch_sizes=[4]"],
         # the paper's Table 1 setup: Llama-3.1-70B (4 GPUs) / Llama-3.2-1B (a 5th), batch 1, greedy,
         # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
         "full": ["pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
@@ -110,20 +110,23 @@ class SSDSuite(Suite):
         # The threshold comes from the research notes' measurement of this pair under this protocol (3 chunks x
         # 160 held-out stdlib tokens, teacher-forced, F = 1-64: r = 0.51 at T = 0), less a margin for the
         # small tier's F <= 32; that the hit rate rises with F at all holds by construction (an invariant).
-        Claim("miss_rate_power_law", "miss_exponent_t0", "ge", _t(0.4), scale="linear",
+        Claim("miss_rate_power_law", "miss_exponent_t0", "ge", _t(0.4), scale="linear", unit="chunks",
               source=f"{PAPER}, Definition 11 (1 - p_hit(F) = F^-r); threshold from the research notes' r = 0.51 "
                      "for this pair at T = 0",
-              description="r in the greedy miss-rate power law over the offline fan-outs, fitted by least squares"),
-        Claim("bonus_hit_falls_with_temperature", "bonus_hit_temperature_drop", "ge", _t(0.0),
+              description="r in the greedy miss-rate power law over the offline fan-outs, fitted by least squares "
+                          "on the pooled held-out positions; its interval is the jackknife's over the chunks"),
+        Claim("bonus_hit_falls_with_temperature", "bonus_hit_temperature_drop", "ge", _t(0.0), unit="chunks",
               source=f"{PAPER}, Figs. 4/12 (hit rates fall as temperature rises)",
               context="the research notes measured F = 1: 0.43 at T = 0 and 0.16 at T = 1 for this pair on a CPU",
-              description="P(bonus among F candidates | rejection) at T=0 minus at T=1, F = the run's fan-out"),
+              description="P(bonus among F candidates | rejection) at T=0 minus at T=1, F = the run's fan-out, "
+                          "per held-out chunk"),
         Claim("saguaro_trades_acceptance_for_hits", "saguaro_tradeoff", "ge", _t(1.0), paper_value=1.0,
               source=f"{PAPER}, Definition 14 / Fig. 5", unit="C steps", rule="exact",
               description="at every step of C (decreasing), acceptance falls and the bonus hit rate rises"),
-        Claim("ssd_vs_model", "ssd_vs_model", "ge", _t(0.85),
+        Claim("ssd_vs_model", "ssd_vs_model", "ge", _t(0.85), unit="prompts",
               source=f"{PAPER}, Theorem 7 (speedup model)",
-              description="measured SSD tokens/s over Theorem 7's prediction from the measured hit rate and latencies"),
+              description="measured SSD tokens/s over Theorem 7's prediction from the measured hit rate and "
+                          "latencies, per prompt (the faster backup over all prompts)"),
         Claim("ssd_over_sd", "ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=round(255.8 / 161.8, 2),
               scale="log", source=f"{PAPER}, Table 1 (Llama-3.1-70B / 3.2-1B, batch 1, greedy: SSD 255.8, SD 161.8 tok/s)",
               context="v3 abstract: 30% over SD on average over its setups",
@@ -244,18 +247,19 @@ class SSDSuite(Suite):
         # 1. speed and greedy identity: AR, SD, SSD with both backups, same prompts
         dcfg = engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
                                    fan_out_miss=cfg.fan_out_miss, seed=seed)
-        totals: dict[str, engine.Stats] = {}
+        parts: dict[str, list[engine.Stats]] = {}  # per prompt
         streams: dict[str, list] = {}
         on_cpu = cfg.target_device == "cpu"
         for threads in (1, 2) if on_cpu else (cfg.threads,):  # CPU: one core (the paper's SD arrangement), then both
             torch.set_num_threads(threads)
             tag = "_2t" if on_cpu and threads == 2 else ""
-            for m, (total, outs) in self._ar_sd_runs(target, draft, dcfg, prompts, cfg.new_tokens,
+            for m, (stats, outs) in self._ar_sd_runs(target, draft, dcfg, prompts, cfg.new_tokens,
                                                       f", {threads} thread(s)").items():
-                totals[m + tag], streams[m + tag] = total, outs
+                parts[m + tag], streams[m + tag] = stats, outs
         torch.set_num_threads(cfg.threads)
-        for m, (total, outs) in self._ssd_runs(target, draft_spec, dcfg, prompts, cfg.new_tokens, "").items():
-            totals[m], streams[m] = total, outs
+        for m, (stats, outs) in self._ssd_runs(target, draft_spec, dcfg, prompts, cfg.new_tokens, "").items():
+            parts[m], streams[m] = stats, outs
+        totals = {m: engine.Stats.total(p) for m, p in parts.items()}
         batched = self._batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info)
         if cfg.temperature == 0:
             matches, divergences = self._greedy_identity(target, prompts, {**streams, **batched}, cfg.greedy_eps)
@@ -288,19 +292,14 @@ class SSDSuite(Suite):
             metrics["ssd_over_ar_equal_cores"] = tps[best] / tps["ar_2t"]
         metrics["sd_over_ar"] = tps["sd"] / tps["ar"]
 
-        # Theorem 7 on the measured quantities: T_p and T_b in units of one verification
-        tot, s = totals[best], summaries[best]
-        t_verify = tot.verify_s / max(tot.steps, 1)
-        misses = max(tot.predicted - tot.hits, 1)
-        t_primary = tot.draft_busy_s / max(tot.steps, 1) / t_verify
-        t_backup = tot.backup_s / misses / t_verify
-        speedup = theory.ssd_speedup(s["hit_rate"], s["tokens_per_round_hit"], s["tokens_per_round_miss"],
-                                     t_primary, t_backup)
-        metrics["ssd_model_tokens_per_s"] = speedup / t_verify
-        metrics["ssd_vs_model"] = s["tokens_per_s"] / metrics["ssd_model_tokens_per_s"]
-        info["theorem7"] = {"p_hit": s["hit_rate"], "e_hit": s["tokens_per_round_hit"],
-                            "e_miss": s["tokens_per_round_miss"], "t_verify_ms": 1000 * t_verify,
-                            "t_primary": t_primary, "t_backup": t_backup, "speedup_over_one_verify": speedup}
+        # Theorem 7 on the measured quantities (T_p and T_b in units of one verification): over all
+        # prompts, and per prompt (the claim's units)
+        tot = totals[best]
+        info["theorem7"] = theory.ssd_model_on_measured(tot)
+        metrics["ssd_model_tokens_per_s"] = info["theorem7"]["model_tokens_per_s"]
+        metrics["ssd_vs_model"] = summaries[best]["tokens_per_s"] / metrics["ssd_model_tokens_per_s"]
+        per_prompt = [theory.ssd_model_on_measured(p) for p in parts[best]]
+        units["ssd_vs_model"] = [t["measured_tokens_per_s"] / t["model_tokens_per_s"] for t in per_prompt]
         if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in metrics:
             metrics["ssd_over_vllm_sd"] = (tot.new_tokens / (tot.prefill_s + tot.decode_s)
                                            / metrics["vllm_sd_tokens_per_s_end_to_end"])
@@ -332,22 +331,29 @@ class SSDSuite(Suite):
             for session, parts in ((target, p_parts), (draft, q_parts)):
                 session.reset()
                 parts.append(session.feed(chunk))
-        p_logits, q_logits = torch.cat(p_parts), torch.cat(q_parts)
-        fans = cfg.offline_fan_outs
-        pred = {t: offline.outcome_prediction(p_logits, q_logits, t, fans) for t in cfg.offline_temperatures}
+        fans, sizes = cfg.offline_fan_outs, [len(c) for c in chunks]
+
+        def per_chunk(t, fan_outs, **kw):  # statistics per held-out chunk (the claims' units), then pooled
+            return [offline.outcome_prediction(p, q, t, fan_outs, **kw) for p, q in zip(p_parts, q_parts, strict=True)]
+
+        chunked = {t: per_chunk(t, fans) for t in cfg.offline_temperatures}
+        pred = {t: offline.pooled(parts, sizes) for t, parts in chunked.items()}
         info["outcome_prediction"] = {str(t): v for t, v in pred.items()}
         f_run = cfg.fan_out[0]
         f_ref = min(fans, key=lambda f: abs(f - f_run))
         t_lo, t_hi = min(cfg.offline_temperatures), max(cfg.offline_temperatures)
         metrics["bonus_hit_temperature_drop"] = pred[t_lo]["hit"][f_ref] - pred[t_hi]["hit"][f_ref]
+        units["bonus_hit_temperature_drop"] = [lo["hit"][f_ref] - hi["hit"][f_ref]
+                                               for lo, hi in zip(chunked[t_lo], chunked[t_hi], strict=True)]
+        units[f"miss_exponent_t{t_lo:g}".replace(".", "p")] = offline.jackknife(lambda v: offline.miss_exponent(fans, v["hit"])[0],
+                                                      chunked[t_lo], sizes)
         for t, v in pred.items():
             r, _ = offline.miss_exponent(fans, v["hit"])
             metrics[f"miss_exponent_t{t:g}".replace(".", "p")] = r
             metrics[f"acceptance_t{t:g}".replace(".", "p")] = v["acceptance"]
             for f in fans:
                 metrics[f"bonus_hit_f{f}_t{t:g}".replace(".", "p")] = v["hit"][f]
-        sag = [offline.outcome_prediction(p_logits, q_logits, t_hi, [f_ref], c=c, saguaro_fan=f_ref)
-               for c in cfg.saguaro_cs]
+        sag = [offline.pooled(per_chunk(t_hi, [f_ref], c=c, saguaro_fan=f_ref), sizes) for c in cfg.saguaro_cs]
         info["saguaro"] = [{"c": c, **v} for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
         steps = [(b["acceptance"] < a["acceptance"]) and (b["hit"][f_ref] > a["hit"][f_ref])
                  for a, b in zip(sag, sag[1:], strict=False)]
@@ -405,34 +411,34 @@ class SSDSuite(Suite):
     @staticmethod
     def _ar_sd_runs(target, draft, dcfg, units, n_new, label) -> dict[str, tuple]:
         """AR and SD, alternating unit by unit, over ``units`` (prompts, or batches of prompts):
-        (Stats, outputs per unit) per mode."""
+        (Stats per unit, outputs per unit) per mode."""
         from paper_ssd import engine
 
-        totals, outs = {"ar": engine.Stats(), "sd": engine.Stats()}, {"ar": [], "sd": []}
+        stats, outs = {"ar": [], "sd": []}, {"ar": [], "sd": []}
         for unit in track(units, f"AR and SD{label}"):
             runs = {"ar": engine.autoregressive(target, unit, n_new, dcfg.temperature, dcfg.seed),
                     "sd": engine.speculative(target, draft, unit, n_new, dcfg)}
             for mode, (o, st) in runs.items():
-                totals[mode].add(st)
+                stats[mode].append(st)
                 outs[mode].append(o)
-        return {m: (totals[m], outs[m]) for m in totals}
+        return {m: (stats[m], outs[m]) for m in stats}
 
     @staticmethod
     def _ssd_runs(target, draft_spec, dcfg, units, n_new, label) -> dict[str, tuple]:
         """SSD with each backup over ``units`` (prompts, or batches of prompts), the draft process
-        on core 1 and the target on core 0: (Stats, outputs per unit) per mode."""
+        on core 1 and the target on core 0: (Stats per unit, outputs per unit) per mode."""
         from paper_ssd import engine
 
         out = {}
         for backup in ("jit", "fast"):
             bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
-            total, outs = engine.Stats(), []
+            stats, outs = [], []
             with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
                 for unit in track(units, f"SSD ({backup} backup){label}, draft on core 1"):
                     o, st = engine.ssd(target, proc, unit, n_new, bcfg, core=0)
-                    total.add(st)
+                    stats.append(st)
                     outs.append(o)
-            out[f"ssd_{backup}"] = (total, outs)
+            out[f"ssd_{backup}"] = (stats, outs)
         return out
 
     @staticmethod
@@ -440,6 +446,8 @@ class SSDSuite(Suite):
         """Every mode at each batch size in ``cfg.batch_sizes`` over the first B x (n // B) prompts:
         aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a
         step with one miss waits for the backup: the paper's p_hit^b argument for the fast backup)."""
+        from paper_ssd import engine
+
         batched: dict[str, list] = {}
         info["batched"] = {}
         for b in cfg.batch_sizes:
@@ -450,8 +458,8 @@ class SSDSuite(Suite):
             totals, outs = {}, {}
             runs = {**SSDSuite._ar_sd_runs(target, draft, dcfg, groups, cfg.new_tokens, f" at batch {b}"),
                     **SSDSuite._ssd_runs(target, draft_spec, dcfg, groups, cfg.new_tokens, f" at batch {b}")}
-            for m, (total, per_group) in runs.items():
-                totals[m], outs[m] = total, [x for group in per_group for x in group]
+            for m, (stats, per_group) in runs.items():
+                totals[m], outs[m] = engine.Stats.total(stats), [x for group in per_group for x in group]
             summaries = {m: t.summary() for m, t in totals.items()}
             info["batched"][str(b)] = summaries
             for m, summ in summaries.items():

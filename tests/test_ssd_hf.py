@@ -167,6 +167,10 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatc
     assert (row["n"], row["unit"], row["status"]) == (2, "prompts", "inconclusive")
     assert len(seed["units"]["sd_vs_hf_assisted"]) == 2 and all(r > 0 for r in seed["units"]["sd_vs_hf_assisted"])
     assert claim["greedy_exact_match"]["unit"] == "streams" and claim["greedy_exact_match"]["status"] == "pass"
+    units = seed["units"]  # the offline statistics' units are the held-out chunks, Theorem 7's the prompts
+    assert len(units["bonus_hit_temperature_drop"]) == len(units["miss_exponent_t0"]) == 2
+    assert len(units["ssd_vs_model"]) == 2 and all(v > 0 for v in units["ssd_vs_model"])
+    assert claim["miss_rate_power_law"]["unit"] == "chunks" and claim["miss_rate_power_law"]["n"] == 2
     assert [p["kind"] for p in info["prompts"]] == ["code", "prose"]
     for mode in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast"):
         assert m[f"{mode}_tokens_per_s"] > 0

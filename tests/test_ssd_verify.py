@@ -177,3 +177,38 @@ def test_outcome_prediction_matches_simulated_rounds(c):
         hit = (candidates == bonus[:, None]).any(-1)
         assert float(hit[rejected].float().mean()) == pytest.approx(exact["hit"][f], abs=0.01)
     assert float(rejected.float().mean()) == pytest.approx(exact["rejection"], abs=0.005)
+
+
+def test_theorem7_on_measured_stats_by_hand():
+    from paper_ssd.engine import Stats
+
+    st = Stats(new_tokens=30, rounds=10, steps=10, verify_s=1.0, decode_s=3.0, predicted=9, hits=6,
+               tokens_on_hit=24, draft_busy_s=0.5, backup_s=0.3)
+    t7 = theory.ssd_model_on_measured(st)
+    # p = 6/9, E_hit = 24/6 = 4, E_miss = 6/(10-6) = 1.5, t_verify 0.1 s, T_p = 0.05/0.1, T_b = (0.3/3)/0.1
+    assert (t7["t_primary"], t7["t_backup"]) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert t7["speedup_over_one_verify"] == pytest.approx((2 / 3 * 4 + 1 / 3 * 1.5) / (2 / 3 + 1 / 3 * 2))
+    assert t7["model_tokens_per_s"] == pytest.approx(23.75) and t7["measured_tokens_per_s"] == 10.0
+    assert Stats.total([st, st]).new_tokens == 60 and Stats.total([]).new_tokens == 0
+
+
+def test_pooled_chunks_equal_one_pass_over_all_positions():
+    from paper_ssd.offline import outcome_prediction, pooled
+
+    gen = torch.Generator().manual_seed(3)
+    p, q = 2 * torch.randn(30, 12, generator=gen), 2 * torch.randn(30, 12, generator=gen)
+    for t, kw in ((1.0, {}), (0.0, {}), (1.0, {"c": 0.3, "saguaro_fan": 2})):
+        whole = outcome_prediction(p, q, t, [1, 2, 4], **kw)
+        parts = [outcome_prediction(p[a:b], q[a:b], t, [1, 2, 4], **kw) for a, b in ((0, 7), (7, 19), (19, 30))]
+        joined = pooled(parts, [7, 12, 11])
+        assert joined["acceptance"] == pytest.approx(whole["acceptance"])
+        assert joined["rejection"] == pytest.approx(whole["rejection"])
+        assert joined["hit"] == pytest.approx(whole["hit"])
+
+
+def test_jackknife_of_a_mean_gives_back_the_observations():
+    from paper_ssd.offline import jackknife
+
+    # with equal sizes and rejection 1, the pooled hit rate is the mean of the parts': pseudo-values are the parts
+    parts = [{"acceptance": 0.0, "rejection": 1.0, "hit": {1: h}} for h in (0.2, 0.5, 0.6)]
+    assert jackknife(lambda v: v["hit"][1], parts, [10, 10, 10]) == pytest.approx([0.2, 0.5, 0.6])
