@@ -77,13 +77,24 @@ def _run_tier(session: nox.Session, tier: str) -> None:
             run_dirs.append(str(run_dir))
         if status != "pass":
             failed.append(f"{name}: {status}")
+    reports = Path("results") / "reports" / f"{stamp}_{tier}"
     if run_dirs:
-        report = Path("results") / "reports" / f"{stamp}_{tier}" / "report"
-        session.run("paperclub", "report", *run_dirs, "--out", str(report))
+        session.run("paperclub", "report", *run_dirs, "--out", str(reports / "report"))
+    regressions = _regressions(session, run_dirs, reports / "regressions.json") if run_dirs else []
     if failed:
         session.log("not every suite passed: " + "; ".join(failed))
         if any(f.endswith((": error", ": interrupted")) for f in failed):
             session.error("a suite crashed or was interrupted; see its run directory")
+    if regressions:
+        session.error("regression against the shipped baselines: " + "; ".join(regressions))
+
+
+def _regressions(session: nox.Session, run_dirs: list[str], out: Path) -> list[str]:
+    """One regression table across the runs against results/baselines (the shipped, accepted ones);
+    returns 'suite: metric, ...' for each run that regressed."""
+    session.run("paperclub", "compare", *run_dirs, "--json", str(out), success_codes=[0, 1, 3])
+    verdicts = json.loads(out.read_text())["verdicts"]
+    return [f"{v['suite']}: {', '.join(v['regressions'])}" for v in verdicts if v["verdict"] == "regression"]
 
 
 def _offline_data(session: nox.Session) -> None:

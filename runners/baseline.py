@@ -69,8 +69,15 @@ def _stats(values: list) -> dict:
     return {"mean": mean, "std": std, "n": n}
 
 
+def finished(summary: dict) -> bool:
+    """Every seed ran: a crash, an interrupt or an unmet requirement leaves nothing to compare with (a
+    tier without claims, such as most smoke tiers, is 'skipped' but still measured everything)."""
+    return summary["status"] not in ("error", "interrupted") and summary["seeds_done"] == summary["seeds"] \
+        and bool(summary["seeds_done"])
+
+
 def accept(summary: dict, run_dir: Path, path: Path | None = None, force: bool = False) -> Path:
-    if summary["status"] in ("error", "interrupted", "skipped"):
+    if not finished(summary):
         raise HarnessError(f"cannot accept a run whose status is {summary['status']!r} ({run_dir})")
     path = Path(path) if path else baseline_path(summary["suite"], summary["tier"], summary["hw_class"])
     if path.exists() and not force:
@@ -102,7 +109,7 @@ def calibration(summaries: list[dict], level: float = CALIBRATION_LEVEL) -> dict
         if s["env"]["git_sha"] != first["env"]["git_sha"]:
             raise HarnessError(f"calibration runs come from different code ({first['env']['git_sha']} vs "
                                f"{s['env']['git_sha']}); calibrate from runs of one commit")
-    bad = [s["run_uid"] for s in summaries if s["status"] in ("error", "interrupted", "skipped")]
+    bad = [s["run_uid"] for s in summaries if not finished(s)]
     if bad:
         raise HarnessError(f"cannot calibrate from runs that did not finish: {', '.join(bad)}")
     from scipy.stats import t

@@ -1,4 +1,4 @@
-"""paperclub command line: list, run, compare, accept, calibrate, publish, report, ui.
+"""paperclub command line: list, run, compare, accept, calibrate, history, publish, report, ui.
 
 Exit codes: 0 all claims pass (or no regression), 1 a claim failed or a regression,
 2 harness error (bad input, crash), 3 only inconclusive/skipped, 130 interrupted.
@@ -161,7 +161,8 @@ def cmd_publish(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
+def _compare_one(run_dir: Path, baseline: str | None) -> dict:
+    """The verdict of one run against its baseline, with its table printed."""
     from rich.table import Table
 
     from runners import registry
@@ -169,12 +170,13 @@ def cmd_compare(args) -> int:
     from runners.report import fmt
     from runners.rundir import load_summary
 
-    summary = load_summary(Path(args.run_dir))
-    path = Path(args.baseline) if args.baseline else baseline_path(summary["suite"], summary["tier"],
-                                                                   summary["hw_class"])
+    summary = load_summary(run_dir)
+    path = Path(baseline) if baseline else baseline_path(summary["suite"], summary["tier"], summary["hw_class"])
+    head = {"run_dir": str(run_dir), "suite": summary["suite"], "tier": summary["tier"],
+            "hw_class": summary["hw_class"], "baseline": str(path)}
     if not path.exists():
-        print(f"no baseline at {path}: verdict inconclusive (accept one with: paperclub accept {args.run_dir})")
-        return 3
+        print(f"no baseline at {path}: verdict inconclusive (accept one with: paperclub accept {run_dir})")
+        return {**head, "verdict": "inconclusive", "why": "no baseline", "regressions": []}
     base = load_baseline(path)
     try:
         claims = list(registry.load(summary["suite"]).claims)
@@ -191,7 +193,33 @@ def cmd_compare(args) -> int:
     con = _console()
     con.print(table)
     con.print(f"verdict: {result['verdict']}" + (f" — {'; '.join(result['problems'])}" if result["problems"] else ""))
-    return {"ok": 0, "regression": 1, "inconclusive": 3}[result["verdict"]]
+    return {**head, "verdict": result["verdict"], "why": "; ".join(result["problems"]),
+            "regressions": [r["metric"] for r in result["rows"] if r["verdict"] == "regression"],
+            "calibrated": bool(base.get("tolerances"))}
+
+
+def cmd_compare(args) -> int:
+    """Each run against its accepted baseline; with several runs, one regression table across them."""
+    from rich.table import Table
+
+    from runners.rundir import atomic_write_json
+
+    if args.baseline and len(args.run_dirs) > 1:
+        raise HarnessError("--baseline names one baseline file: compare one run directory with it")
+    verdicts = [_compare_one(Path(d), args.baseline) for d in args.run_dirs]
+    if len(verdicts) > 1:
+        table = Table(title="regression verdicts against the accepted baselines")
+        for col in ("suite", "tier", "hw_class", "verdict", "regressions / why", "tolerances"):
+            table.add_column(col, overflow="fold")
+        for v in verdicts:
+            table.add_row(v["suite"], v["tier"], v["hw_class"], v["verdict"],
+                          ", ".join(v["regressions"]) or v["why"] or "-",
+                          "calibrated" if v.get("calibrated") else "relative" if "calibrated" in v else "-")
+        _console().print(table)
+    if args.json:
+        atomic_write_json(Path(args.json), {"verdicts": verdicts})
+    codes = {"ok": 0, "regression": 1, "inconclusive": 3}
+    return max((codes[v["verdict"]] for v in verdicts), key=lambda c: (c == 1, c == 3))  # regression first
 
 
 def cmd_accept(args) -> int:
@@ -239,6 +267,68 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_history(args) -> int:
+    """Each claim metric (or one) over every published run of a suite at one tier and machine class,
+    with the steps beyond tolerance, the last good and first bad commit, and a PNG."""
+    from rich.table import Table
+
+    from runners import registry
+    from runners.baseline import baseline_path, load_baseline
+    from runners.history import analyse, direction, parent_runs, plot
+    from runners.report import fmt
+    from runners.rundir import hw_class
+    from runners.tracking import tracking_uri
+
+    suite_cls = registry.load(args.suite)
+    hw, uri = args.hw_class or hw_class(), tracking_uri()
+    runs = parent_runs(uri, suite_cls.name, args.tier, hw)
+    if not runs:
+        print(f"no published {suite_cls.name} runs at tier {args.tier!r} on {hw!r} in {uri}")
+        return 3
+    claims = {c.metric: c for c in suite_cls.claims}
+    measured = {m for r in runs for m in r["metrics"]}  # per-unit claims have no seed mean in the store
+    metrics = [args.metric] if args.metric else [m for m in claims if m in measured]
+    path = baseline_path(suite_cls.name, args.tier, hw)
+    base = load_baseline(path) if path.exists() else {}
+    histories = []
+    for m in metrics:
+        c = claims.get(m)
+        ref = base.get("summary", {}).get(m, {}).get("mean")
+        tol = base.get("tolerances", {}).get(m, {}).get("abs")
+        histories.append(analyse(m, runs, direction(c), ref, tol,
+                                 c.regression_tol if c else 0.10, f"the baseline {path}" if ref is not None else ""))
+    con = _console()
+    if args.metric:
+        h = histories[0]
+        table = Table(title=f"{suite_cls.name} / {args.tier} / {hw}: {h.metric} (reference {fmt(h.reference)} "
+                            f"+- {fmt(h.tolerance)}, from {h.reference_from})")
+        for col in ("started", "commit", "value", "status", "flag"):
+            table.add_column(col)
+        for p in h.points:
+            table.add_row(p.started_at, p.git_sha, fmt(p.value), p.status,
+                          ", ".join(filter(None, ["beyond tolerance" if p.bad else "", p.step and f"step: {p.step}"])))
+    else:
+        table = Table(title=f"{suite_cls.name} / {args.tier} / {hw}: {len(runs)} runs")
+        for col in ("metric", "newest", "reference +- tolerance", "bad runs", "last good", "first bad"):
+            table.add_column(col)
+        for h in histories:
+            newest = next((p.value for p in reversed(h.points) if p.value is not None), None)
+            table.add_row(h.metric, fmt(newest), f"{fmt(h.reference)} +- {fmt(h.tolerance)}",
+                          str(sum(p.bad for p in h.points)), h.last_good.git_sha if h.last_good else "-",
+                          h.first_bad.git_sha if h.first_bad else "-")
+    con.print(table)
+    for h in histories:
+        if h.first_bad:
+            good = f"{h.last_good.git_sha} ({h.last_good.started_at})" if h.last_good else "none"
+            con.print(f"{h.metric}: last good {good}, first bad {h.first_bad.git_sha} ({h.first_bad.started_at})")
+        con.print(*h.notes) if h.notes else None
+    name = f"{suite_cls.name}_{args.tier}" + (f"_{args.metric}" if args.metric else "")
+    png = plot(histories, Path(args.out) if args.out else Path("results") / "reports" / "history" / f"{name}.png",
+               f"{suite_cls.name} / {args.tier} / {hw}")
+    print(f"figure: {png}")
+    return 1 if any(h.first_bad for h in histories) else 0
+
+
 def cmd_report(args) -> int:
     import datetime as dt
 
@@ -282,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compare", help="regression verdict against the accepted baseline")
-    c.add_argument("run_dir")
-    c.add_argument("--baseline", default=None)
+    c.add_argument("run_dirs", nargs="+", help="run directories (one table across them when several)")
+    c.add_argument("--baseline", default=None, help="compare one run with this baseline file")
+    c.add_argument("--json", default=None, help="also write the verdicts to this JSON file")
     c.set_defaults(fn=cmd_compare)
     a = sub.add_parser("accept", help="make a run the baseline for its suite/tier/hw_class")
     a.add_argument("run_dir")
@@ -298,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seeds", type=int, default=None, help="with --runs: seeds per run (default per suite)")
     cal.add_argument("--baseline", default=None, help="baseline file (default results/baselines/...)")
     cal.set_defaults(fn=cmd_calibrate)
+    his = sub.add_parser("history", help="a metric over every published run, last good and first bad commit")
+    his.add_argument("suite")
+    his.add_argument("--tier", default="small", help="smoke | small | full (default: small)")
+    his.add_argument("--metric", default=None, help="one metric (default: every claim metric of the suite)")
+    his.add_argument("--hw-class", default=None, help="machine class (default: this machine's)")
+    his.add_argument("--out", default=None, help="PNG path (default results/reports/history/...)")
+    his.set_defaults(fn=cmd_history)
     pub = sub.add_parser("publish", help="log run dirs to MLflow (idempotent)")
     pub.add_argument("run_dirs", nargs="+")
     pub.set_defaults(fn=cmd_publish)

@@ -92,7 +92,7 @@ def publish_run(run_dir: Path, uri: str | None = None) -> tuple[str, str]:
         UID_TAG: uid, STATE_TAG: "partial", "suite": summary["suite"], "tier": summary["tier"],
         "hw_class": summary["hw_class"], "git_sha": summary["env"]["git_sha"], "status": summary["status"],
         "suite_version": str(summary["suite_version"]), "image": summary["env"].get("image", ""),
-        "run_dir": str(run_dir.resolve()),
+        "run_dir": str(run_dir.resolve()), "started_at": summary["started_at"],
     }
     tags.update({f"claim.{c['id']}": c["status"] for c in summary["claims"]})
     tags.update({f"claim.{c['id']}.n": n_label(c) for c in summary["claims"]})

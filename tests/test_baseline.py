@@ -65,7 +65,8 @@ def test_other_hardware_or_version_is_inconclusive():
 
 def run_summary(uid: str, metrics: dict, sha: str = "abc1234", **over) -> dict:
     return dict({"suite": "s", "tier": "small", "hw_class": "cpu-2c", "suite_version": 1, "status": "pass",
-                 "run_uid": uid, "env": {"git_sha": sha}, "metrics": metrics}, **over)
+                 "run_uid": uid, "env": {"git_sha": sha}, "metrics": metrics, "seeds": [0], "seeds_done": [0]},
+                **over)
 
 
 def test_calibrated_tolerance_is_a_99_percent_prediction_interval():
@@ -107,3 +108,11 @@ def test_a_claim_that_passed_and_now_fails_is_a_regression():
     s["claims"] = [{"id": "acc", "status": "fail", "value": 0.4, "n": 3, "version": 1, "reason": "CI below 0.5"}]
     result = compare(s, b, CLAIMS)
     assert result["verdict"] == "regression" and verdicts(result)["claim acc"] == "regression"
+
+
+def test_a_tier_without_claims_is_accepted_but_a_run_that_never_ran_is_not():
+    from runners.baseline import finished
+
+    assert finished(run_summary("a", {}, status="skipped"))  # smoke: every seed measured, no claim judged
+    assert not finished(run_summary("a", {}, status="skipped", seeds_done=[]))  # a requirement unmet
+    assert not finished(run_summary("a", {}, status="interrupted", seeds=[0, 1]))
