@@ -17,7 +17,8 @@ Per metric:
 Where the baseline holds a calibrated tolerance for a metric (``calibrate``: the half-width of a
 99% prediction interval for one run's seed mean, from the spread of N same-code runs), that
 tolerance replaces both the relative tolerance and the Welch test: beyond it is a regression or
-an improvement. A claim that passed in the baseline and fails now is a regression whatever its
+an improvement. It holds only on the CPU it was calibrated on (model name and numerically relevant
+instruction-set extensions); elsewhere the relative tolerance is used, and the verdict says so. A claim that passed in the baseline and fails now is a regression whatever its
 metric did.
 """
 
@@ -168,7 +169,12 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
         if summary[key] != base[key]:
             problems.append(f"{key} differs (run {summary[key]!r}, baseline {base[key]!r})")
     direction, tol, version = {}, {}, {}
-    calibrated = base.get("tolerances", {})
+    calibrated, notes = base.get("tolerances", {}), []
+    cpu = [(e.get("cpu_model"), e.get("cpu_isa")) for e in (summary.get("env", {}), base.get("env", {}))]
+    if calibrated and cpu[0] != cpu[1]:  # same-code spread on one CPU says nothing about another's numerics
+        calibrated = {}
+        notes.append(f"tolerances were calibrated on another CPU ({cpu[1][0]}, {cpu[1][1]}; this run: {cpu[0][0]}, "
+                     f"{cpu[0][1]}): the relative tolerance and Welch's test are used instead")
     for c in claims or []:
         direction[c.metric] = c.higher_is_better
         tol[c.metric] = c.regression_tol
@@ -222,4 +228,4 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
         overall = "inconclusive"
     else:
         overall = "ok"
-    return {"verdict": overall, "problems": problems, "rows": rows}
+    return {"verdict": overall, "problems": problems, "notes": notes, "rows": rows}

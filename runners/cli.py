@@ -193,6 +193,8 @@ def _compare_one(run_dir: Path, baseline: str | None) -> dict:
     con = _console()
     con.print(table)
     con.print(f"verdict: {result['verdict']}" + (f" — {'; '.join(result['problems'])}" if result["problems"] else ""))
+    for note in result["notes"]:
+        con.print(f"note: {note}")
     return {**head, "verdict": result["verdict"], "why": "; ".join(result["problems"]),
             "regressions": [r["metric"] for r in result["rows"] if r["verdict"] == "regression"],
             "calibrated": bool(base.get("tolerances"))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -134,6 +135,24 @@ def package_version(name: str) -> str:
         return ""
 
 
+# Instruction-set extensions that change floating-point results (fused multiply-add, vector width,
+# bf16 and int8 dot products): two CPUs that differ in them need not give bit-identical numbers.
+NUMERIC_ISA = ("fma", "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+@cache
+def cpu_identity() -> dict[str, Any]:
+    """The CPU's model name and its numerically relevant instruction-set extensions (Linux)."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())  # the first processor's
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name") or platform.processor() or platform.machine(),
+            "cpu_isa": [f for f in NUMERIC_ISA if f in flags]}
+
+
 def env_info(device: str = "cpu") -> dict[str, Any]:
     info = {
         "git_sha": git_sha(),
@@ -142,6 +161,7 @@ def env_info(device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count() or 0,
+        **cpu_identity(),
         "gpus": list(gpu_names()),
         "image": os.environ.get("PAPERCLUB_IMAGE", ""),
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

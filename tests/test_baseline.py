@@ -116,3 +116,15 @@ def test_a_tier_without_claims_is_accepted_but_a_run_that_never_ran_is_not():
     assert finished(run_summary("a", {}, status="skipped"))  # smoke: every seed measured, no claim judged
     assert not finished(run_summary("a", {}, status="skipped", seeds_done=[]))  # a requirement unmet
     assert not finished(run_summary("a", {}, status="interrupted", seeds=[0, 1]))
+
+
+def test_calibrated_tolerance_holds_only_on_the_cpu_it_came_from():
+    s, b = summaries({"accuracy": [0.90, 0.90, 0.90]}, {"accuracy": [0.92, 0.92, 0.92]})
+    b["tolerances"] = {"accuracy": {"abs": 0.01, "runs": 3, "level": 0.99}}
+    b["env"] = {"cpu_model": "AMD EPYC", "cpu_isa": ["avx2", "avx512f"]}
+    s["env"] = {"cpu_model": "AMD EPYC", "cpu_isa": ["avx2"]}
+    result = compare(s, b, CLAIMS)
+    assert verdicts(result)["accuracy"] == "ok"  # -2%, within the relative 10%
+    assert "calibrated on another CPU" in result["notes"][0]
+    s["env"]["cpu_isa"] = ["avx2", "avx512f"]
+    assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "regression"
