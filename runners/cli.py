@@ -146,12 +146,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from runners.tracking import publish_run, tracking_uri
+    from runners.tracking import publish_run, retrying, tracking_uri
 
     uri = tracking_uri()
     for run_dir in args.run_dirs:
         try:
-            pid, state = publish_run(Path(run_dir), uri)
+            pid, state = retrying(publish_run, Path(run_dir), uri)
         except HarnessError:
             raise
         except Exception as exc:

@@ -3,13 +3,18 @@
 results/ files are the source of truth; MLflow mirrors them. Publishing is idempotent:
 the parent carries the run's ``paperclub.run_uid`` tag and is looked up before anything is
 written; a half-published run (crash mid-publish) is deleted and published again.
-Everything happens in one process (parallel first writes to a fresh sqlite store race).
+A local sqlite store is initialised (its schema migrated) and written under an inter-process
+lock beside it, in WAL mode, so parallel runs on one machine all publish (unlocked, MLflow's
+migrations race on a fresh store); a failed publish is retried with backoff before it is
+reported with the command that repeats it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -37,15 +42,64 @@ def experiment_name(suite: str) -> str:
     return f"paperclub/{suite}"
 
 
+BACKOFF_S = 1.0
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Exclusive across processes for a local sqlite store (a no-op for a server)."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _client(uri: str):
+    """An MLflow client whose store exists: a sqlite store is created and migrated under the lock,
+    then put in WAL mode (readers such as `paperclub ui` no longer block a writer)."""
     # Fail fast against a dead server instead of retrying for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+    db = _sqlite_path(uri)
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # the store's creation and migrations happen by here
+        if db is not None:
+            with contextlib.closing(sqlite3.connect(db)) as conn:  # Python's default busy timeout: 5 s
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+    return client
+
+
+def retrying(fn, *args, backoff_s: float = BACKOFF_S):
+    """``fn(*args)``, tried again after 1, 2, 4 ... s on any error but a HarnessError, up to
+    $PAPERCLUB_PUBLISH_RETRIES attempts in all (default 4; publishing is idempotent, so a retry
+    after a half-done attempt is safe)."""
+    retries = max(1, int(os.environ.get("PAPERCLUB_PUBLISH_RETRIES", "4")))
+    for attempt in range(retries):
+        try:
+            return fn(*args)
+        except HarnessError:
+            raise
+        except Exception:
+            if attempt == retries - 1:
+                raise
+            time.sleep(backoff_s * 2 ** attempt)
 
 
 def _metrics_batch(client, run_id: str, items: list) -> None:
@@ -70,12 +124,17 @@ def _series_metrics(series: dict, ts: int) -> list:
 
 def publish_run(run_dir: Path, uri: str | None = None) -> tuple[str, str]:
     """Publish one run dir. Returns (parent run id, "published" | "already published")."""
-    from mlflow.entities import Metric, Param
-
     run_dir = Path(run_dir)
     summary = load_summary(run_dir)
     uri = uri or tracking_uri()
     client = _client(uri)
+    with store_lock(uri):
+        return _publish(client, run_dir, summary)
+
+
+def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
+    from mlflow.entities import Metric, Param
+
     name = experiment_name(summary["suite"])
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(name)
@@ -136,7 +195,7 @@ def try_publish(run_dir: Path, uri: str | None = None) -> tuple[bool, str]:
     """Publish, but never fail the run: returns (ok, one-line message)."""
     uri = uri or tracking_uri()
     try:
-        pid, state = publish_run(run_dir, uri)
+        pid, state = retrying(publish_run, run_dir, uri)
     except HarnessError:
         raise
     except Exception as exc:  # store locked, server down, bad URI ...

@@ -21,5 +21,6 @@ def harness_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_EXTRA_SUITES", TOY)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("PAPERCLUB_PROGRESS", "0")
+    monkeypatch.setenv("PAPERCLUB_PUBLISH_RETRIES", "1")  # a store the test breaks on purpose stays broken
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return tmp_path

@@ -233,3 +233,42 @@ def test_calibrate_from_repeated_runs_then_compare(harness_env, capsys):
     rc, out, _ = run(["compare", "worse"], capsys)
     assert rc == 1 and "beyond the calibrated tolerance" in out
     assert run(["calibrate", "toy", "--runs", "2"], capsys)[0] == 2  # too few runs: one line, exit 2
+
+
+def test_publishing_is_retried_with_backoff(monkeypatch):
+    from runners.errors import HarnessError
+    from runners.tracking import retrying
+
+    calls = []
+
+    def flaky(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise RuntimeError("database is locked")
+        return x * 2
+
+    monkeypatch.setenv("PAPERCLUB_PUBLISH_RETRIES", "4")
+    assert retrying(flaky, 21, backoff_s=0) == 42 and len(calls) == 3
+    monkeypatch.setenv("PAPERCLUB_PUBLISH_RETRIES", "2")
+    calls.clear()
+    with pytest.raises(RuntimeError, match="locked"):
+        retrying(flaky, 1, backoff_s=0)
+    with pytest.raises(HarnessError):  # a bad input is never retried
+        retrying(lambda: (_ for _ in ()).throw(HarnessError("bad run dir")), backoff_s=0)
+
+
+def test_four_runs_at_once_on_a_fresh_store_all_publish(harness_env):
+    """Unlocked, MLflow's schema migrations race on a fresh sqlite store (0 of 4 published in a trial)."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "runners.cli", "run", "toy", "--tier", "smoke", "--out", f"p{i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-600:] for _, e in outs]
+    assert all("MLflow: published" in o for o, _ in outs), [e[-600:] for _, e in outs]
+    db = sqlite3.connect(harness_env / "mlflow.db")
+    parents = db.execute("select count(*) from runs r where not exists (select 1 from tags t where "
+                         "t.run_uuid = r.run_uuid and t.key = 'mlflow.parentRunId')").fetchone()[0]
+    assert parents == 4 and db.execute("pragma journal_mode").fetchone()[0] == "wal"
