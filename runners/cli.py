@@ -352,7 +352,7 @@ def cmd_ui(args) -> int:
     from runners.tracking import tracking_uri
     from runners.ui import serve
 
-    return serve(tracking_uri(), args.port)
+    return serve(tracking_uri(), args.port, args.host)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -407,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(fn=cmd_report)
     ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="listen address (default loopback; anything else is "
+                                                       "reachable by others and warns: no authentication)")
     ui.set_defaults(fn=cmd_ui)
     return p
 

@@ -144,3 +144,30 @@ def test_compare_page_renders_both_runs_and_a_claim_metric(two_runs, harness_env
         log.close()
     assert rc == 0, (harness_env / "ui.log").read_text()
     assert not left, f"still running after Ctrl-C: {[' '.join(p.cmdline())[:80] for p in left]}"
+
+
+@pytest.mark.parametrize(("host", "warns"), [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
+                                             ("localhost", False), ("0.0.0.0", True), ("10.1.2.3", True),
+                                             ("ui.example.org", True)])
+def test_listening_beyond_loopback_warns_about_authentication(host, warns):
+    from runners.ui import exposure_warning
+
+    warning = exposure_warning(host)
+    assert (warning is not None) == warns
+    if warns:
+        assert "no authentication" in warning and "basic-auth" in warning and host in warning
+
+
+def test_ui_listens_on_loopback_unless_told_otherwise(monkeypatch):
+    import runners.ui as ui
+
+    monkeypatch.setattr(ui.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(ui.shutil, "which", lambda name: "/bin/mlflow")
+    cmd = ui.mlflow_server_cmd("sqlite:///x.db", 5001)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    cmd = ui.mlflow_server_cmd("sqlite:///x.db", 5001, host="0.0.0.0")
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    from runners.cli import build_parser
+
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+    assert build_parser().parse_args(["ui", "--host", "0.0.0.0"]).host == "0.0.0.0"
