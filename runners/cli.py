@@ -427,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"paperclub: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:  # an I/O fault outside a run (a report, a baseline, a cache)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"paperclub: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("paperclub: interrupted", file=sys.stderr)
         return 130

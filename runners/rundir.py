@@ -69,19 +69,25 @@ def read_json(path: Path, what: str) -> Any:
 
 
 class EventLog:
-    """events.jsonl: one json.dumps per line (never hand-formatted), flushed per event."""
+    """events.jsonl: one json.dumps per line (never hand-formatted), flushed per event. A line the
+    disk cannot take is counted in ``lost``, never an error: the results matter more than the log."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.lost = 0
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"time": utc_now(), "event": event, **fields}
-        self._fh.write(json.dumps(record, default=str) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record, default=str) + "\n")
+            self._fh.flush()
+        except OSError:
+            self.lost += 1
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
 
 
 @cache

@@ -161,7 +161,21 @@ class _SigtermAsInterrupt:
 
 def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, seeds: list[int],
             out_dir: Path) -> dict:
-    """Run every seed of one suite at one tier into ``out_dir``; return the summary written."""
+    """Run every seed of one suite at one tier into ``out_dir``; return the summary written.
+
+    An I/O fault of the run directory (disk full, read-only, removed) is a harness error in one
+    line naming the path, the error and what finished (each seed's metrics.json is written as it
+    ends, summary.json after it)."""
+    try:
+        return _execute(suite_cls, cfg, cfg_plain, tier=tier, seeds=seeds, out_dir=out_dir)
+    except OSError as exc:
+        done = sorted(Path(out_dir).glob("seed_*/metrics.json"))  # an empty list where the folder is gone
+        kept = f"finished seeds' results: {', '.join(map(str, done))}" if done else "no seed had finished"
+        raise HarnessError(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}; {kept}") from exc
+
+
+def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, seeds: list[int],
+             out_dir: Path) -> dict:
     import yaml
 
     out_dir = ensure_writable_dir(out_dir)
@@ -241,7 +255,8 @@ def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, see
                     result = _check_result(suite.run(cfg, seed, seed_dir), suite_cls.name)
                 except Exception as exc:  # a suite's crash (or a malformed result) ends the run as "error"
                     tb = traceback.format_exc()
-                    atomic_write_text(seed_dir / "error.txt", tb)
+                    with contextlib.suppress(OSError):  # a full disk may be why it crashed
+                        atomic_write_text(seed_dir / "error.txt", tb)
                     events.emit("seed_error", seed=seed, error=repr(exc), traceback=tb)
                     status, reason = "error", f"seed {seed} crashed: {type(exc).__name__}: {exc}".split("\n")[0]
                     break
