@@ -230,6 +230,8 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
         if final:
             summary["status"] = status or run_status(c["status"] for c in summary["claims"])
             summary["reason"] = reason
+            if events.lost:
+                summary["notes"].append(f"{events.lost} line(s) of events.jsonl could not be written (disk)")
         validate_summary(summary)
         atomic_write_json(out_dir / SUMMARY, summary)
 

@@ -90,3 +90,25 @@ def test_io_faults_outside_a_run_are_one_line(harness_env, capsys, monkeypatch, 
     monkeypatch.setattr("runners.baseline.atomic_write_json", no_space)
     assert main(command) == 2
     assert "No space left on device" in one_line(capsys)
+
+
+def test_event_lines_the_disk_cannot_take_are_counted_not_fatal(harness_env, capsys, monkeypatch):
+    from runners import rundir
+
+    real = rundir.EventLog.emit
+
+    def flaky(self, event, **fields):
+        if event == "seed_end":
+            self._fh = _Full()
+        return real(self, event, **fields)
+
+    class _Full:
+        def write(self, *text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        flush = close = write
+
+    monkeypatch.setattr(rundir.EventLog, "emit", flaky)
+    assert main(["run", "toy", "--tier", "smoke", "--out", "r", "--no-publish"]) == 0
+    summary = json.loads((harness_env / "r" / "summary.json").read_text())
+    assert summary["status"] == "pass" and "could not be written (disk)" in summary["notes"][-1]
