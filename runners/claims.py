@@ -123,7 +123,8 @@ def evaluate(claim: Claim, samples: Sequence[float | None] | None, tier: str, un
     """Status of one claim from one value per unit (None: the unit finished without the value).
 
     ``labels`` name the units in reasons ("seed 2"); ``unreliable`` holds the suite's reasons why
-    its metric cannot decide this time.
+    its metric cannot decide this time: a pass becomes inconclusive, anything else keeps its status
+    and carries the reasons.
     """
     row = {
         "id": claim.id, "metric": claim.metric, "op": claim.op, "threshold": claim.threshold.get(tier),
@@ -134,27 +135,7 @@ def evaluate(claim: Claim, samples: Sequence[float | None] | None, tier: str, un
     if tier not in claim.threshold:
         row["reason"] = f"not tested at tier {tier!r} (tested at: {', '.join(claim.threshold) or 'none'})"
         return row
-    threshold = claim.threshold[tier]
-    samples = list(samples or [])
-    labels = list(labels) if labels is not None else [f"unit {i}" for i in range(len(samples))]
-    row["n"] = len(samples)
-    if all(v is None for v in samples):
-        row.update(status="fail", reason=f"metric {claim.metric!r} was not produced")
-        return row
-    bad = [f"{lab} ({'missing' if v is None else v})" for lab, v in zip(labels, samples, strict=True)
-           if v is None or not math.isfinite(v)]
-    if bad:
-        row.update(status="fail", reason=f"metric {claim.metric!r} missing or not finite at {', '.join(bad)}")
-        return row
-    values = [float(v) for v in samples]
-    if invalid := _invalid(claim, values, labels):
-        row.update(status="fail", reason=invalid)
-        return row
-    status, value, ci, reason = RULES[claim.rule](claim, threshold, values, labels)
-    row.update(status=status, value=value, ci=ci, reason=reason)
-    need = min_units(claim, tier)
-    if len(values) < need and not (status == "fail" and claim.rule == "exact"):
-        row.update(status="inconclusive", reason=f"n = {len(values)} {claim.unit} < {need} needed at tier {tier!r}")
+    row.update(_judge(claim, tier, list(samples or []), labels))
     if unreliable:
         why = "; ".join(dict.fromkeys(unreliable))
         if row["status"] == "pass":
@@ -162,6 +143,26 @@ def evaluate(claim: Claim, samples: Sequence[float | None] | None, tier: str, un
         else:
             row["reason"] = "; ".join(filter(None, [row["reason"], f"the suite adds: {why}"]))
     return row
+
+
+def _judge(claim: Claim, tier: str, samples: list, labels: Sequence[str] | None) -> dict:
+    """status, value, ci, n and reason of a claim tested at ``tier``."""
+    labels = list(labels) if labels is not None else [f"unit {i}" for i in range(len(samples))]
+    if all(v is None for v in samples):
+        return {"n": len(samples), "status": "fail", "reason": f"metric {claim.metric!r} was not produced"}
+    bad = [f"{lab} ({'missing' if v is None else v})" for lab, v in zip(labels, samples, strict=True)
+           if v is None or not math.isfinite(v)]
+    if bad:
+        return {"n": len(samples), "status": "fail",
+                "reason": f"metric {claim.metric!r} missing or not finite at {', '.join(bad)}"}
+    values = [float(v) for v in samples]
+    if invalid := _invalid(claim, values, labels):
+        return {"n": len(values), "status": "fail", "reason": invalid}
+    status, value, ci, reason = RULES[claim.rule](claim, claim.threshold[tier], values, labels)
+    need = min_units(claim, tier)
+    if len(values) < need and not (status == "fail" and claim.rule == "exact"):
+        status, reason = "inconclusive", f"n = {len(values)} {claim.unit} < {need} needed at tier {tier!r}"
+    return {"n": len(values), "status": status, "value": value, "ci": ci, "reason": reason}
 
 
 def n_label(row: dict) -> str:

@@ -141,6 +141,8 @@ def test_metric_the_suite_cannot_vouch_for_softens_a_pass_never_a_fail():
     assert row["value"] == pytest.approx(5.1)  # the value is still reported
     row = evaluate(claim, [-5.0, -5.1, -5.2], "small", ["fit moves"])
     assert row["status"] == "fail" and row["reason"] == "the suite adds: fit moves"
+    row = evaluate(claim, None, "small", ["no gain to retain"])
+    assert row["status"] == "fail" and row["reason"] == "metric 'gap' was not produced; the suite adds: no gain to retain"
 
 
 def test_invariant_names_the_seeds_that_break_it():

@@ -22,6 +22,10 @@ def test_smoke_tier_runs_resumes_from_cache_and_is_deterministic(harness_env, ca
                                        "fig-recipes-vs-size.png"]
     seed = json.loads((harness_env / "a" / "seed_0" / "metrics.json").read_text())
     assert len(seed["info"]["corpus_sha256"]) == 64
+    units = seed["units"]  # one replicate at smoke: the per-run claims' units are there, one each
+    assert units["standard_overfit_gap"] == [seed["metrics"]["standard_overfit_gap"]]
+    assert {len(units[m]) for m in ("distill_retention", "self_distill_real_margin", "self_distill_no_real_margin")
+            if m in units} == {1}
     assert not set(seed["info"]["train_files"]) & set(seed["info"]["val_files"])
     runs = list((harness_env / "cache" / "infcompute").glob("run-*.pt"))
     assert runs, "runs are cached by config hash"
