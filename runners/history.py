@@ -57,8 +57,9 @@ def parent_runs(uri: str, suite: str, tier: str, hw: str) -> list[dict]:
         started = r.data.tags.get("started_at") or dt.datetime.fromtimestamp(
             r.info.start_time / 1000, dt.UTC).isoformat(timespec="seconds")
         runs.append({"git_sha": r.data.tags.get("git_sha", "?"), "started_at": started,
-                     "status": r.data.tags.get("status", ""), "metrics": dict(r.data.metrics)})
-    return sorted(runs, key=lambda r: r["started_at"])
+                     "status": r.data.tags.get("status", ""), "metrics": dict(r.data.metrics),
+                     "published_ms": r.info.start_time})
+    return sorted(runs, key=lambda r: (r["started_at"], r["published_ms"]))  # runs started in one second
 
 
 def direction(claim) -> int | None:
