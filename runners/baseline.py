@@ -190,6 +190,8 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
             row["change"] = (n_s["mean"] - o_s["mean"]) / abs(o_s["mean"])
         if problems:
             row.update(verdict="inconclusive", why="; ".join(problems))
+        elif not new and not old:  # e.g. a fit's spread that is infinite every time at this tier
+            row.update(why="no finite value in either run")
         elif not new or not old:
             row.update(verdict="inconclusive", why="missing on one side")
         elif metric in version and version[metric][0] != version[metric][1]:

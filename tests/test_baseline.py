@@ -128,3 +128,11 @@ def test_calibrated_tolerance_holds_only_on_the_cpu_it_came_from():
     assert "calibrated on another CPU" in result["notes"][0]
     s["env"]["cpu_isa"] = ["avx2", "avx512f"]
     assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "regression"
+
+
+def test_a_metric_never_finite_on_either_side_decides_nothing():
+    s, b = summaries({"accuracy": [0.9, 0.9], "error": [None, None]}, {"accuracy": [0.9, 0.9], "error": [None]})
+    result = compare(s, b, CLAIMS)
+    assert verdicts(result) == {"accuracy": "ok", "error": "info"} and result["verdict"] == "ok"
+    s, b = summaries({"accuracy": [0.9, 0.9], "error": [None]}, {"accuracy": [0.9, 0.9], "error": [0.1]})
+    assert compare(s, b, CLAIMS)["verdict"] == "inconclusive"  # measured before, not now
