@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,16 +166,24 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
 
 def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | None = None,
                progress=None) -> tuple[Decoder, dict]:
-    """Train, or load the finished run with the same config hash (sweeps resume for free)."""
+    """Train, or load the finished run with the same config hash (sweeps resume for free).
+
+    Entries hold tensors and plain data only and are loaded with ``weights_only=True``, so a file
+    planted in a shared cache cannot run code; an entry that does not load is said in one line and
+    trained again. Each fill writes its own temporary file and renames it: concurrent fills of one
+    key leave one whole entry."""
     path = Path(cache) / f"run-{cfg.key()}-{corpus.sha256[:12]}.pt"
     if path.is_file():
-        saved = torch.load(path, weights_only=False)
-        model = Decoder(cfg.model)
-        model.load_state_dict(saved["state"])
-        return model, {**saved["metrics"], "cached": True}
+        try:
+            saved = torch.load(path, weights_only=True)
+            model = Decoder(cfg.model)
+            model.load_state_dict(saved["state"])
+            return model, {**saved["metrics"], "cached": True}
+        except Exception as exc:  # whatever is wrong with it, it is rebuilt, never used
+            print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
     model, metrics = train(cfg, corpus, synth, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     torch.save({"state": model.state_dict(), "metrics": metrics, "config": asdict(cfg)}, tmp)
     tmp.replace(path)
     return model, {**metrics, "cached": False}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,14 +142,17 @@ def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:
 
 def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wrap=iter) -> tuple[LeWM, dict]:
     path = Path(cache) / f"lewm-{cfg.key(data_key)}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=False, map_location=cfg.device)
-        model = LeWM(cfg.model).to(cfg.device)
-        model.load_state_dict(saved["state"])
-        return model.eval(), saved["history"]
+    if path.is_file():  # tensors and plain data only (never code); an entry that does not load is rebuilt
+        try:
+            saved = torch.load(path, weights_only=True, map_location=cfg.device)
+            model = LeWM(cfg.model).to(cfg.device)
+            model.load_state_dict(saved["state"])
+            return model.eval(), saved["history"]
+        except Exception as exc:  # whatever is wrong with it, it is rebuilt, never used
+            print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
     model, history = train(cfg, data, wrap)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # concurrent fills: one whole entry wins
     torch.save({"state": model.state_dict(), "history": history}, tmp)
     tmp.replace(path)
     return model, history

@@ -12,6 +12,7 @@ LMs (``paper_ssd.models``) behind the same calls.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,7 @@ class TinySpec:
     config_cls: type
 
     def session(self) -> TorchSession:
-        saved = torch.load(self.path, weights_only=False)
+        saved = torch.load(self.path, weights_only=True)  # tensors and plain data only: never code
         model = self.model_cls(self.config_cls(**saved["config"]))
         model.load_state_dict(saved["state"])
         return TorchSession(model)
@@ -172,7 +173,7 @@ def save_tiny(model, path: str | Path) -> TinySpec:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # concurrent fills: one whole entry wins
     torch.save({"config": asdict(model.cfg), "state": model.state_dict()}, tmp)
     tmp.replace(path)
     return TinySpec(str(path), type(model), type(model.cfg))

@@ -277,3 +277,30 @@ def test_search_certifies_from_points_it_has_already_seen():
     res = local_optimum(lambda pts: [losses[p["epochs"]] for p in pts], {"epochs": [8, 16, 32, 64]},
                         {"epochs": 16}, max_runs=4)
     assert res.best == {"epochs": 64} and res.certified and res.runs == 4
+
+
+class _Payload:
+    """What an attacker with write access to a shared cache would plant: unpickling it runs code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_poisoned_or_torn_cache_entry_is_refused_and_rebuilt(small_corpus, tmp_path, capsys):
+    cfg = tr.RunConfig(model=TINY, corpus=SPEC, epochs=2, batch_size=16)
+    _, first = tr.cached_run(cfg, small_corpus, tmp_path)
+    [entry] = tmp_path.glob("run-*.pt")
+    good = entry.read_bytes()
+    marker = tmp_path / "code-ran"
+    torch.save({"state": _Payload(marker), "metrics": {}}, entry)  # a pickle with a payload
+    _, again = tr.cached_run(cfg, small_corpus, tmp_path)
+    assert not marker.exists() and not again["cached"] and again["val_loss"] == first["val_loss"]
+    assert "does not load (UnpicklingError); training it again" in capsys.readouterr().err
+    entry.write_bytes(good[: len(good) // 2])  # a fill killed halfway
+    _, again = tr.cached_run(cfg, small_corpus, tmp_path)
+    assert not again["cached"] and "training it again" in capsys.readouterr().err
+    assert tr.cached_run(cfg, small_corpus, tmp_path)[1]["cached"]  # the rebuilt entry is whole
+    assert not list(tmp_path.glob(".*.part"))  # no temporary file left behind
