@@ -275,30 +275,18 @@ def cmd_history(args) -> int:
     from rich.table import Table
 
     from runners import registry
-    from runners.baseline import baseline_path, load_baseline
-    from runners.history import analyse, direction, parent_runs, plot
+    from runners.history import histories as suite_histories
+    from runners.history import plot
     from runners.report import fmt
     from runners.rundir import hw_class
     from runners.tracking import tracking_uri
 
     suite_cls = registry.load(args.suite)
     hw, uri = args.hw_class or hw_class(), tracking_uri()
-    runs = parent_runs(uri, suite_cls.name, args.tier, hw)
+    runs, histories = suite_histories(uri, suite_cls, args.tier, hw, args.metric)
     if not runs:
         print(f"no published {suite_cls.name} runs at tier {args.tier!r} on {hw!r} in {uri}")
         return 3
-    claims = {c.metric: c for c in suite_cls.claims}
-    measured = {m for r in runs for m in r["metrics"]}  # per-unit claims have no seed mean in the store
-    metrics = [args.metric] if args.metric else [m for m in claims if m in measured]
-    path = baseline_path(suite_cls.name, args.tier, hw)
-    base = load_baseline(path) if path.exists() else {}
-    histories = []
-    for m in metrics:
-        c = claims.get(m)
-        ref = base.get("summary", {}).get(m, {}).get("mean")
-        tol = base.get("tolerances", {}).get(m, {}).get("abs")
-        histories.append(analyse(m, runs, direction(c), ref, tol,
-                                 c.regression_tol if c else 0.10, f"the baseline {path}" if ref is not None else ""))
     con = _console()
     if args.metric:
         h = histories[0]

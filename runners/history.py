@@ -97,6 +97,28 @@ def analyse(metric: str, runs: list[dict], sign: int | None, reference: float | 
     return hist
 
 
+def histories(uri: str, suite_cls, tier: str, hw: str, metric: str | None = None) -> tuple[list[dict], list[History]]:
+    """The published runs of a suite at a tier and machine class, and the history of one metric or of
+    every claim metric the store holds (per-unit claims have no seed mean there), each against the
+    accepted baseline of that suite, tier and class where one exists."""
+    from runners.baseline import baseline_path, load_baseline
+
+    runs = parent_runs(uri, suite_cls.name, tier, hw)
+    claims = {c.metric: c for c in suite_cls.claims}
+    measured = {m for r in runs for m in r["metrics"]}
+    metrics = [metric] if metric else [m for m in claims if m in measured]
+    path = baseline_path(suite_cls.name, tier, hw)
+    base = load_baseline(path) if path.exists() else {}
+    out = []
+    for m in metrics:
+        c = claims.get(m)
+        ref = base.get("summary", {}).get(m, {}).get("mean")
+        tol = base.get("tolerances", {}).get(m, {}).get("abs")
+        out.append(analyse(m, runs, direction(c), ref, tol, c.regression_tol if c else 0.10,
+                           f"the baseline {path}" if ref is not None else ""))
+    return runs, out
+
+
 def plot(histories: list[History], path: Path, title: str) -> Path:
     """One panel per metric: its value per run (bad runs red), the reference and its tolerance band."""
     from runners.plotting import pyplot

@@ -1,4 +1,5 @@
-"""Markdown and standalone HTML report: claim table, metrics, notes and figures per run."""
+"""Markdown and standalone HTML report: claim table, metrics, notes and figures per run, and the
+history of its claim metrics over the published runs of that suite, tier and machine class."""
 
 from __future__ import annotations
 
@@ -75,6 +76,27 @@ def _sections(run_dirs: list[Path]):
         yield run_dir, s, meta, metrics
 
 
+def history_figure(summary: dict, out_prefix: Path) -> Path | None:
+    """The claim metrics over every published run of this suite, tier and class (``runners.history``),
+    drawn beside the report; None where the store has fewer than two such runs or cannot be read
+    (the report never creates a store, and never fails for want of one)."""
+    from runners import registry
+    from runners.history import histories, plot
+    from runners.tracking import tracking_uri
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    try:
+        runs, hist = histories(uri, registry.load(summary["suite"]), summary["tier"], summary["hw_class"])
+    except Exception:  # a store that is down or foreign: the report is written without its history
+        return None
+    if len(runs) < 2 or not hist:
+        return None
+    path = Path(f"{out_prefix}_history_{summary['suite']}_{summary['tier']}.png")
+    return plot(hist, path, f"{summary['suite']} / {summary['tier']} / {summary['hw_class']}: {len(runs)} runs")
+
+
 def write_report(run_dirs: list[Path], out_prefix: Path) -> tuple[Path, Path]:
     sections = list(_sections(run_dirs))  # read (and validate) everything before writing anything
     out_prefix = Path(out_prefix)
@@ -98,6 +120,12 @@ def write_report(run_dirs: list[Path], out_prefix: Path) -> tuple[Path, Path]:
             body.append("<h3>Invariants</h3>" + _html_table(INVARIANT_HEADER, invariant_rows(s)))
         md += ["### Metrics (seed mean; per-seed values)", "", _md_table(["metric", "mean", "per seed"], metrics), ""]
         body.append("<h3>Metrics</h3>" + _html_table(["metric", "mean", "per seed"], metrics))
+        history = history_figure(s, out_prefix)
+        if history:
+            md += ["### History (published runs of this suite, tier and machine class; red: beyond tolerance)", "",
+                   f"![history]({os.path.relpath(history, out_prefix.parent)})", ""]
+            body.append("<h3>History</h3><figure><img src='data:image/png;base64,"
+                        f"{base64.b64encode(history.read_bytes()).decode()}' alt='history'></figure>")
         for fig in s["figures"]:
             path = Path(run_dir) / fig
             md += [f"![{fig}]({os.path.relpath(path, out_prefix.parent)})", ""]

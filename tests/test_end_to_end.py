@@ -128,6 +128,7 @@ def test_report_has_claims_and_embedded_figure(small_run, capsys):
     assert "| toy.mean | est_mean | 1 | ~ 1 |" in md
     assert "fig-running-mean.png" in md and "n = 400 samples per seed" in md
     assert "data:image/png;base64," in html and "<td class='pass'>pass</td>" in html
+    assert "### History" not in md  # one published run has no history yet
 
 
 def test_crash_keeps_finished_seeds(harness_env, capsys):

@@ -51,3 +51,6 @@ def test_history_command_on_published_runs(harness_env, capsys):
     assert main(["history", "toy", "--tier", "full"]) == 3 and "no published toy runs" in capsys.readouterr().out
     summary = json.loads((harness_env / "c" / "summary.json").read_text())
     assert summary["metrics"]["abs_error"] > 0.15
+    assert main(["report", "c"]) == 0  # the report draws the same history beside itself
+    md = (harness_env / "c" / "report.md").read_text()
+    assert "### History" in md and (harness_env / "c" / "report_history_toy_smoke.png").stat().st_size > 0
