@@ -18,8 +18,8 @@ Where the baseline holds a calibrated tolerance for a metric (``calibrate``: the
 99% prediction interval for one run's seed mean, from the spread of N same-code runs), that
 tolerance replaces both the relative tolerance and the Welch test: beyond it is a regression or
 an improvement. It holds only on the CPU it was calibrated on (model name and numerically relevant
-instruction-set extensions); elsewhere the relative tolerance is used, and the verdict says so. A claim that passed in the baseline and fails now is a regression whatever its
-metric did.
+instruction-set extensions); elsewhere the relative tolerance is used, and the verdict says so.
+A claim that passed in the baseline and fails now is a regression whatever its metric did.
 """
 
 from __future__ import annotations
@@ -150,6 +150,10 @@ def _welch_p(a: list[float], b: list[float]) -> float | None:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def _worse(delta: float, higher_is_better: bool) -> bool:
+    return delta < 0 if higher_is_better else delta > 0
+
+
 def _claim_regressions(summary: dict, base: dict) -> list[dict]:
     """A claim that passed in the baseline and fails now (same claim version) is a regression."""
     rows = []
@@ -198,17 +202,16 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
             row.update(verdict="inconclusive", why=f"claim version {version[metric][1]} -> {version[metric][0]}")
         elif direction.get(metric) is not None and metric in calibrated:
             delta = n_s["mean"] - o_s["mean"]
-            worse = delta < 0 if direction[metric] else delta > 0
             cal = calibrated[metric]
             row["tolerance"] = cal["abs"]
             if abs(delta) <= cal["abs"] + 1e-12:
                 row.update(verdict="ok", why=f"within the calibrated tolerance +-{cal['abs']:.3g}")
             else:
-                row.update(verdict="regression" if worse else "improved",
+                row.update(verdict="regression" if _worse(delta, direction[metric]) else "improved",
                            why=f"beyond the calibrated tolerance +-{cal['abs']:.3g} ({cal['runs']} runs)")
         elif direction.get(metric) is not None:
             delta = n_s["mean"] - o_s["mean"]
-            worse = delta < 0 if direction[metric] else delta > 0
+            worse = _worse(delta, direction[metric])
             beyond = abs(delta) > tol[metric] * abs(o_s["mean"]) + 1e-12
             p = _welch_p(new, old)
             row["p_value"] = p
