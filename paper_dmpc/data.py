@@ -18,6 +18,7 @@ Normalisation uses D4RL's reference returns (``d4rl/infos.py``; the same for v0-
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -194,24 +195,37 @@ def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, d
     return {"medium": medium, "medium-replay": replay}, meta
 
 
+def _read_cached(folder: Path) -> tuple[dict, dict]:
+    """The sets in ``folder``, each file checked against the SHA-256 its metadata recorded."""
+    meta = json.loads((folder / "meta.json").read_text())
+    sets = {}
+    for name in ("medium", "medium-replay"):
+        raw = (folder / f"{name}.npz").read_bytes()
+        if hashlib.sha256(raw).hexdigest() != meta["sha256"][name]:
+            raise ValueError(f"{name}.npz does not match the checksum in meta.json")
+        with np.load(io.BytesIO(raw)) as z:
+            sets[name] = dict(z)
+    return sets, meta
+
+
 def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print) -> tuple[dict, dict]:
-    """The cached datasets for ``spec``, generating (and caching) them the first time."""
+    """The cached datasets for ``spec``, generating (and caching) them the first time. A cached set
+    that does not match its recorded checksum (torn, altered) is said in one line and generated again."""
     folder = (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
     meta_path = folder / "meta.json"
     if meta_path.is_file():
-        sets = {}
-        for name in ("medium", "medium-replay"):
-            with np.load(folder / f"{name}.npz") as z:
-                sets[name] = dict(z)
-        return sets, json.loads(meta_path.read_text())
+        try:
+            return _read_cached(folder)
+        except Exception as exc:  # whatever is wrong with it, it is generated again, never used
+            log(f"cached data in {folder} do not load ({type(exc).__name__}: {exc}); generating them again")
     sets, meta = generate(spec, log=log)
     folder.mkdir(parents=True, exist_ok=True)
     for name, arrays in sets.items():
-        tmp = folder / f".{name}.part.npz"
+        tmp = folder / f".{name}.{os.getpid()}.part.npz"
         np.savez_compressed(tmp, **arrays)
         meta.setdefault("sha256", {})[name] = hashlib.sha256(tmp.read_bytes()).hexdigest()
         tmp.replace(folder / f"{name}.npz")
-    tmp = folder / ".meta.part"
+    tmp = folder / f".meta.{os.getpid()}.part"
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(meta_path)  # written last: a folder without it is an unfinished generation
     return sets, meta

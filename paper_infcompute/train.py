@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -164,18 +165,28 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
     return model.cpu(), metrics
 
 
+def checked_load(path: Path, **kw):
+    """``torch.load`` of tensors and plain data only, after checking every record of the archive
+    against the CRC-32 stored beside it (torch's own reader does not: a flipped byte would load)."""
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise zipfile.BadZipFile(f"record {bad} of {path} does not match its checksum")
+    return torch.load(path, weights_only=True, **kw)
+
+
 def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | None = None,
                progress=None) -> tuple[Decoder, dict]:
     """Train, or load the finished run with the same config hash (sweeps resume for free).
 
     Entries hold tensors and plain data only and are loaded with ``weights_only=True``, so a file
-    planted in a shared cache cannot run code; an entry that does not load is said in one line and
-    trained again. Each fill writes its own temporary file and renames it: concurrent fills of one
-    key leave one whole entry."""
+    planted in a shared cache cannot run code; an entry that does not load, or whose bytes no longer
+    match its checksums, is said in one line and trained again. Each fill writes its own temporary
+    file and renames it: concurrent fills of one key leave one whole entry."""
     path = Path(cache) / f"run-{cfg.key()}-{corpus.sha256[:12]}.pt"
     if path.is_file():
         try:
-            saved = torch.load(path, weights_only=True)
+            saved = checked_load(path)
             model = Decoder(cfg.model)
             model.load_state_dict(saved["state"])
             return model, {**saved["metrics"], "cached": True}
@@ -195,7 +206,38 @@ def pool_init(threads: int = 1) -> None:
 
 
 def synth_path(cache: Path, key: str) -> Path:
-    return Path(cache) / f"synth-{key}.npy"
+    return Path(cache) / f"synth-{key}.npz"
+
+
+def load_synth(cache: Path, key: str) -> np.ndarray | None:
+    """Teacher samples cached under ``key``, or None when there are none or they do not read whole
+    (said in one line). The archive's CRC-32s are checked on reading, and object arrays are refused."""
+    path = synth_path(cache, key)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            return archive["tokens"]
+    except Exception as exc:  # whatever is wrong with it, it is sampled again, never used
+        print(f"cache entry {path} does not load ({type(exc).__name__}); sampling it again", file=sys.stderr)
+        return None
+
+
+def save_synth(cache: Path, key: str, tokens: np.ndarray) -> None:
+    path = synth_path(cache, key)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, tokens=tokens)
+    tmp.replace(path)
+
+
+def _synth_of(cfg: RunConfig, cache: Path) -> np.ndarray | None:
+    if not cfg.synth_key:
+        return None
+    synth = load_synth(cache, cfg.synth_key)
+    if synth is None:
+        raise FileNotFoundError(f"teacher samples {synth_path(cache, cfg.synth_key)} are missing or damaged")
+    return synth
 
 
 def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
@@ -204,11 +246,10 @@ def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
     from paper_infcompute.corpus import load
 
     cfg, spec, cache = args
-    synth = np.load(synth_path(cache, cfg.synth_key)) if cfg.synth_key else None
-    _, metrics = cached_run(cfg, load(spec), Path(cache), synth)
+    _, metrics = cached_run(cfg, load(spec), Path(cache), _synth_of(cfg, Path(cache)))
     return metrics
 
 
 def load_model(cfg: RunConfig, corpus: Corpus, cache: Path) -> Decoder:
-    synth = np.load(synth_path(cache, cfg.synth_key)) if cfg.synth_key else None
+    synth = _synth_of(cfg, cache)
     return cached_run(cfg, corpus, cache, synth)[0]

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,9 @@ def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wr
     path = Path(cache) / f"lewm-{cfg.key(data_key)}.pt"
     if path.is_file():  # tensors and plain data only (never code); an entry that does not load is rebuilt
         try:
+            with zipfile.ZipFile(path) as archive:  # every record against its stored CRC-32 (torch does not check)
+                if archive.testzip() is not None:
+                    raise zipfile.BadZipFile(f"a record of {path} does not match its checksum")
             saved = torch.load(path, weights_only=True, map_location=cfg.device)
             model = LeWM(cfg.model).to(cfg.device)
             model.load_state_dict(saved["state"])

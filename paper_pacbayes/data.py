@@ -117,7 +117,7 @@ CIFAR = {
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 
 
-def _cifar_folder(name: str, path: str | os.PathLike | None, download: bool) -> Path:
+def cifar_dir(name: str, path: str | os.PathLike | None, download: bool) -> Path:
     spec = CIFAR[name]
     tried = []
 
@@ -165,7 +165,7 @@ def _cifar_folder(name: str, path: str | os.PathLike | None, download: bool) -> 
 def load_cifar(name: str, path: str | os.PathLike | None = None, download: bool = True):
     """(x_train uint8 [N, 3072] channel-major, y_train, x_test, y_test)."""
     spec = CIFAR[name]
-    folder = _cifar_folder(name, path, download)
+    folder = cifar_dir(name, path, download)
 
     def read(parts):
         xs, ys = [], []

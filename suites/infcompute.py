@@ -104,6 +104,7 @@ class InfComputeSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
+    expected_minutes = {"smoke": 1.0, "small": 12.5}  # 2 cores, fresh clone (README)
     claims = (
         Claim("standard.overfits", "standard_overfit_gap", "ge", _t(0.0, tiers=("small", "full")),
               unit="seed pairs", source=f"{PAPER}, Fig. 2", context="1.4B 3.764 vs 600M 3.750 nats per Llama-3 token",
@@ -356,15 +357,10 @@ class InfComputeSuite(Suite):
             def samples_from(cfgs):
                 key = hashlib.sha256(repr(([c.key() for c in cfgs], cfg.distill_tokens, seed,
                                            corpus.sha256)).encode()).hexdigest()[:20]
-                path = tr.synth_path(cache, key)
-                if not path.is_file():
+                if tr.load_synth(cache, key) is None:
                     models = [tr.load_model(c, corpus, cache).to(cfg.device) for c in cfgs]
-                    tokens = sample(models, cfg.distill_tokens, cfg.seq_len, unigram, seed=1000 * seed + 7,
-                                    device=cfg.device, progress=track)
-                    tmp = path.with_suffix(".part")
-                    with open(tmp, "wb") as fh:
-                        np.save(fh, tokens)
-                    tmp.replace(path)
+                    tr.save_synth(cache, key, sample(models, cfg.distill_tokens, cfg.seq_len, unigram,
+                                                     seed=1000 * seed + 7, device=cfg.device, progress=track))
                 return key
 
             ens_key, self_key = samples_from(teachers), samples_from(teachers[:1])

@@ -102,6 +102,7 @@ class LeWMSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
+    expected_minutes = {"smoke": 2.0, "small": 14.0}  # 2 cores, fresh clone (README)
     claims = (
         Claim("collapse_prevented", "collapse_test", "ge", _t(1.0), paper_value=1.0, rule="exact",
               source=f"{PAPER}, Sec. 3 (SIGReg is the only anti-collapse term)",
@@ -290,6 +291,8 @@ class LeWMSuite(Suite):
         """States, actions and rendered frames of every episode (training, then held out), cached."""
         import hashlib
         import json
+        import os
+        import sys
 
         import numpy as np
 
@@ -303,16 +306,19 @@ class LeWMSuite(Suite):
                 **({} if cfg.prerender else {"frames": False})}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         path = Path(cache) / f"{cfg.task}-{key}.npz"
-        if path.is_file():
-            with np.load(path) as z:
-                return dict(z), key
+        if path.is_file():  # read whole, so every array is checked against its stored CRC-32
+            try:
+                with np.load(path) as z:
+                    return dict(z), key
+            except Exception as exc:  # torn or altered: generated again, never used
+                print(f"cache entry {path} does not load ({type(exc).__name__}); generating it again", file=sys.stderr)
         data = generate(env, spec["episodes"], cfg.episode_steps, cfg.data_seed, cfg.policy_noise)
         if cfg.prerender:
             frames = [env.render(data["positions"][i:i + 20]) for i in track(range(0, spec["episodes"], 20),
                                                                               f"rendering {cfg.task} episodes")]
             data["frames"] = np.concatenate(frames)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(tmp, **data)
         tmp.replace(path)
         return data, key
