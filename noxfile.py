@@ -65,6 +65,11 @@ def _run_tier(session: nox.Session, tier: str) -> None:
     if not names:
         session.error("no suites are registered")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    reports = Path("results") / "reports" / f"{stamp}_{tier}"
+    # the plan first: each suite's expected minutes here and what it must make; the main job runs cheapest first
+    session.run("paperclub", "plan", *names, "--tier", tier, "--json", str(reports / "plan.json"), env=THREADS)
+    if not args:
+        names = [step["suite"] for step in json.loads((reports / "plan.json").read_text())["steps"]]
     run_dirs, failed = [], []
     for name in names:
         run_dir = Path("results") / "runs" / f"{stamp}_{name}_{tier}"
@@ -75,11 +80,11 @@ def _run_tier(session: nox.Session, tier: str) -> None:
         status = json.loads(summary.read_text())["status"] if summary.exists() else "error"
         if summary.exists():
             run_dirs.append(str(run_dir))
+            # rewritten after every suite: stopping the job early still leaves a report of what finished
+            session.run("paperclub", "report", *run_dirs, "--out", str(reports / "report"))
+            session.log(f"report of {len(run_dirs)} of {len(names)} suites: {reports / 'report'}.md")
         if status != "pass":
             failed.append(f"{name}: {status}")
-    reports = Path("results") / "reports" / f"{stamp}_{tier}"
-    if run_dirs:
-        session.run("paperclub", "report", *run_dirs, "--out", str(reports / "report"))
     regressions = _regressions(session, run_dirs, reports / "regressions.json") if run_dirs else []
     if failed:
         session.log("not every suite passed: " + "; ".join(failed))

@@ -131,6 +131,16 @@ class RunResult:
     units: dict[str, list[float]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """Something a suite makes once and caches before its runs can start (data, converted weights),
+    with whether it is already cached and about how many minutes it takes when it is not."""
+
+    what: str
+    cached: bool
+    minutes: float
+
+
 @dataclass
 class SuiteConfig:
     """Base for every suite's config. Subclasses add their own fields.
@@ -162,6 +172,9 @@ class Suite:
     default_seeds: ClassVar[dict[str, int]] = {"smoke": 1, "small": 3, "full": 3}
     description: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    # Minutes a run of each tier takes on 2 CPU cores once its preparation is cached (measured; the
+    # main job's plan prefers this machine class's own finished runs where there are any).
+    expected_minutes: ClassVar[dict[str, float]] = {}
 
     @classmethod
     def requirements(cls, tier: str) -> frozenset[str]:
@@ -172,6 +185,10 @@ class Suite:
 
     def figures(self, results: list[RunResult], cfg: Any, out_dir: Path) -> list[Path]:
         """Draw the headline figures from all seeds; return the PNG paths written."""
+        return []
+
+    def preparation(self, cfg: Any) -> list[Preparation]:
+        """What this config needs made (and cached) before it runs; cheap to call: it only looks."""
         return []
 
     def notes(self, cfg: Any, tier: str) -> list[str]:

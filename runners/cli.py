@@ -1,4 +1,4 @@
-"""paperclub command line: list, run, compare, accept, calibrate, history, publish, report, ui.
+"""paperclub command line: list, run, plan, compare, accept, calibrate, history, publish, report, ui.
 
 Exit codes: 0 all claims pass (or no regression), 1 a claim failed or a regression,
 2 harness error (bad input, crash), 3 only inconclusive/skipped, 130 interrupted.
@@ -7,6 +7,8 @@ Exit codes: 0 all claims pass (or no regression), 1 a claim failed or a regressi
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -143,6 +145,36 @@ def cmd_run(args) -> int:
     _print_summary(summary, out_dir)
     _publish(out_dir, publish)
     return _worst([summary["status"]])
+
+
+def cmd_plan(args) -> int:
+    from rich.table import Table
+
+    from runners import registry
+    from runners.plan import plan, to_json
+    from runners.rundir import hw_class
+
+    names = args.suites or sorted(n for n in registry.available() if args.tier in registry.load(n).tiers)
+    unknown = [n for n in names if n not in registry.available()]
+    if unknown:
+        raise HarnessError(f"unknown suite {unknown[0]!r}; known: {', '.join(sorted(registry.available()))}")
+    hw = hw_class()
+    steps = plan(names, args.tier, Path(args.runs), hw)
+    table = Table(title=f"plan: {args.tier} tier on {hw}, cheapest first")
+    for col in ("#", "suite", "run (min)", "from", "to make first", "starts after (min)"):
+        table.add_column(col, overflow="fold")
+    elapsed = 0.0
+    for i, st in enumerate(steps, 1):
+        made = "; ".join(f"{p.what}: " + ("cached" if p.cached else f"about {p.minutes:.0f} min")
+                         for p in st.preparation) or "-"
+        run = "skipped: " + "; ".join(st.unmet) if st.unmet else (f"{st.minutes:.1f}" if st.minutes is not None else "?")
+        table.add_row(str(i), st.suite, run, st.source, made, f"{elapsed:.0f}")
+        elapsed += st.total if math.isfinite(st.total) else 0.0
+    _console().print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_json(steps, args.tier, hw), indent=1))
+    return 0
 
 
 def cmd_publish(args) -> int:
@@ -386,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     his.add_argument("--hw-class", default=None, help="machine class (default: this machine's)")
     his.add_argument("--out", default=None, help="PNG path (default results/reports/history/...)")
     his.set_defaults(fn=cmd_history)
+    pl = sub.add_parser("plan", help="the main job's order: each suite's expected minutes and what it makes first")
+    pl.add_argument("suites", nargs="*", help="suites (default: every suite with the tier)")
+    pl.add_argument("--tier", default="small", help="smoke | small | full (default: small)")
+    pl.add_argument("--runs", default="results/runs", help="finished runs to take this machine's times from")
+    pl.add_argument("--json", default=None, help="also write the plan to this JSON file")
+    pl.set_defaults(fn=cmd_plan)
     pub = sub.add_parser("publish", help="log run dirs to MLflow (idempotent)")
     pub.add_argument("run_dirs", nargs="+")
     pub.set_defaults(fn=cmd_publish)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers
 from runners.jobs import JobPool, Task
 
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
@@ -29,6 +29,9 @@ _TRAIN_COST = {"distilled": 17.0, "dynamics": 16.2, "proposal": 13.5, "objective
 _EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
               "abl_single_step_proposal": 9.0, "dmpc_jump": 6.5, "abl_gaussian_proposal": 6.5, "altered_before": 6.0,
               "proposal": 0.5, "bc": 0.2}
+# minutes to make each robot's data on 2 cores (SAC to D4RL's medium level, then the rollouts; README;
+# Hopper took 29 minutes on one such machine and about 73 on another)
+_DATA_MINUTES = {"hopper": 73.0, "halfcheetah": 12.0, "walker2d": 25.0}
 # the models each agent plans with ("ensemble": all of its members)
 _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal",), "bc": ("bc",),
           "mbop": ("bc", "ensemble", "objective"), "dmpc_jump": ("proposal", "dynamics"),
@@ -269,6 +272,7 @@ class DMPCSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
+    expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
     claims = (
         Claim("multistep_pred_err_ratio", "pred_err_ratio_multi_over_single", "le", _t(1.0),
               source=f"{PAPER}, Sec. 4 (multi-step dynamics avoid compounding error)",
@@ -308,6 +312,23 @@ class DMPCSuite(Suite):
               source=f"{PAPER}, Sec. 5.2 (novel rewards at run time: hopper jump)",
               description="mean torso height with the height objective minus with the learned J, no retraining"),
     )
+
+    def preparation(self, cfg):
+        from paper_dmpc import data
+
+        if cfg.data_path:
+            return []
+        folder = data.cache_dir() / f"{cfg.env}-{self._data_spec(cfg).key()}"
+        return [Preparation(f"{data.ENV_IDS[cfg.env]} data (SAC to D4RL's medium level, rollouts)",
+                            (folder / "meta.json").is_file(), _DATA_MINUTES.get(cfg.env, 60.0))]
+
+    @staticmethod
+    def _data_spec(cfg):
+        from paper_dmpc import data
+
+        return data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
+                             learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
+                             medium_transitions=cfg.medium_transitions, target=cfg.target)
 
     def notes(self, cfg, tier):
         return [
@@ -350,10 +371,7 @@ class DMPCSuite(Suite):
             meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "sac_steps": None,
                     "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
         else:
-            spec = data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
-                                 learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
-                                 medium_transitions=cfg.medium_transitions, target=cfg.target)
-            sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
+            sets, meta = data.load_or_generate(self._data_spec(cfg), log=lambda msg: print(msg, flush=True))
             ds = sets[cfg.dataset]
         n_eps = len(data.episodes(ds))
         rng = np.random.default_rng(1000 + seed)

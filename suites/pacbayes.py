@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from paper_pacbayes.recipe import Recipe
-from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 
 PAPER_FMNIST_BOUND = 0.328  # Lotfi et al. 2022, FashionMNIST from scratch (data-independent prior)
@@ -102,6 +102,7 @@ class PacBayesSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 5, "full": 5}
+    expected_minutes = {"smoke": 0.5, "small": 4.0}  # 2 cores, fresh clone (README)
     claims = (
         Claim("poly.interpolates", "poly_train_rmse", "le", _t(1e-3), paper_value=0.0, source=f"{W25}, Fig. 1(a-c)",
               description="order-150 polynomial fits simple, structured and pure-noise data exactly"),
@@ -394,6 +395,13 @@ class PacBayesSuite(Suite):
             finish(fig, ax, ax2, locs, "width-compressibility.png")
         return out.paths
 
+    def preparation(self, cfg):
+        from paper_pacbayes import data
+
+        needed = {cfg.gp.dataset, cfg.bound.dataset} - {"digits"}  # digits ship with scikit-learn
+        return [Preparation(f"{name} data", _present(data, name, cfg.data_dir or None), 1.0 if name == "fmnist" else 3.0)
+                for name in sorted(needed)]
+
     def notes(self, cfg, tier):
         b = cfg.bound
         out = [
@@ -411,3 +419,12 @@ class PacBayesSuite(Suite):
         if b.dataset == "digits":
             out.append("smoke tier: sklearn digits (n=1,347) stand in for FashionMNIST; bounds are loose by design.")
         return out
+
+
+def _present(data, name: str, path) -> bool:
+    """Whether ``name``'s files are found without downloading them."""
+    try:
+        data.fmnist_dir(path, download=False) if name == "fmnist" else data.cifar_dir(name, path, download=False)
+    except (data.DataNotFound, OSError):
+        return False
+    return True

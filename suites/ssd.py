@@ -17,12 +17,13 @@ batches 1-16; vLLM's draft-model speculative decoding as the peer baseline (skip
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from runners.api import Claim, Invariant, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, Invariant, Preparation, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 from runners.rundir import cache_root
 
@@ -96,6 +97,7 @@ class SSDSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
+    expected_minutes = {"smoke": 0.5, "small": 11.0}  # 2 cores, once the models are converted (README)
     claims = (
         Claim("greedy_exact_match", "greedy_exact_match", "ge", _t(1.0, tiers=("smoke", "small", "full")),
               paper_value=1.0, source=f"{PAPER}, Sec. 3 (lossless); the authors' reference logs",
@@ -147,6 +149,17 @@ class SSDSuite(Suite):
                   source="the top-(F+1) candidate sets nest, so the miss rate cannot rise with F and the "
                          "least-squares slope of log miss on log F cannot be positive"),
     )
+
+    def preparation(self, cfg):
+        from paper_ssd import models
+
+        if cfg.pair not in models.PAIRS:
+            return []
+        cache = cache_root(cfg.cache_dir) / "ssd"
+        given = {0: cfg.target_path, 1: cfg.draft_path}
+        return [Preparation(f"{m.name} weights (assembled and converted)",
+                            bool(given[i]) or (cache / "hf" / m.name / "config.json").is_file(), 1.0)
+                for i, m in enumerate(models.PAIRS[cfg.pair])]
 
     def notes(self, cfg, tier):
         batch_note = (f"Batches of {cfg.batch_sizes} (prompts of different lengths decoded together; rolled-back "
@@ -382,10 +395,14 @@ class SSDSuite(Suite):
             run = tr.RunConfig(model=ModelConfig(d_model=d, n_layers=layers, n_heads=max(2, d // 16), seq_len=seq_len),
                                corpus=text_spec(cfg), epochs=cfg.train_epochs, batch_size=32, weight_decay=0.1)
             path = Path(cache) / f"tiny-{run.key()}.pt"
-            if not path.is_file():
-                model, _ = tr.cached_run(run, text, cache)
-                save_tiny(model, path)
-            specs.append(TinySpec(str(path), Decoder, ModelConfig))
+            spec = TinySpec(str(path), Decoder, ModelConfig)
+            try:
+                spec.session()
+            except Exception as exc:  # missing, torn, altered or planted: trained (or taken from its run) again
+                if path.is_file():
+                    print(f"cache entry {path} does not load ({type(exc).__name__}); saving it again", file=sys.stderr)
+                save_tiny(tr.cached_run(run, text, cache)[0], path)
+            specs.append(spec)
         return specs[0], specs[1]
 
     @staticmethod
