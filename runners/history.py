@@ -41,9 +41,13 @@ class History:
 
 
 def parent_runs(uri: str, suite: str, tier: str, hw: str) -> list[dict]:
-    """Every completely published parent run of ``suite`` at ``tier`` on ``hw``, oldest first."""
-    from runners.tracking import STATE_TAG, _client, experiment_name
+    """Every completely published parent run of ``suite`` at ``tier`` on ``hw``, oldest first
+    (none where a local store does not exist yet: reading never creates one)."""
+    from runners.tracking import STATE_TAG, _client, _sqlite_path, experiment_name
 
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        return []
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment_name(suite))
     if exp is None:

@@ -54,3 +54,10 @@ def test_history_command_on_published_runs(harness_env, capsys):
     assert main(["report", "c"]) == 0  # the report draws the same history beside itself
     md = (harness_env / "c" / "report.md").read_text()
     assert "### History" in md and (harness_env / "c" / "report_history_toy_smoke.png").stat().st_size > 0
+
+
+def test_history_never_creates_a_store(harness_env, monkeypatch, capsys):
+    db = harness_env / "absent" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert main(["history", "toy", "--tier", "smoke"]) == 3
+    assert "no published toy runs" in capsys.readouterr().out and not db.exists() and not db.parent.exists()
