@@ -4,11 +4,17 @@ local data": no pip package ships D4RL's files, and a model or dataset hub is no
 D4RL's recipe (Fu et al. 2020): train SAC, stop it early at about a third of expert performance
 ("medium"), roll that stochastic policy out for the ``medium`` set, and keep the replay buffer up to the
 stopping point as ``medium-replay``. Here SAC is sbx's (JAX) with the standard settings (lr 3e-4, batch
-256, gamma 0.99, automatic entropy, 256 x 256 networks, 10k random warm-up steps); the deterministic
-policy is evaluated every ``eval_every`` steps and training stops at the first evaluation whose
-D4RL-normalised return reaches the medium target. Every set has D4RL's keys (observations, actions,
-rewards, next_observations, terminals, timeouts) and is cached with its metadata (versions, seed, the
-stopping step, the evaluation curve, the data's own normalised return).
+256, gamma 0.99, automatic entropy, 256 x 256 networks, 10k random warm-up steps) in D4RL's own
+training loop (rlkit's: ``update_every`` = 1000 environment steps, then as many gradient steps, one
+jitted call); the deterministic policy is evaluated every ``eval_every`` steps and training stops at
+the first evaluation whose D4RL-normalised return reaches the medium target. Every set has D4RL's keys
+(observations, actions, rewards, next_observations, terminals, timeouts) and is cached with its
+metadata (versions, seed, the stopping step, the evaluation curve, the data's own normalised return,
+the machine that made them).
+
+The same spec makes the same bytes on CPUs with and without AVX-512: generation runs in a child
+process whose kernels are capped at AVX2 (XLA's code generation and oneDNN's dispatch, which
+otherwise follow the CPU and change the numerics, and with them the whole learning curve).
 
 Normalisation uses D4RL's reference returns (``d4rl/infos.py``; the same for v0-v2): score =
 100 (return - random) / (expert - random). On v5 dynamics it is approximate: report it as
@@ -21,6 +27,10 @@ import hashlib
 import io
 import json
 import os
+import platform
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +69,7 @@ class DataSpec:
     target: float = float("nan")  # normalised return to stop at; nan: MEDIUM_TARGET[env]
     medium_transitions: int = 200_000
     rollout_envs: int = 16
+    update_every: int = 1000  # environment steps between training phases of as many gradient steps
 
     def __post_init__(self):
         if self.env not in ENV_IDS:
@@ -69,7 +80,7 @@ class DataSpec:
         return MEDIUM_TARGET[self.env] if np.isnan(self.target) else self.target
 
     def key(self) -> str:
-        spec = {**asdict(self), "target": self.stop_at, "env_id": ENV_IDS[self.env], "format": 1}
+        spec = {**asdict(self), "target": self.stop_at, "env_id": ENV_IDS[self.env], "format": 2}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -97,6 +108,7 @@ def _sac(spec: DataSpec, env):
 
     return SAC("MlpPolicy", env, learning_rate=3e-4, buffer_size=max(spec.max_sac_steps, 1), batch_size=256,
                gamma=0.99, tau=0.005, learning_starts=spec.learning_starts, ent_coef="auto",
+               train_freq=spec.update_every, gradient_steps=spec.update_every,
                policy_kwargs={"net_arch": [256, 256]}, seed=spec.seed, verbose=0)
 
 
@@ -146,6 +158,7 @@ def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: in
 def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """Train SAC to the medium target; return ({"medium": ..., "medium-replay": ...}, metadata)."""
     import gymnasium
+    import jax
     import mujoco
     import sbx
     from stable_baselines3.common.callbacks import BaseCallback
@@ -190,7 +203,9 @@ def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, d
             "medium_episode_return_normalized": float(np.mean(normalized_score(spec.env, med_returns)))
             if med_returns else float("nan"),
             "medium_episodes": len(med_returns), "replay_transitions": int(n),
-            "versions": {"gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "sbx": sbx.__version__},
+            "versions": {"gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "sbx": sbx.__version__,
+                         "jax": jax.__version__},
+            "generated_on": {"cpu": cpu_model(), "kernels": pinned_isa() or "as the CPU allows"},
             "seconds": {"sac": round(t_sac, 1), "medium_rollout": round(time.perf_counter() - t0 - t_sac, 1)}}
     return {"medium": medium, "medium-replay": replay}, meta
 
@@ -208,27 +223,83 @@ def _read_cached(folder: Path) -> tuple[dict, dict]:
     return sets, meta
 
 
-def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print) -> tuple[dict, dict]:
-    """The cached datasets for ``spec``, generating (and caching) them the first time. A cached set
-    that does not match its recorded checksum (torn, altered) is said in one line and generated again."""
-    folder = (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
-    meta_path = folder / "meta.json"
-    if meta_path.is_file():
-        try:
-            return _read_cached(folder)
-        except Exception as exc:  # whatever is wrong with it, it is generated again, never used
-            log(f"cached data in {folder} do not load ({type(exc).__name__}: {exc}); generating them again")
-    sets, meta = generate(spec, log=log)
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def pinned_isa() -> dict[str, str]:
+    """Environment variables that cap JAX's CPU kernels at AVX2 (x86-64 only; elsewhere nothing)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return {}
+    return {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
+
+
+def generate_isolated(spec: DataSpec, folder: Path, log=print, env: dict | None = None) -> None:
+    """``generate`` in a child process with the kernels pinned (``pinned_isa``), writing ``folder``;
+    its progress lines go to ``log``. ``env``: the child's environment before pinning (default ours)."""
+    child = dict(os.environ if env is None else env)
+    for key, value in pinned_isa().items():
+        child[key] = f"{child[key]} {value}" if key == "XLA_FLAGS" and child.get(key) else value
+    cmd = [sys.executable, "-m", "paper_dmpc.data", json.dumps(asdict(spec)), str(folder)]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=child, stdout=subprocess.PIPE, stderr=err, text=True)
+        for line in proc.stdout:
+            log(line.rstrip("\n"))
+        if proc.wait() != 0:
+            err.seek(0)
+            last = [ln for ln in err.read().splitlines() if ln.strip()][-1:] or ["no message"]
+            raise RuntimeError(f"{spec.env} data generation failed (exit {proc.returncode}): {last[0]}")
+
+
+def content_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a set's arrays (names, dtypes, shapes, bytes): equal data, equal digest, whichever
+    machine or day wrote the file (an npz's own bytes carry its write time)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_sets(folder: Path, sets: dict, meta: dict) -> None:
+    """Each set as an npz with the SHA-256 of its file (checked on every load) and of its content (the
+    data's identity) in ``meta.json``, which is written last: a folder without it is an unfinished
+    generation. Every file goes to its own temporary name first."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, arrays in sets.items():
         tmp = folder / f".{name}.{os.getpid()}.part.npz"
         np.savez_compressed(tmp, **arrays)
         meta.setdefault("sha256", {})[name] = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        meta.setdefault("content_sha256", {})[name] = content_sha256(arrays)
         tmp.replace(folder / f"{name}.npz")
     tmp = folder / f".meta.{os.getpid()}.part"
     tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(meta_path)  # written last: a folder without it is an unfinished generation
-    return sets, meta
+    tmp.replace(folder / "meta.json")
+
+
+def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print, isolated: bool = True) -> tuple[dict, dict]:
+    """The cached datasets for ``spec``, generating (and caching) them the first time, in a pinned child
+    process (``isolated``) or in this one. A cached set that does not match its recorded checksum (torn,
+    altered) is said in one line and generated again."""
+    folder = (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
+    if (folder / "meta.json").is_file():
+        try:
+            return _read_cached(folder)
+        except Exception as exc:  # whatever is wrong with it, it is generated again, never used
+            log(f"cached data in {folder} do not load ({type(exc).__name__}: {exc}); generating them again")
+    if isolated:
+        generate_isolated(spec, folder, log)
+    else:
+        write_sets(folder, *generate(spec, log=log))
+    return _read_cached(folder)
 
 
 def load_path(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -296,3 +367,7 @@ def split_episodes(data: dict[str, np.ndarray], held: set[int]) -> tuple[dict[st
     part = lambda which: {k: np.concatenate([v[e] for i, e in enumerate(eps) if (i in held) == which])  # noqa: E731
                           for k, v in data.items()}
     return part(False), part(True)
+
+
+if __name__ == "__main__":  # the child of generate_isolated: python -m paper_dmpc.data SPEC_JSON FOLDER
+    write_sets(Path(sys.argv[2]), *generate(DataSpec(**json.loads(sys.argv[1])), log=lambda m: print(m, flush=True)))

@@ -119,6 +119,8 @@ class RunResult:
     info: free-form, JSON-serialisable facts about the seed (sizes, timings breakdown).
     units: metric -> one value per unit (prompt, episode, ...) for claims whose unit is not seeds.
     inconclusive: metrics the suite itself cannot vouch for this time, with the reason.
+    inputs: name -> checksum of what the numbers are conditional on besides code and config (a
+      generated dataset); ``compare`` treats a run on other inputs as another experiment.
     """
 
     metrics: dict[str, float]
@@ -129,6 +131,7 @@ class RunResult:
     # more than the gap it would be used to claim); claims on it become "inconclusive".
     inconclusive: dict[str, str] = field(default_factory=dict)
     units: dict[str, list[float]] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,14 @@ class Suite:
         """Draw the headline figures from all seeds; return the PNG paths written."""
         return []
 
-    def preparation(self, cfg: Any) -> list[Preparation]:
-        """What this config needs made (and cached) before it runs; cheap to call: it only looks."""
+    def preparation(self, cfg: Any, seeds: list[int]) -> list[Preparation]:
+        """What this config needs made (and cached) before ``seeds`` run; cheap to call: it only looks."""
         return []
+
+    def seed_unit(self, cfg: Any) -> str:
+        """What one seed is, as claims over seeds name it: "seeds", or e.g. "datasets" where each seed
+        makes its own data (an interval over them is then over datasets)."""
+        return "seeds"
 
     def notes(self, cfg: Any, tier: str) -> list[str]:
         """Plain sentences for the report: what was scaled down and how, at this tier."""

@@ -20,6 +20,11 @@ tolerance replaces both the relative tolerance and the Welch test: beyond it is 
 an improvement. It holds only on the CPU it was calibrated on (model name and numerically relevant
 instruction-set extensions); elsewhere the relative tolerance is used, and the verdict says so.
 A claim that passed in the baseline and fails now is a regression whatever its metric did.
+
+A run on other inputs than the baseline's (``RunResult.inputs``: a generated dataset with another
+checksum, made on another machine or by other code) is another experiment: every verdict is
+``inconclusive``, said plainly, unless the baseline's tolerances were calibrated over runs whose
+inputs differed, so that they cover that variation.
 """
 
 from __future__ import annotations
@@ -89,7 +94,7 @@ def accept(summary: dict, run_dir: Path, path: Path | None = None, force: bool =
         "tier": summary["tier"], "hw_class": summary["hw_class"],
         "claims": {c["id"]: {"metric": c["metric"], "op": c["op"], "version": c.get("version", 1),
                              "status": c["status"]} for c in summary["claims"]},
-        "samples": summary["samples"],
+        "samples": summary["samples"], "inputs": summary.get("inputs", {}),
         "summary": {k: _stats(v) for k, v in summary["samples"].items()},
         "env": summary["env"], "accepted_at": utc_now(), "accepted_from": summary["run_uid"],
     })
@@ -134,8 +139,10 @@ def calibrate(summaries: list[dict], path: Path) -> Path:
     if key != tuple(base[k] for k in ("suite", "tier", "hw_class", "suite_version")):
         raise HarnessError(f"calibration runs are {key}, the baseline {path} is for another suite, tier, class "
                            "or version")
+    varied = len({json.dumps(s.get("inputs", {}), sort_keys=True) for s in summaries}) > 1
     base.update(tolerances=tolerances, calibrated_from=[s["run_uid"] for s in summaries],
-                calibrated_sha=summaries[0]["env"]["git_sha"], calibrated_at=utc_now())
+                calibrated_sha=summaries[0]["env"]["git_sha"], calibrated_at=utc_now(),
+                calibrated_over_inputs=varied)
     atomic_write_json(path, base)
     return path
 
@@ -166,6 +173,22 @@ def _claim_regressions(summary: dict, base: dict) -> list[dict]:
     return rows
 
 
+def _other_inputs(summary: dict, base: dict, covered: bool) -> list[str]:
+    """Why a run on other inputs (a dataset with another checksum) is another experiment, not a regression;
+    nothing where the inputs agree, or where they are ``covered``: the tolerances in use were calibrated
+    over runs whose inputs differed."""
+    ours, theirs = summary.get("inputs", {}), base.get("inputs", {})
+    if ours == theirs or covered:
+        return []
+    differ = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+    shown = "; ".join(f"{k}: run {_short(ours.get(k))}, baseline {_short(theirs.get(k))}" for k in differ)
+    return [f"run on other inputs ({shown}): a different experiment, not comparable with this baseline"]
+
+
+def _short(values: list | None) -> str:
+    return "none" if not values else ",".join(str(v)[:12] for v in values)
+
+
 def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
     """Verdict rows for every metric in either side; ``claims`` are the suite's Claim objects."""
     problems = []
@@ -179,6 +202,7 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
         calibrated = {}
         notes.append(f"tolerances were calibrated on another CPU ({cpu[1][0]}, {cpu[1][1]}; this run: {cpu[0][0]}, "
                      f"{cpu[0][1]}): the relative tolerance and Welch's test are used instead")
+    problems += _other_inputs(summary, base, covered=bool(calibrated) and base.get("calibrated_over_inputs", False))
     for c in claims or []:
         direction[c.metric] = c.higher_is_better
         tol[c.metric] = c.regression_tol

@@ -71,7 +71,7 @@ def step_for(name: str, tier: str, hw: str, runs: Path) -> Step:
     if got is None and tier in cls.expected_minutes:
         got = (cls.expected_minutes[tier], "the suite's estimate (2 cores)")
     minutes, source = got if got else (None, "no estimate")
-    return Step(name, minutes, source, cls().preparation(cfg))
+    return Step(name, minutes, source, cls().preparation(cfg, list(range(cls.default_seeds.get(tier, 1)))))
 
 
 def plan(names: list[str], tier: str, runs: Path, hw: str) -> list[Step]:

@@ -203,6 +203,8 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
         samples, labels = claim_samples(c, results, summary["seeds_done"])
         row = evaluate(c, samples, tier, [r.inconclusive[c.metric] for r in results if c.metric in r.inconclusive],
                        labels)
+        if c.unit == "seeds":
+            row["unit"] = suite.seed_unit(cfg)
         unmet_here = unmet_requirements(frozenset(c.requires), device) if tier in c.threshold else []
         if unmet_here:
             row.update(status="skipped", reason="requirement unmet: " + "; ".join(unmet_here))
@@ -217,6 +219,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
         summary["samples"] = {k: [_jsonable(r.metrics.get(k)) for r in results] for k in names}
         summary["unit_samples"] = {k: [_clean(r.units.get(k)) for r in results]
                                    for k in sorted({k for r in results for k in r.units})}
+        summary["inputs"] = {k: [r.inputs.get(k) for r in results] for k in sorted({k for r in results for k in r.inputs})}
         summary["invariants"] = invariant_rows()
         summary["metrics"] = {}
         for k, vals in summary["samples"].items():
@@ -268,7 +271,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
                         "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
                         "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
                         "artifacts": result.artifacts, "info": result.info, "inconclusive": result.inconclusive,
-                        "units": result.units}))
+                        "units": result.units, "inputs": result.inputs}))
                 except (TypeError, ValueError) as exc:
                     events.emit("seed_error", seed=seed, error=repr(exc))
                     status, reason = "error", f"seed {seed} returned results that are not JSON: {exc}"

@@ -156,6 +156,7 @@ def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
     tags.update({f"claim.{c['id']}": c["status"] for c in summary["claims"]})
     tags.update({f"claim.{c['id']}.n": n_label(c) for c in summary["claims"]})
     tags.update({f"invariant.{i['id']}": i["status"] for i in summary.get("invariants", [])})
+    tags.update({f"input.{k}": ",".join(str(v)[:12] for v in vs)[:MAX_PARAM_LEN] for k, vs in summary.get("inputs", {}).items()})
     parent = client.create_run(exp_id, run_name=f"{summary['suite']}-{summary['tier']}-{summary['started_at']}",
                                tags=tags, start_time=ts)
     pid = parent.info.run_id
@@ -177,7 +178,8 @@ def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
         rec = json.loads(seed_file.read_text())
         child = client.create_run(exp_id, run_name=f"seed {seed}", start_time=ts, tags={
             "mlflow.parentRunId": pid, UID_TAG: uid, "suite": summary["suite"], "tier": summary["tier"],
-            "hw_class": summary["hw_class"], "seed": str(seed)})
+            "hw_class": summary["hw_class"], "seed": str(seed),
+            **{f"input.{k}": str(v) for k, v in rec.get("inputs", {}).items()}})
         cid = child.info.run_id
         client.log_batch(cid, params=[Param("seed", str(seed))])
         items = [Metric(k, float(v), ts, 0) for k, v in rec["metrics"].items()]

@@ -40,6 +40,19 @@ _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal"
           "abl_single_step_dynamics": ("proposal", "dynamics_1step", "objective"), "distilled": ("distilled",)}
 
 
+class DataBelowTarget(RuntimeError):
+    """The generated data's policy never reached the level the data are named after."""
+
+
+def _below_target(spec, meta: dict) -> str:
+    curve = meta["eval_curve"]
+    best = max((p["normalized_return"] for p in curve), default=float("nan"))
+    return (f"{meta['env_id']} data are not medium: SAC stopped at {meta['sac_steps']} steps with its best evaluation "
+            f"at {best:.1f}, below D4RL's medium level {spec.stop_at:g}; give SAC more steps (max_sac_steps="
+            f"{2 * spec.max_sac_steps}) or another data seed (data_seed={spec.seed + 1}), or use them anyway "
+            f"with require_target=false (the report then says so)")
+
+
 def _set_threads(n: int) -> None:
     import torch
 
@@ -187,13 +200,18 @@ class DMPCConfig(SuiteConfig):
     env: str = "hopper"  # hopper | halfcheetah | walker2d
     dataset: str = "medium-replay"  # medium | medium-replay
     data_path: str = ""  # a D4RL .hdf5, a Minari dataset folder or an .npz: used instead of generated data
-    # data generation (SAC to D4RL's medium level; cached, shared by every seed)
+    # data generation (SAC to D4RL's medium level; cached): seed s uses its own dataset, made by SAC seed
+    # data_seed + s, so that claims are over independently generated datasets (data_per_seed=false: one
+    # dataset, data_seed's, for every seed)
     data_seed: int = 0
+    data_per_seed: bool = True
+    update_every: int = 1000  # D4RL's (rlkit's) loop: this many environment steps, then as many gradient steps
     max_sac_steps: int = 400_000
     learning_starts: int = 10_000
     sac_eval_every: int = 5_000
     medium_transitions: int = 200_000
     target: float = float("nan")  # normalised return that stops SAC; nan: D4RL's medium level
+    require_target: bool = True  # data whose SAC stopped below the target are not used (not "medium")
     heldout_fraction: float = 0.1  # episodes kept out of training for the prediction-error curve
     # models
     horizon: int = 16  # F
@@ -250,16 +268,16 @@ _t = partial(at_tiers, tiers=("small", "full"))
 
 class DMPCSuite(Suite):
     name = "dmpc"
-    version = 1
+    version = 2  # 2: each seed its own dataset, made in D4RL's training loop with pinned kernels
     config = DMPCConfig
     paper = PAPER
     description = "Diffusion MPC: multi-step diffusion proposal + dynamics, sample-score-rank, vs MBOP"
     requires = frozenset({"gymnasium", "mujoco", "sbx"})
     tiers = {
         # plumbing: seconds of SAC, a few training steps, one short episode; no score claims
-        "smoke": ["max_sac_steps=1500", "learning_starts=500", "sac_eval_every=500", "target=1e9",
-                  "medium_transitions=3000", "horizon=4", "hidden=64", "layers=2", "diffusion_steps=20",
-                  "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64", "samples=8", "replan=2",
+        "smoke": ["max_sac_steps=1500", "learning_starts=500", "sac_eval_every=500", "update_every=500",
+                  "target=1e9", "require_target=false", "medium_transitions=3000", "horizon=4", "hidden=64",
+                  "layers=2", "diffusion_steps=20", "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64", "samples=8", "replan=2",
                   "episodes=2", "max_steps=30", "members=2", "pred_chunks=32", "play_episodes=4",
                   "finetune_steps=10", "distill_episodes=2", "distill_steps=10"],
         # Hopper medium-replay: residual MLP denoisers (3 x 384), F = 16, 3000 steps per model, N = 64, replanning
@@ -313,29 +331,43 @@ class DMPCSuite(Suite):
               description="mean torso height with the height objective minus with the learned J, no retraining"),
     )
 
-    def preparation(self, cfg):
+    def preparation(self, cfg, seeds):
         from paper_dmpc import data
 
         if cfg.data_path:
             return []
-        folder = data.cache_dir() / f"{cfg.env}-{self._data_spec(cfg).key()}"
-        return [Preparation(f"{data.ENV_IDS[cfg.env]} data (SAC to D4RL's medium level, rollouts)",
-                            (folder / "meta.json").is_file(), _DATA_MINUTES.get(cfg.env, 60.0))]
+        specs = {self._data_spec(cfg, s) for s in seeds}
+        return [Preparation(f"{data.ENV_IDS[cfg.env]} data, SAC seed {spec.seed} (SAC to D4RL's medium level)",
+                            (data.cache_dir() / f"{cfg.env}-{spec.key()}" / "meta.json").is_file(),
+                            _DATA_MINUTES.get(cfg.env, 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
+
+    def seed_unit(self, cfg):
+        return "datasets" if self._own_data(cfg) else "seeds"
 
     @staticmethod
-    def _data_spec(cfg):
+    def _own_data(cfg) -> bool:
+        """Whether each seed makes its own dataset (so that seeds are datasets)."""
+        return cfg.data_per_seed and not cfg.data_path
+
+    @classmethod
+    def _data_spec(cls, cfg, seed: int):
         from paper_dmpc import data
 
-        return data.DataSpec(env=cfg.env, seed=cfg.data_seed, max_sac_steps=cfg.max_sac_steps,
-                             learning_starts=cfg.learning_starts, eval_every=cfg.sac_eval_every,
-                             medium_transitions=cfg.medium_transitions, target=cfg.target)
+        return data.DataSpec(env=cfg.env, seed=cfg.data_seed + seed * cls._own_data(cfg),
+                             max_sac_steps=cfg.max_sac_steps, learning_starts=cfg.learning_starts,
+                             eval_every=cfg.sac_eval_every, medium_transitions=cfg.medium_transitions,
+                             target=cfg.target, update_every=cfg.update_every)
 
     def notes(self, cfg, tier):
         return [
-            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), SAC (sbx) stopped at D4RL's medium level; "
+            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), SAC (sbx) in D4RL's loop ({cfg.update_every} "
+            "environment steps, then as many gradient steps) stopped at D4RL's medium level; "
             f"medium = {cfg.medium_transitions} transitions of that stochastic policy, medium-replay = its replay "
             "buffer to the stop. Scores are D4RL-normalised with D4RL's reference returns, approximately "
-            "(v5 dynamics differ slightly from D4RL's).",
+            "(v5 dynamics differ slightly from D4RL's). "
+            + (f"Each seed has its own dataset (SAC seed {cfg.data_seed} + seed): the claims' intervals are over "
+               "independently generated datasets, each with its own model initialisation."
+               if self._own_data(cfg) else "Every seed uses one dataset."),
             f"Models: {cfg.denoiser} denoisers ({cfg.layers} x {cfg.hidden}, residual; the paper: transformers of width "
             f"256, 5 layers), F = {cfg.horizon} (the paper: likely 32), cosine schedule with {cfg.diffusion_steps} steps, "
             f"{cfg.prediction}-prediction (the paper's reimplementations: epsilon, with which our MLP dynamics' first "
@@ -371,8 +403,12 @@ class DMPCSuite(Suite):
             meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "sac_steps": None,
                     "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
         else:
-            sets, meta = data.load_or_generate(self._data_spec(cfg), log=lambda msg: print(msg, flush=True))
+            spec = self._data_spec(cfg, seed)
+            sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
+            if cfg.require_target and not meta["target_reached"]:
+                raise DataBelowTarget(_below_target(spec, meta))
             ds = sets[cfg.dataset]
+        digest = data.content_sha256(ds)  # the data's identity: compare tells runs on other data apart
         n_eps = len(data.episodes(ds))
         rng = np.random.default_rng(1000 + seed)
         held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
@@ -447,8 +483,10 @@ class DMPCSuite(Suite):
         # where the time goes: each job's start (seconds after the graph started) and duration in its worker
         jobs = {name: {"start": round(out[-2] - t_wall, 1), "seconds": round(out[-1], 1)} for name, out in done.items()}
         metrics: dict[str, float] = {}
-        info: dict = {"data": {k: meta[k] for k in ("label", "env_id", "sac_steps", "target_reached",
-                                                     "medium_episode_return_normalized", "replay_transitions")},
+        info: dict = {"data": {**{k: meta.get(k) for k in ("label", "env_id", "sac_steps", "target", "target_reached",
+                                                            "medium_episode_return_normalized", "replay_transitions",
+                                                            "generated_on")},
+                               "data_seed": meta.get("spec", {}).get("seed"), "content_sha256": digest},
                       "chunks": len(chunks), "workers": cfg.workers, "jobs": jobs}
 
         # offline prediction error against the horizon, held-out episodes
@@ -522,7 +560,23 @@ class DMPCSuite(Suite):
         for name, ls in losses.items():
             stride = max(1, len(ls) // 100)
             series[f"train_loss_{name}"] = [(i, ls[i]) for i in range(0, len(ls), stride)]
-        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive)
+        for why in self._data_doubts(cfg, meta):
+            inconclusive.update({c.metric: why for c in self.claims if c.metric not in inconclusive})
+        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive,
+                         inputs={"dataset": digest})
+
+    def _data_doubts(self, cfg, meta: dict) -> list[str]:
+        """Why this seed's data cannot carry the paper's claims: below the level they are named after,
+        or one dataset shared by every seed where the claims are over generated datasets."""
+        if cfg.data_path:
+            return []
+        doubts = []
+        if not meta["target_reached"]:
+            doubts.append(f"the data's SAC stopped below D4RL's medium level ({meta['target']:g}; require_target=false)")
+        if not cfg.data_per_seed:
+            doubts.append("every seed used one generated dataset (data_per_seed=false): D-MPC's claims are over "
+                          "independently generated datasets")
+        return doubts
 
     def figures(self, results, cfg, out_dir):
         import numpy as np

@@ -395,7 +395,7 @@ class PacBayesSuite(Suite):
             finish(fig, ax, ax2, locs, "width-compressibility.png")
         return out.paths
 
-    def preparation(self, cfg):
+    def preparation(self, cfg, seeds):
         from paper_pacbayes import data
 
         needed = {cfg.gp.dataset, cfg.bound.dataset} - {"digits"}  # digits ship with scikit-learn

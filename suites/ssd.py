@@ -150,7 +150,7 @@ class SSDSuite(Suite):
                          "least-squares slope of log miss on log F cannot be positive"),
     )
 
-    def preparation(self, cfg):
+    def preparation(self, cfg, seeds):
         from paper_ssd import models
 
         if cfg.pair not in models.PAIRS:

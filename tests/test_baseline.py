@@ -136,3 +136,34 @@ def test_a_metric_never_finite_on_either_side_decides_nothing():
     assert verdicts(result) == {"accuracy": "ok", "error": "info"} and result["verdict"] == "ok"
     s, b = summaries({"accuracy": [0.9, 0.9], "error": [None]}, {"accuracy": [0.9, 0.9], "error": [0.1]})
     assert compare(s, b, CLAIMS)["verdict"] == "inconclusive"  # measured before, not now
+
+
+def test_a_run_on_other_data_is_another_experiment_unless_the_tolerances_cover_it():
+    s, b = summaries({"accuracy": [0.5, 0.5]}, {"accuracy": [0.9, 0.9]}, inputs={"dataset": ["aa11", "bb22"]})
+    b["inputs"] = {"dataset": ["aa11", "cc33"]}
+    result = compare(s, b, CLAIMS)
+    assert result["verdict"] == "inconclusive" and set(verdicts(result).values()) == {"inconclusive"}
+    assert "run on other inputs (dataset: run aa11,bb22, baseline aa11,cc33)" in result["problems"][0]
+    b["inputs"] = {"dataset": ["aa11", "bb22"]}  # the same data: judged as usual
+    assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "regression"
+    b["inputs"] = {"dataset": ["aa11", "cc33"]}
+    b.update(tolerances={"accuracy": {"abs": 0.01, "runs": 3, "level": 0.99}}, calibrated_over_inputs=True)
+    assert verdicts(compare(s, b, CLAIMS))["accuracy"] == "regression"  # calibrated across datasets: covered
+    b["env"], s["env"] = {"cpu_model": "A"}, {"cpu_model": "B"}  # ...but only on the CPU it was calibrated on
+    assert compare(s, b, CLAIMS)["verdict"] == "inconclusive"
+
+
+def test_calibration_says_whether_its_runs_had_different_inputs(tmp_path):
+    import json
+
+    from runners.baseline import calibrate
+
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"schema_version": 1, "suite": "s", "suite_version": 1, "tier": "small",
+                                "hw_class": "cpu-2c", "claims": {}, "samples": {}, "summary": {}, "env": {},
+                                "accepted_at": "x", "accepted_from": "y"}))
+    same = [run_summary(str(i), {"accuracy": 0.9 + i / 100}, inputs={"dataset": ["d0"]}) for i in range(3)]
+    calibrate(same, path)
+    assert json.loads(path.read_text())["calibrated_over_inputs"] is False
+    calibrate([dict(r, inputs={"dataset": [f"d{i}"]}) for i, r in enumerate(same)], path)
+    assert json.loads(path.read_text())["calibrated_over_inputs"] is True

@@ -114,15 +114,15 @@ def test_dmpc_data_that_do_not_match_their_checksum_are_generated_again(tmp_path
 
     monkeypatch.setattr(data, "generate", fake_generate)
     spec = data.DataSpec(env="hopper")
-    first, _ = data.load_or_generate(spec, tmp_path, log=lambda *_: None)
-    again, _ = data.load_or_generate(spec, tmp_path, log=lambda *_: None)
+    first, _ = data.load_or_generate(spec, tmp_path, log=lambda *_: None, isolated=False)
+    again, _ = data.load_or_generate(spec, tmp_path, log=lambda *_: None, isolated=False)
     assert len(calls) == 1 and np.array_equal(again["medium"]["actions"], first["medium"]["actions"])
     entry = tmp_path / f"hopper-{spec.key()}" / "medium.npz"
     raw = bytearray(entry.read_bytes())
     raw[-100] ^= 0x01  # anywhere in the file, the central directory included
     entry.write_bytes(bytes(raw))
     said = []
-    regenerated, _ = data.load_or_generate(spec, tmp_path, log=said.append)
+    regenerated, _ = data.load_or_generate(spec, tmp_path, log=said.append, isolated=False)
     assert len(calls) == 2 and not np.array_equal(regenerated["medium"]["actions"], first["medium"]["actions"])
     assert said[0].startswith("cached data in ") and "medium.npz does not match the checksum" in said[0]
 

@@ -4,6 +4,11 @@ episode boundaries, and a seconds-long SAC generation through the cache."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,9 +53,12 @@ def test_rollout_gives_d4rl_keys_in_episode_order():
 
 def test_generation_is_cached_with_its_metadata(tmp_path):
     spec = data.DataSpec(env="hopper", max_sac_steps=600, learning_starts=200, eval_every=300, eval_episodes=2,
-                         medium_transitions=400, rollout_envs=2, target=1e9)
-    sets, meta = data.load_or_generate(spec, tmp_path, log=lambda *_: None)
+                         medium_transitions=400, rollout_envs=2, target=1e9, update_every=100)
+    said = []
+    sets, meta = data.load_or_generate(spec, tmp_path, log=said.append)  # in a pinned child process
+    assert [line.split(":")[0] for line in said] == ["hopper SAC step 300", "hopper SAC step 600"]  # its progress
     assert meta["label"] == data.LABEL and meta["sac_steps"] == 600 and not meta["target_reached"]
+    assert meta["generated_on"]["cpu"] and meta["content_sha256"]["medium"] == data.content_sha256(sets["medium"])
     assert [p["step"] for p in meta["eval_curve"]] == [300, 600]
     replay = sets["medium-replay"]
     assert len(replay["rewards"]) == 600 and len(sets["medium"]["rewards"]) == 400
@@ -117,3 +125,26 @@ def test_split_keeps_whole_episodes_in_order():
     np.testing.assert_array_equal(train["rewards"], [0, 1, 2, 7, 8, 9])
     np.testing.assert_array_equal(held["rewards"], [3, 4, 5, 6])
     assert data.episodes(train) == [slice(0, 3), slice(3, 6)]
+
+
+def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tmp_path):
+    """A CPU without AVX-512 is stood in for by capping a process's kernels at AVX2. Pinned, generation
+    makes identical data from either; unpinned on a CPU with AVX-512, JAX's kernels follow the CPU and the
+    data differ (the hazard the pin removes)."""
+    if not data.pinned_isa():
+        pytest.skip("kernels are pinned on x86-64 only")
+    spec = data.DataSpec(env="hopper", max_sac_steps=800, learning_starts=400, eval_every=800, eval_episodes=1,
+                         medium_transitions=200, rollout_envs=2, target=1e9, update_every=200)
+    host = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS")}
+    avx2_only = {**host, "ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
+
+    def content(folder):
+        return json.loads((folder / "meta.json").read_text())["content_sha256"]
+
+    for name, env in (("host", host), ("avx2_only", avx2_only)):
+        data.generate_isolated(spec, tmp_path / name, log=lambda *_: None, env=env)
+    assert content(tmp_path / "host") == content(tmp_path / "avx2_only")
+    if "avx512f" in Path("/proc/cpuinfo").read_text():
+        subprocess.run([sys.executable, "-m", "paper_dmpc.data", json.dumps(asdict(spec)), str(tmp_path / "unpinned")],
+                       env=host, check=True, capture_output=True)
+        assert content(tmp_path / "unpinned") != content(tmp_path / "host")

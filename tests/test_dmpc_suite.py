@@ -66,6 +66,16 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     by_path = json.loads((harness_env / "p" / "seed_0" / "metrics.json").read_text())
     assert by_path["info"]["data"]["label"].endswith("(given by path)")
     assert by_path["info"]["chunks"] == seed["info"]["chunks"]
+    # the data's identity is in every summary: the same data by path are the same dataset
+    assert seed["inputs"] == {"dataset": seed["info"]["data"]["content_sha256"]} == by_path["inputs"]
+    assert summary["inputs"] == {"dataset": [seed["inputs"]["dataset"]]} and summary["claims"][0]["unit"] == "datasets"
+    assert seed["info"]["data"]["generated_on"]["cpu"] and seed["info"]["data"]["data_seed"] == 0
+    # data whose SAC never reached the medium level are not used as medium data: one line, exit 2
+    capsys.readouterr()
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", "require_target=true"]) == 2
+    gated = json.loads((harness_env / "g" / "summary.json").read_text())
+    assert gated["status"] == "error" and "Hopper-v5 data are not medium: SAC stopped at 1500 steps" in gated["reason"]
+    assert "max_sac_steps=3000" in gated["reason"] and "data_seed=1" in gated["reason"]
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -37,9 +37,9 @@ def test_plan_runs_the_cheapest_first_counting_what_each_must_make(harness_env, 
     toy, peer = load("toy"), load("toy_peer")
     monkeypatch.setattr(toy, "expected_minutes", {"small": 5.0})
     monkeypatch.setattr(peer, "expected_minutes", {"small": 8.0})
-    monkeypatch.setattr(toy, "preparation", lambda self, cfg: [Preparation("data", False, 10.0),
-                                                                Preparation("weights", True, 30.0)])
-    monkeypatch.setattr(peer, "preparation", lambda self, cfg: [])
+    monkeypatch.setattr(toy, "preparation", lambda self, cfg, seeds: [Preparation("data", False, 10.0),
+                                                                       Preparation("weights", True, 30.0)])
+    monkeypatch.setattr(peer, "preparation", lambda self, cfg, seeds: [])
     steps = planning.plan(["toy_needs", "toy", "toy_peer"], "small", harness_env / "runs", "cpu-2c")
     assert [s.suite for s in steps] == ["toy_peer", "toy", "toy_needs"]  # 8 < 5 + 10; cannot run here: last
     assert steps[1].to_prepare == 10.0 and steps[1].total == 15.0 and steps[2].unmet
@@ -65,18 +65,20 @@ def test_suites_say_what_they_must_make_and_whether_it_is_cached(tmp_path, monke
     monkeypatch.setenv("PAPERCLUB_FMNIST", str(tmp_path / "nowhere"))
     monkeypatch.setattr("paper_pacbayes.data.DEBIAN_DIR", tmp_path / "no-debian")
 
-    def prep(name, tier, *overrides):
+    def prep(name, tier, *overrides, seeds=3):
         cls = load(name)
-        return cls().preparation(compose(cls, tier, list(overrides))[0])
+        return cls().preparation(compose(cls, tier, list(overrides))[0], list(range(seeds)))
 
-    [data] = prep("dmpc", "small")
-    assert "Hopper-v5 data" in data.what and not data.cached and data.minutes > 15
+    made = prep("dmpc", "small")  # one dataset per seed, each with its own SAC seed
+    assert [p.what.split(", ")[1].split(" (")[0] for p in made] == ["SAC seed 0", "SAC seed 1", "SAC seed 2"]
+    assert all("Hopper-v5 data" in p.what and not p.cached and p.minutes > 15 for p in made)
     cls = load("dmpc")
     cfg = compose(cls, "small", [])[0]
-    folder = tmp_path / "dmpc" / f"hopper-{cls._data_spec(cfg).key()}"
+    folder = tmp_path / "dmpc" / f"hopper-{cls._data_spec(cfg, 1).key()}"
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text("{}")
-    assert prep("dmpc", "small")[0].cached and prep("dmpc", "small", "data_path=x.hdf5") == []
+    assert [p.cached for p in prep("dmpc", "small")] == [False, True, False]
+    assert len(prep("dmpc", "small", "data_per_seed=false")) == 1 and prep("dmpc", "small", "data_path=x.hdf5") == []
     assert [(p.what.split()[0], p.cached) for p in prep("ssd", "small")] == [
         ("qwen2.5-coder-1.5b-instruct", False), ("qwen2.5-coder-0.5b-instruct", False)]
     assert prep("ssd", "smoke") == []  # the tiny pair trains inside the run
