@@ -483,6 +483,9 @@ class DMPCSuite(Suite):
         # where the time goes: each job's start (seconds after the graph started) and duration in its worker
         jobs = {name: {"start": round(out[-2] - t_wall, 1), "seconds": round(out[-1], 1)} for name, out in done.items()}
         metrics: dict[str, float] = {}
+        if meta.get("medium_episode_return_normalized") is not None:  # the data's level, beside the claims
+            metrics["data_policy_score"] = float(meta["medium_episode_return_normalized"])
+            metrics["data_sac_steps"] = float(meta["sac_steps"])
         info: dict = {"data": {**{k: meta.get(k) for k in ("label", "env_id", "sac_steps", "target", "target_reached",
                                                             "medium_episode_return_normalized", "replay_transitions",
                                                             "generated_on")},
