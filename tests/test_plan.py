@@ -54,6 +54,7 @@ def test_plan_command_prints_the_table_and_writes_the_order(harness_env, monkeyp
     assert main(["plan", "toy", "toy_peer", "--tier", "smoke", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "plan: smoke tier on" in printed and "the suite's estimate" in printed and "no estimate" in printed
+    assert "about 0 minutes in all, plus toy (no estimate)" in printed
     saved = json.loads(out.read_text())
     assert [s["suite"] for s in saved["steps"]] == ["toy_peer", "toy"] and saved["steps"][1]["total"] is None
     assert main(["plan", "nosuch"]) == 2
