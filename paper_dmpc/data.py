@@ -250,8 +250,13 @@ def generate_isolated(spec: DataSpec, folder: Path, log=print, env: dict | None 
     cmd = [sys.executable, "-m", "paper_dmpc.data", json.dumps(asdict(spec)), str(folder)]
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, env=child, stdout=subprocess.PIPE, stderr=err, text=True)
-        for line in proc.stdout:
-            log(line.rstrip("\n"))
+        try:
+            for line in proc.stdout:
+                log(line.rstrip("\n"))
+        except BaseException:  # stopped (Ctrl-C, SIGTERM) while it runs: the child stops too
+            proc.kill()
+            proc.wait()
+            raise
         if proc.wait() != 0:
             err.seek(0)
             last = [ln for ln in err.read().splitlines() if ln.strip()][-1:] or ["no message"]

@@ -70,8 +70,10 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 def _sections(run_dirs: list[Path]):
     for run_dir in run_dirs:
         s = load_summary(run_dir)
-        meta = (f"tier `{s['tier']}`, hardware `{s['hw_class']}`, seeds {s['seeds_done']} of {s['seeds']}, "
-                f"git `{s['env']['git_sha']}`, wall {s['wall_s']:.1f} s, started {s['started_at']}")
+        meta = (f"tier `{s['tier']}`, hardware `{s['hw_class']}` ({s['env'].get('cpu_model', '?')}), seeds "
+                f"{s['seeds_done']} of {s['seeds']}, git `{s['env']['git_sha']}`, wall {s['wall_s']:.1f} s, started "
+                f"{s['started_at']}" + "".join(f"; {k} per seed: " + ", ".join(f"`{str(v)[:12]}`" for v in vs)
+                                                for k, vs in s.get("inputs", {}).items()))
         metrics = [[k, fmt(v), ", ".join(fmt(x) for x in s["samples"].get(k, []))] for k, v in s["metrics"].items()]
         yield run_dir, s, meta, metrics
 

@@ -148,3 +148,23 @@ def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tm
         subprocess.run([sys.executable, "-m", "paper_dmpc.data", json.dumps(asdict(spec)), str(tmp_path / "unpinned")],
                        env=host, check=True, capture_output=True)
         assert content(tmp_path / "unpinned") != content(tmp_path / "host")
+
+
+def test_a_generation_stopped_while_it_runs_stops_its_child(tmp_path):
+    spec = data.DataSpec(env="hopper", max_sac_steps=50_000, learning_starts=200, eval_every=200, eval_episodes=1,
+                         medium_transitions=200, rollout_envs=2, target=1e9, update_every=100)
+
+    def stop(line):
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM, which the runner turns into it) at the first progress line
+
+    with pytest.raises(KeyboardInterrupt):
+        data.generate_isolated(spec, tmp_path / "d", log=stop)
+    mine = [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path / "d") in _cmdline(p)]
+    assert not mine and not (tmp_path / "d" / "meta.json").exists()
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

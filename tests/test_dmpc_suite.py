@@ -71,6 +71,8 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert summary["inputs"] == {"dataset": [seed["inputs"]["dataset"]]} and summary["claims"][0]["unit"] == "datasets"
     assert seed["info"]["data"]["generated_on"]["cpu"] and seed["info"]["data"]["data_seed"] == 0
     assert m["data_sac_steps"] == 1500 and "data_policy_score" in m  # the data's level, in the report
+    assert main(["report", "s"]) == 0
+    assert f"dataset per seed: `{seed['inputs']['dataset'][:12]}`" in (harness_env / "s" / "report.md").read_text()
     # data whose SAC never reached the medium level are not used as medium data: one line, exit 2
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", "require_target=true"]) == 2
