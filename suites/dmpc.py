@@ -29,9 +29,9 @@ _TRAIN_COST = {"distilled": 17.0, "dynamics": 16.2, "proposal": 13.5, "objective
 _EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
               "abl_single_step_proposal": 9.0, "dmpc_jump": 6.5, "abl_gaussian_proposal": 6.5, "altered_before": 6.0,
               "proposal": 0.5, "bc": 0.2}
-# minutes to make each robot's data on 2 cores (SAC to D4RL's medium level, then the rollouts; README;
-# Hopper took 29 minutes on one such machine and about 73 on another)
-_DATA_MINUTES = {"hopper": 73.0, "halfcheetah": 12.0, "walker2d": 25.0}
+# minutes to make one dataset of each robot on 2 cores (SAC to D4RL's medium level, then the rollouts): the
+# slowest of SAC seeds 0-2 on an AMD EPYC (README)
+_DATA_MINUTES = {"hopper": 9.4, "halfcheetah": 7.2, "walker2d": 18.7}
 # the models each agent plans with ("ensemble": all of its members)
 _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal",), "bc": ("bc",),
           "mbop": ("bc", "ensemble", "objective"), "dmpc_jump": ("proposal", "dynamics"),

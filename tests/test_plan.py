@@ -72,7 +72,7 @@ def test_suites_say_what_they_must_make_and_whether_it_is_cached(tmp_path, monke
 
     made = prep("dmpc", "small")  # one dataset per seed, each with its own SAC seed
     assert [p.what.split(", ")[1].split(" (")[0] for p in made] == ["SAC seed 0", "SAC seed 1", "SAC seed 2"]
-    assert all("Hopper-v5 data" in p.what and not p.cached and p.minutes > 15 for p in made)
+    assert all("Hopper-v5 data" in p.what and not p.cached and p.minutes > 1 for p in made)
     cls = load("dmpc")
     cfg = compose(cls, "small", [])[0]
     folder = tmp_path / "dmpc" / f"hopper-{cls._data_spec(cfg, 1).key()}"
