@@ -31,7 +31,7 @@ _EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_afte
               "proposal": 0.5, "bc": 0.2}
 # minutes to make one dataset of each robot on 2 cores (SAC to D4RL's medium level, then the rollouts): the
 # slowest of SAC seeds 0-2 on an AMD EPYC (README)
-_DATA_MINUTES = {"hopper": 9.4, "halfcheetah": 7.2, "walker2d": 18.7}
+_DATA_MINUTES = {"hopper": 9.4, "halfcheetah": 7.2, "walker2d": 18.8}
 # the models each agent plans with ("ensemble": all of its members)
 _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal",), "bc": ("bc",),
           "mbop": ("bc", "ensemble", "objective"), "dmpc_jump": ("proposal", "dynamics"),
