@@ -170,8 +170,8 @@ def cmd_plan(args) -> int:
         run = "skipped: " + "; ".join(st.unmet) if st.unmet else (f"{st.minutes:.1f}" if st.minutes is not None else "?")
         table.add_row(str(i), st.suite, run, st.source, made, f"{elapsed:.0f}")
         elapsed += st.total if math.isfinite(st.total) else 0.0
-    unknown = [st.suite for st in steps if not math.isfinite(st.total)]
-    table.caption = f"about {elapsed:.0f} minutes in all" + (f", plus {', '.join(unknown)} (no estimate)" if unknown else "")
+    unpriced = [st.suite for st in steps if not math.isfinite(st.total)]
+    table.caption = f"about {elapsed:.0f} minutes in all" + (f", plus {', '.join(unpriced)} (no estimate)" if unpriced else "")
     _console().print(table)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
