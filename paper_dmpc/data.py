@@ -290,11 +290,16 @@ def write_sets(folder: Path, sets: dict, meta: dict) -> None:
     tmp.replace(folder / "meta.json")
 
 
+def folder_of(spec: DataSpec, cache: Path | None = None) -> Path:
+    """Where ``spec``'s sets live in the cache; they are whole once its ``meta.json`` exists."""
+    return (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
+
+
 def load_or_generate(spec: DataSpec, cache: Path | None = None, log=print, isolated: bool = True) -> tuple[dict, dict]:
     """The cached datasets for ``spec``, generating (and caching) them the first time, in a pinned child
     process (``isolated``) or in this one. A cached set that does not match its recorded checksum (torn,
     altered) is said in one line and generated again."""
-    folder = (cache or cache_dir()) / f"{spec.env}-{spec.key()}"
+    folder = folder_of(spec, cache)
     if (folder / "meta.json").is_file():
         try:
             return _read_cached(folder)

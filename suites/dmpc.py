@@ -277,9 +277,9 @@ class DMPCSuite(Suite):
         # plumbing: seconds of SAC, a few training steps, one short episode; no score claims
         "smoke": ["max_sac_steps=1500", "learning_starts=500", "sac_eval_every=500", "update_every=500",
                   "target=1e9", "require_target=false", "medium_transitions=3000", "horizon=4", "hidden=64",
-                  "layers=2", "diffusion_steps=20", "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64", "samples=8", "replan=2",
-                  "episodes=2", "max_steps=30", "members=2", "pred_chunks=32", "play_episodes=4",
-                  "finetune_steps=10", "distill_episodes=2", "distill_steps=10"],
+                  "layers=2", "diffusion_steps=20", "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64",
+                  "samples=8", "replan=2", "episodes=2", "max_steps=30", "members=2", "pred_chunks=32",
+                  "play_episodes=4", "finetune_steps=10", "distill_episodes=2", "distill_steps=10"],
         # Hopper medium-replay: residual MLP denoisers (3 x 384), F = 16, 3000 steps per model, N = 64, replanning
         # every 4 steps; about 4.5 minutes per seed on 2 cores (2 single-thread workers)
         "small": ["threads=2"],
@@ -338,7 +338,7 @@ class DMPCSuite(Suite):
             return []
         specs = {self._data_spec(cfg, s) for s in seeds}
         return [Preparation(f"{data.ENV_IDS[cfg.env]} data, SAC seed {spec.seed} (SAC to D4RL's medium level)",
-                            (data.cache_dir() / f"{cfg.env}-{spec.key()}" / "meta.json").is_file(),
+                            (data.folder_of(spec) / "meta.json").is_file(),
                             _DATA_MINUTES.get(cfg.env, 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
 
     def seed_unit(self, cfg):

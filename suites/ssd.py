@@ -156,10 +156,9 @@ class SSDSuite(Suite):
         if cfg.pair not in models.PAIRS:
             return []
         cache = cache_root(cfg.cache_dir) / "ssd"
-        given = {0: cfg.target_path, 1: cfg.draft_path}
         return [Preparation(f"{m.name} weights (assembled and converted)",
-                            bool(given[i]) or (cache / "hf" / m.name / "config.json").is_file(), 1.0)
-                for i, m in enumerate(models.PAIRS[cfg.pair])]
+                            bool(given) or (cache / "hf" / m.name / "config.json").is_file(), 1.0)
+                for m, given in zip(models.PAIRS[cfg.pair], (cfg.target_path, cfg.draft_path), strict=True)]
 
     def notes(self, cfg, tier):
         batch_note = (f"Batches of {cfg.batch_sizes} (prompts of different lengths decoded together; rolled-back "
