@@ -1,16 +1,23 @@
 """Offline locomotion data in D4RL's form, generated locally on Gymnasium MuJoCo v5 ("Gymnasium v5
 local data": no pip package ships D4RL's files, and a model or dataset hub is not assumed).
 
-D4RL's recipe (Fu et al. 2020): train SAC, stop it early at about a third of expert performance
-("medium"), roll that stochastic policy out for the ``medium`` set, and keep the replay buffer up to the
-stopping point as ``medium-replay``. Here SAC is sbx's (JAX) with the standard settings (lr 3e-4, batch
-256, gamma 0.99, automatic entropy, 256 x 256 networks, 10k random warm-up steps) in D4RL's own
-training loop (rlkit's: ``update_every`` = 1000 environment steps, then as many gradient steps, one
-jitted call); the deterministic policy is evaluated every ``eval_every`` steps and training stops at
-the first evaluation whose D4RL-normalised return reaches the medium target. Every set has D4RL's keys
-(observations, actions, rewards, next_observations, terminals, timeouts) and is cached with its
-metadata (versions, seed, the stopping step, the evaluation curve, the data's own normalised return,
-the machine that made them).
+D4RL's recipe (Fu et al. 2020): train an off-policy learner, stop it early at about a third of expert
+performance ("medium"), roll that stochastic policy out for the ``medium`` set, and keep the replay buffer
+up to the stopping point as ``medium-replay``. D4RL's learner was SAC; here it is one of sbx's (JAX):
+
+- ``crossq`` (the default): CrossQ (Bhatt et al., ICLR 2024; SAC without target networks, with batch
+  renormalisation in the critic, Adam b1 = 0.5, lr 1e-3, the actor updated every 3rd critic step), with
+  256 x 256 networks for actor and critic (the paper's critic is 2048 wide). On 2 cores it reaches the
+  medium level in 2-7 times fewer environment steps than SAC, at about 1.3 times SAC's cost per step;
+- ``sac``: D4RL's own learner, SAC with the standard settings (lr 3e-4, batch 256, gamma 0.99, automatic
+  entropy, 256 x 256 networks).
+
+Either runs in D4RL's training loop (rlkit's: 10k random warm-up steps, then ``update_every`` = 1000
+environment steps and as many gradient steps, one jitted call); the deterministic policy is evaluated
+every ``eval_every`` steps and training stops at the first evaluation whose D4RL-normalised return
+reaches the medium target. Every set has D4RL's keys (observations, actions, rewards,
+next_observations, terminals, timeouts) and is cached with its metadata (versions, learner, seed, the
+stopping step, the evaluation curve, the data's own normalised return, the machine that made them).
 
 The same spec makes the same bytes on CPUs with and without AVX-512: generation runs in a child
 process whose kernels are capped at AVX2 (XLA's code generation and oneDNN's dispatch, which
@@ -44,6 +51,7 @@ REF_SCORES = {"hopper": (-20.272305, 3234.3), "halfcheetah": (-280.178953, 12135
 MEDIUM_TARGET = {"hopper": 44.0, "halfcheetah": 40.0, "walker2d": 62.0}
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 LABEL = "Gymnasium v5 local data"
+LEARNERS = {"crossq": "CrossQ", "sac": "SAC"}
 
 
 def normalized_score(env: str, returns) -> np.ndarray | float:
@@ -62,7 +70,8 @@ def cache_dir() -> Path:
 class DataSpec:
     env: str = "hopper"
     seed: int = 0
-    max_sac_steps: int = 400_000
+    learner: str = "crossq"  # crossq | sac
+    max_steps: int = 400_000  # the learner's environment steps at most
     learning_starts: int = 10_000
     eval_every: int = 5_000
     eval_episodes: int = 5
@@ -74,6 +83,8 @@ class DataSpec:
     def __post_init__(self):
         if self.env not in ENV_IDS:
             raise ValueError(f"unknown environment {self.env!r}; known: {', '.join(ENV_IDS)}")
+        if self.learner not in LEARNERS:
+            raise ValueError(f"unknown learner {self.learner!r}; known: {', '.join(LEARNERS)}")
 
     @property
     def stop_at(self) -> float:
@@ -103,13 +114,17 @@ def make_env(env: str, foot_scale: float = 1.0, **kwargs):
     return e
 
 
-def _sac(spec: DataSpec, env):
-    from sbx import SAC
+def _learner(spec: DataSpec, env):
+    """The spec's off-policy learner (sbx) in D4RL's loop; the settings are the module docstring's."""
+    from sbx import SAC, CrossQ
 
-    return SAC("MlpPolicy", env, learning_rate=3e-4, buffer_size=max(spec.max_sac_steps, 1), batch_size=256,
-               gamma=0.99, tau=0.005, learning_starts=spec.learning_starts, ent_coef="auto",
-               train_freq=spec.update_every, gradient_steps=spec.update_every,
-               policy_kwargs={"net_arch": [256, 256]}, seed=spec.seed, verbose=0)
+    loop = {"buffer_size": max(spec.max_steps, 1), "batch_size": 256, "gamma": 0.99, "ent_coef": "auto",
+            "learning_starts": spec.learning_starts, "train_freq": spec.update_every,
+            "gradient_steps": spec.update_every, "seed": spec.seed, "verbose": 0}
+    if spec.learner == "sac":
+        return SAC("MlpPolicy", env, learning_rate=3e-4, tau=0.005, policy_kwargs={"net_arch": [256, 256]}, **loop)
+    return CrossQ("MlpPolicy", env, learning_rate=1e-3, policy_delay=3,
+                  policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}}, **loop)
 
 
 def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: int = 16,
@@ -156,7 +171,7 @@ def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: in
 
 
 def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
-    """Train SAC to the medium target; return ({"medium": ..., "medium-replay": ...}, metadata)."""
+    """Train the learner to the medium target; return ({"medium": ..., "medium-replay": ...}, metadata)."""
     import gymnasium
     import jax
     import mujoco
@@ -165,7 +180,7 @@ def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, d
 
     t0 = time.perf_counter()
     env = make_env(spec.env)
-    model = _sac(spec, env)
+    model = _learner(spec, env)
     curve: list[dict] = []
 
     def evaluate_now() -> float:
@@ -180,11 +195,11 @@ def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, d
             score = evaluate_now()
             curve.append({"step": self.num_timesteps, "normalized_return": score,
                           "seconds": round(time.perf_counter() - t0, 1)})
-            log(f"{spec.env} SAC step {self.num_timesteps}: normalised return {score:.1f} "
+            log(f"{spec.env} {LEARNERS[spec.learner]} step {self.num_timesteps}: normalised return {score:.1f} "
                 f"(target {spec.stop_at:.0f})")
             return score < spec.stop_at
 
-    model.learn(total_timesteps=spec.max_sac_steps, callback=Stop())
+    model.learn(total_timesteps=spec.max_steps, callback=Stop())
     stopped = int(model.num_timesteps)
     reached = bool(curve) and curve[-1]["normalized_return"] >= spec.stop_at
     buf = model.replay_buffer
@@ -195,18 +210,18 @@ def generate(spec: DataSpec, wrap=lambda it: it, log=print) -> tuple[dict[str, d
               "rewards": buf.rewards[:n, 0], "next_observations": buf.next_observations[:n, 0],
               "terminals": dones & ~timeouts, "timeouts": timeouts}
     replay = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in replay.items()}
-    t_sac = time.perf_counter() - t0
+    t_learn = time.perf_counter() - t0
     medium, med_returns = rollout(lambda o, d: model.predict(o, deterministic=d)[0], spec.env,
                                   spec.medium_transitions, 20_000, False, n_envs=spec.rollout_envs)
     meta = {"label": LABEL, "env_id": ENV_IDS[spec.env], "spec": asdict(spec), "target": spec.stop_at,
-            "sac_steps": stopped, "target_reached": reached, "eval_curve": curve,
+            "learner": LEARNERS[spec.learner], "learner_steps": stopped, "target_reached": reached, "eval_curve": curve,
             "medium_episode_return_normalized": float(np.mean(normalized_score(spec.env, med_returns)))
             if med_returns else float("nan"),
             "medium_episodes": len(med_returns), "replay_transitions": int(n),
             "versions": {"gymnasium": gymnasium.__version__, "mujoco": mujoco.__version__, "sbx": sbx.__version__,
                          "jax": jax.__version__},
             "generated_on": {"cpu": cpu_model(), "kernels": pinned_isa() or "as the CPU allows"},
-            "seconds": {"sac": round(t_sac, 1), "medium_rollout": round(time.perf_counter() - t0 - t_sac, 1)}}
+            "seconds": {"learner": round(t_learn, 1), "medium_rollout": round(time.perf_counter() - t0 - t_learn, 1)}}
     return {"medium": medium, "medium-replay": replay}, meta
 
 

@@ -178,6 +178,9 @@ class Suite:
     # Minutes a run of each tier takes on 2 CPU cores once its preparation is cached (measured; the
     # main job's plan prefers this machine class's own finished runs where there are any).
     expected_minutes: ClassVar[dict[str, float]] = {}
+    # Config keys that were renamed: {old: new}; an override with an old key is refused in one line
+    # naming the new one.
+    renamed_keys: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def requirements(cls, tier: str) -> frozenset[str]:

@@ -59,6 +59,8 @@ def _check_overrides(suite_cls, overrides: list[str], allow_sweep: bool) -> None
             if not allow_sweep:
                 raise HarnessError(f"override {text!r}: hydra settings only apply to sweeps (-m)")
             continue
+        if key in suite_cls.renamed_keys:
+            raise HarnessError(f"key {key!r} of suite {suite_cls.name!r} is now {suite_cls.renamed_keys[key]!r}")
         if (key not in valid and not any(v.startswith(key + ".") for v in valid)
                 and not any(key.startswith(d + ".") for d in open_dicts)):
             raise HarnessError(f"unknown key {key!r} for suite {suite_cls.name!r}; valid keys: {', '.join(valid)}")

@@ -29,8 +29,8 @@ _TRAIN_COST = {"distilled": 17.0, "dynamics": 16.2, "proposal": 13.5, "objective
 _EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
               "abl_single_step_proposal": 9.0, "dmpc_jump": 6.5, "abl_gaussian_proposal": 6.5, "altered_before": 6.0,
               "proposal": 0.5, "bc": 0.2}
-# minutes to make one dataset of each robot on 2 cores (SAC to D4RL's medium level, then the rollouts): the
-# slowest of SAC seeds 0-2 on an AMD EPYC (README)
+# minutes to make one dataset of each robot on 2 cores (CrossQ to D4RL's medium level, then the rollouts):
+# the slowest of learner seeds 0-2 on an AMD EPYC (README)
 _DATA_MINUTES = {"hopper": 9.4, "halfcheetah": 7.2, "walker2d": 18.8}
 # the models each agent plans with ("ensemble": all of its members)
 _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal",), "bc": ("bc",),
@@ -47,9 +47,10 @@ class DataBelowTarget(RuntimeError):
 def _below_target(spec, meta: dict) -> str:
     curve = meta["eval_curve"]
     best = max((p["normalized_return"] for p in curve), default=float("nan"))
-    return (f"{meta['env_id']} data are not medium: SAC stopped at {meta['sac_steps']} steps with its best evaluation "
-            f"at {best:.1f}, below D4RL's medium level {spec.stop_at:g}; give SAC more steps (max_sac_steps="
-            f"{2 * spec.max_sac_steps}) or another data seed (data_seed={spec.seed + 1}), or use them anyway "
+    learner = meta.get("learner", "the learner")
+    return (f"{meta['env_id']} data are not medium: {learner} stopped at {meta['learner_steps']} steps with its best "
+            f"evaluation at {best:.1f}, below D4RL's medium level {spec.stop_at:g}; give {learner} more steps "
+            f"(max_learner_steps={2 * spec.max_steps}) or another data seed (data_seed={spec.seed + 1}), or use them anyway "
             f"with require_target=false (the report then says so)")
 
 
@@ -200,18 +201,19 @@ class DMPCConfig(SuiteConfig):
     env: str = "hopper"  # hopper | halfcheetah | walker2d
     dataset: str = "medium-replay"  # medium | medium-replay
     data_path: str = ""  # a D4RL .hdf5, a Minari dataset folder or an .npz: used instead of generated data
-    # data generation (SAC to D4RL's medium level; cached): seed s uses its own dataset, made by SAC seed
-    # data_seed + s, so that claims are over independently generated datasets (data_per_seed=false: one
-    # dataset, data_seed's, for every seed)
+    # data generation (an off-policy learner to D4RL's medium level; cached): seed s uses its own dataset, made
+    # with learner seed data_seed + s, so that claims are over independently generated datasets
+    # (data_per_seed=false: one dataset, data_seed's, for every seed)
     data_seed: int = 0
     data_per_seed: bool = True
     update_every: int = 1000  # D4RL's (rlkit's) loop: this many environment steps, then as many gradient steps
-    max_sac_steps: int = 400_000
+    learner: str = "crossq"  # crossq | sac (D4RL's own learner; 2-7 times more steps to the level here)
+    max_learner_steps: int = 400_000
     learning_starts: int = 10_000
-    sac_eval_every: int = 5_000
+    learner_eval_every: int = 5_000
     medium_transitions: int = 200_000
-    target: float = float("nan")  # normalised return that stops SAC; nan: D4RL's medium level
-    require_target: bool = True  # data whose SAC stopped below the target are not used (not "medium")
+    target: float = float("nan")  # normalised return that stops the learner; nan: D4RL's medium level
+    require_target: bool = True  # data whose learner stopped below the target are not used (not "medium")
     heldout_fraction: float = 0.1  # episodes kept out of training for the prediction-error curve
     # models
     horizon: int = 16  # F
@@ -261,6 +263,8 @@ class DMPCConfig(SuiteConfig):
             raise ValueError(f"prediction must be v or epsilon, got {self.prediction!r}")
         if self.dataset not in ("medium", "medium-replay"):
             raise ValueError(f"dataset must be medium or medium-replay, got {self.dataset!r}")
+        if self.learner not in ("crossq", "sac"):
+            raise ValueError(f"learner must be crossq or sac, got {self.learner!r}")
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
@@ -268,14 +272,14 @@ _t = partial(at_tiers, tiers=("small", "full"))
 
 class DMPCSuite(Suite):
     name = "dmpc"
-    version = 2  # 2: each seed its own dataset, made in D4RL's training loop with pinned kernels
+    version = 3  # 2: each seed its own dataset, made in D4RL's training loop with pinned kernels; 3: by CrossQ
     config = DMPCConfig
     paper = PAPER
     description = "Diffusion MPC: multi-step diffusion proposal + dynamics, sample-score-rank, vs MBOP"
     requires = frozenset({"gymnasium", "mujoco", "sbx"})
     tiers = {
-        # plumbing: seconds of SAC, a few training steps, one short episode; no score claims
-        "smoke": ["max_sac_steps=1500", "learning_starts=500", "sac_eval_every=500", "update_every=500",
+        # plumbing: seconds of CrossQ, a few training steps, one short episode; no score claims
+        "smoke": ["max_learner_steps=1500", "learning_starts=500", "learner_eval_every=500", "update_every=500",
                   "target=1e9", "require_target=false", "medium_transitions=3000", "horizon=4", "hidden=64",
                   "layers=2", "diffusion_steps=20", "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64",
                   "samples=8", "replan=2", "episodes=2", "max_steps=30", "members=2", "pred_chunks=32",
@@ -290,7 +294,8 @@ class DMPCSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
-    expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
+    expected_minutes = {"smoke": 0.5, "small": 14.0}
+    renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every"}  # 2 cores, once the data are made (README)
     claims = (
         Claim("multistep_pred_err_ratio", "pred_err_ratio_multi_over_single", "le", _t(1.0),
               source=f"{PAPER}, Sec. 4 (multi-step dynamics avoid compounding error)",
@@ -337,7 +342,9 @@ class DMPCSuite(Suite):
         if cfg.data_path:
             return []
         specs = {self._data_spec(cfg, s) for s in seeds}
-        return [Preparation(f"{data.ENV_IDS[cfg.env]} data, SAC seed {spec.seed} (SAC to D4RL's medium level)",
+        learner = data.LEARNERS[cfg.learner]
+        return [Preparation(f"{data.ENV_IDS[cfg.env]} data, {learner} seed {spec.seed} ({learner} to D4RL's medium "
+                            "level)",
                             (data.folder_of(spec) / "meta.json").is_file(),
                             _DATA_MINUTES.get(cfg.env, 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
 
@@ -354,18 +361,21 @@ class DMPCSuite(Suite):
         from paper_dmpc import data
 
         return data.DataSpec(env=cfg.env, seed=cfg.data_seed + seed * cls._own_data(cfg),
-                             max_sac_steps=cfg.max_sac_steps, learning_starts=cfg.learning_starts,
-                             eval_every=cfg.sac_eval_every, medium_transitions=cfg.medium_transitions,
+                             learner=cfg.learner, max_steps=cfg.max_learner_steps, learning_starts=cfg.learning_starts,
+                             eval_every=cfg.learner_eval_every, medium_transitions=cfg.medium_transitions,
                              target=cfg.target, update_every=cfg.update_every)
 
     def notes(self, cfg, tier):
+        from paper_dmpc import data
+
         return [
-            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), SAC (sbx) in D4RL's loop ({cfg.update_every} "
-            "environment steps, then as many gradient steps) stopped at D4RL's medium level; "
+            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), {data.LEARNERS[cfg.learner]} (sbx; D4RL used "
+            f"SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient steps) stopped at "
+            "D4RL's medium level; "
             f"medium = {cfg.medium_transitions} transitions of that stochastic policy, medium-replay = its replay "
             "buffer to the stop. Scores are D4RL-normalised with D4RL's reference returns, approximately "
             "(v5 dynamics differ slightly from D4RL's). "
-            + (f"Each seed has its own dataset (SAC seed {cfg.data_seed} + seed): the claims' intervals are over "
+            + (f"Each seed has its own dataset (learner seed {cfg.data_seed} + seed): the claims' intervals are over "
                "independently generated datasets, each with its own model initialisation."
                if self._own_data(cfg) else "Every seed uses one dataset."),
             f"Models: {cfg.denoiser} denoisers ({cfg.layers} x {cfg.hidden}, residual; the paper: transformers of width "
@@ -400,7 +410,7 @@ class DMPCSuite(Suite):
         t_start = time.perf_counter()
         if cfg.data_path:
             ds = data.load_path(cfg.data_path)
-            meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "sac_steps": None,
+            meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "learner_steps": None,
                     "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
         else:
             spec = self._data_spec(cfg, seed)
@@ -485,8 +495,8 @@ class DMPCSuite(Suite):
         metrics: dict[str, float] = {}
         if meta.get("medium_episode_return_normalized") is not None:  # the data's level, beside the claims
             metrics["data_policy_score"] = float(meta["medium_episode_return_normalized"])
-            metrics["data_sac_steps"] = float(meta["sac_steps"])
-        info: dict = {"data": {**{k: meta.get(k) for k in ("label", "env_id", "sac_steps", "target", "target_reached",
+            metrics["data_learner_steps"] = float(meta["learner_steps"])
+        info: dict = {"data": {**{k: meta.get(k) for k in ("label", "env_id", "learner", "learner_steps", "target", "target_reached",
                                                             "medium_episode_return_normalized", "replay_transitions",
                                                             "generated_on")},
                                "data_seed": meta.get("spec", {}).get("seed"), "content_sha256": digest},
@@ -575,7 +585,7 @@ class DMPCSuite(Suite):
             return []
         doubts = []
         if not meta["target_reached"]:
-            doubts.append(f"the data's SAC stopped below D4RL's medium level ({meta['target']:g}; require_target=false)")
+            doubts.append(f"the data's learner stopped below D4RL's medium level ({meta['target']:g}; require_target=false)")
         if not cfg.data_per_seed:
             doubts.append("every seed used one generated dataset (data_per_seed=false): D-MPC's claims are over "
                           "independently generated datasets")

@@ -52,12 +52,13 @@ def test_rollout_gives_d4rl_keys_in_episode_order():
 
 
 def test_generation_is_cached_with_its_metadata(tmp_path):
-    spec = data.DataSpec(env="hopper", max_sac_steps=600, learning_starts=200, eval_every=300, eval_episodes=2,
+    spec = data.DataSpec(env="hopper", max_steps=600, learning_starts=200, eval_every=300, eval_episodes=2,
                          medium_transitions=400, rollout_envs=2, target=1e9, update_every=100)
     said = []
     sets, meta = data.load_or_generate(spec, tmp_path, log=said.append)  # in a pinned child process
-    assert [line.split(":")[0] for line in said] == ["hopper SAC step 300", "hopper SAC step 600"]  # its progress
-    assert meta["label"] == data.LABEL and meta["sac_steps"] == 600 and not meta["target_reached"]
+    assert [line.split(":")[0] for line in said] == ["hopper CrossQ step 300", "hopper CrossQ step 600"]  # progress
+    assert meta["label"] == data.LABEL and meta["learner_steps"] == 600 and not meta["target_reached"]
+    assert meta["learner"] == "CrossQ"
     assert meta["generated_on"]["cpu"] and meta["content_sha256"]["medium"] == data.content_sha256(sets["medium"])
     assert [p["step"] for p in meta["eval_curve"]] == [300, 600]
     replay = sets["medium-replay"]
@@ -71,6 +72,18 @@ def test_generation_is_cached_with_its_metadata(tmp_path):
     again, meta2 = data.load_or_generate(spec, tmp_path, log=lambda *_: None)  # from the cache
     np.testing.assert_array_equal(again["medium"]["actions"], sets["medium"]["actions"])
     assert meta2 == json.loads((folder / "meta.json").read_text())
+
+
+def test_sac_is_the_other_learner_and_other_names_are_refused():
+    spec = data.DataSpec(env="hopper", learner="sac", max_steps=300, learning_starts=100, eval_every=300,
+                         eval_episodes=1, medium_transitions=100, rollout_envs=2, target=1e9, update_every=100)
+    said = []
+    sets, meta = data.generate(spec, log=said.append)  # in this process
+    assert said[0].startswith("hopper SAC step 300:") and meta["learner"] == "SAC" and meta["learner_steps"] == 300
+    assert len(sets["medium-replay"]["rewards"]) == 300
+    assert spec.key() != data.DataSpec(**{**asdict(spec), "learner": "crossq"}).key()  # another learner, other data
+    with pytest.raises(ValueError, match="unknown learner 'ppo'; known: crossq, sac"):
+        data.DataSpec(learner="ppo")
 
 
 def test_d4rl_and_minari_files_load_by_path(tmp_path):
@@ -133,7 +146,7 @@ def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tm
     data differ (the hazard the pin removes)."""
     if not data.pinned_isa():
         pytest.skip("kernels are pinned on x86-64 only")
-    spec = data.DataSpec(env="hopper", max_sac_steps=800, learning_starts=400, eval_every=800, eval_episodes=1,
+    spec = data.DataSpec(env="hopper", max_steps=800, learning_starts=400, eval_every=800, eval_episodes=1,
                          medium_transitions=200, rollout_envs=2, target=1e9, update_every=200)
     host = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "XLA_FLAGS")}
     avx2_only = {**host, "ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
@@ -151,7 +164,7 @@ def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tm
 
 
 def test_a_generation_stopped_while_it_runs_stops_its_child(tmp_path):
-    spec = data.DataSpec(env="hopper", max_sac_steps=50_000, learning_starts=200, eval_every=200, eval_episodes=1,
+    spec = data.DataSpec(env="hopper", max_steps=50_000, learning_starts=200, eval_every=200, eval_episodes=1,
                          medium_transitions=200, rollout_envs=2, target=1e9, update_every=100)
 
     def stop(line):

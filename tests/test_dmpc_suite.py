@@ -70,19 +70,23 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert seed["inputs"] == {"dataset": seed["info"]["data"]["content_sha256"]} == by_path["inputs"]
     assert summary["inputs"] == {"dataset": [seed["inputs"]["dataset"]]} and summary["claims"][0]["unit"] == "datasets"
     assert seed["info"]["data"]["generated_on"]["cpu"] and seed["info"]["data"]["data_seed"] == 0
-    assert m["data_sac_steps"] == 1500 and "data_policy_score" in m  # the data's level, in the report
+    assert m["data_learner_steps"] == 1500 and "data_policy_score" in m  # the data's level, in the report
     assert main(["report", "s"]) == 0
     assert f"dataset per seed: `{seed['inputs']['dataset'][:12]}`" in (harness_env / "s" / "report.md").read_text()
-    # data whose SAC never reached the medium level are not used as medium data: one line, exit 2
+    # data whose learner never reached the medium level are not used as medium data: one line, exit 2
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", "require_target=true"]) == 2
     gated = json.loads((harness_env / "g" / "summary.json").read_text())
-    assert gated["status"] == "error" and "Hopper-v5 data are not medium: SAC stopped at 1500 steps" in gated["reason"]
-    assert "max_sac_steps=3000" in gated["reason"] and "data_seed=1" in gated["reason"]
+    assert gated["status"] == "error" and "Hopper-v5 data are not medium: CrossQ stopped at 1500 steps" in gated["reason"]
+    assert "max_learner_steps=3000" in gated["reason"] and "data_seed=1" in gated["reason"]
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "env must be hopper, halfcheetah or walker2d, got 'ant'" in err[0]
+    # a renamed key is refused in one line naming the new one
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "r", "--no-publish", "max_sac_steps=10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "key 'max_sac_steps' of suite 'dmpc' is now 'max_learner_steps'" in err[0]
 
 
 def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
