@@ -71,3 +71,24 @@ def two_token_pvalues(session, prompt: list[int], samples: list[tuple[int, int]]
     laws = {a: next_token_law(session, prompt + [a]) for a in {a for a, _ in samples}}
     u = [float(laws[a][:b].sum()) + rng.random() * float(laws[a][b]) for a, b in samples]
     return chi2, float(stats.kstest(u, "uniform").pvalue)
+
+
+def greedy_identity(target, prompts: list, streams: dict[str, list], eps: float) -> tuple[list[float], list[dict]]:
+    """Per (mode, prompt) stream, 1.0 if it equals AR's; a divergence counts as explained (and is
+    logged) only where the target's top-2 logit gap at that position is below ``eps`` (bf16 ties)."""
+    ok, divergences = [], []
+    for mode, outs in streams.items():
+        if mode == "ar":
+            continue
+        for i, out in enumerate(outs):  # batched modes cover the first prompts
+            ref = streams["ar"][i]
+            if out == ref:
+                ok.append(True)
+                continue
+            pos = next(j for j, (a, b) in enumerate(zip(ref, out, strict=False)) if a != b)
+            target.reset()
+            top2 = target.feed(prompts[i] + ref[:pos])[-1].topk(2).values
+            gap = float(top2[0] - top2[1])
+            divergences.append({"mode": mode, "prompt": i, "position": pos, "top2_gap": gap, "explained": gap < eps})
+            ok.append(gap < eps)
+    return [float(x) for x in ok], divergences

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -56,3 +57,19 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             _progress.advance(task)
     finally:
         _progress.remove_task(task)
+
+
+class Laps(dict):
+    """Wall-clock seconds of a run's named phases, each from the end of the one before (``done``), and
+    the whole (``total``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.start = self._last = time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        now = time.perf_counter()
+        self[phase], self._last = now - self._last, now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start

@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from paper_ssd import engine, models
+    from paper_ssd import engine, exactness, models
     from paper_ssd.prompts import stdlib_prompts
-    from suites.ssd import SSDSuite
 
     t_start = time.perf_counter()
     out_dir = Path(args.out)
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         checks[f"ssd_{backup}_k{k}_f{fan}_b{batch}"] = streams
                         record(mode=f"ssd_{backup}", k=k, fan=fan, temperature=temperature, batch=batch, stats=st)
             if temperature == 0 and 0.0 in reference:
-                matches, divergences = SSDSuite._greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
+                matches, divergences = exactness.greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
                                                                  args.eps)
                 result.setdefault("greedy_exact_match", {})[str(batch)] = sum(matches) / len(matches)
                 result.setdefault("greedy_divergences", []).extend(divergences)

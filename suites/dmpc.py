@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers
 from runners.jobs import JobPool, Task
+from runners.progress import Laps
 
 PAPER = "Zhou et al. 2025 (arXiv 2410.05364)"
 # expected durations, to start the longest chains of jobs first (measured at the small tier, one thread each):
@@ -38,6 +40,30 @@ _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal"
           "abl_gaussian_proposal": ("gaussian_proposal", "dynamics", "objective"),
           "abl_single_step_proposal": ("proposal_1step", "dynamics", "objective"),
           "abl_single_step_dynamics": ("proposal", "dynamics_1step", "objective"), "distilled": ("distilled",)}
+# the config flag that switches an agent on (the others always run)
+_ENABLED_BY = {"dmpc_jump": "jump", "abl_gaussian_proposal": "ablations", "abl_single_step_proposal": "ablations",
+               "abl_single_step_dynamics": "ablations", "distilled": "distill"}
+
+
+@dataclass(frozen=True)
+class DerivedSeeds:
+    """Every seed a run derives from its own seed s, named once. They are part of the results: changing
+    one changes the numbers."""
+
+    heldout: int  # 1000 + s: which episodes are held out, and which of their chunks the error curve scores
+    evaluation: int  # 50000 + 100 s: every agent's evaluation episodes
+    altered: int  # 60000 + 100 s: the weakened-foot robot's evaluation episodes
+    distill: int  # 40000 + 100 s: the distillation teacher's own episodes
+    play_sampling: int  # 70000 + s: the proposal's samples while it plays in the weakened-foot robot
+    play: int  # 70000 + 1000 s: the play episodes
+    play_mix: int  # 2000 + s: mixing the play chunks with as many original ones
+    play_heldout: int  # 80000 + 1000 s: held-out play episodes (the fine-tuned model's error)
+    play_heldout_chunks: int  # 3000 + s: which of their chunks are scored
+
+    @classmethod
+    def of(cls, s: int) -> DerivedSeeds:
+        return cls(1000 + s, 50_000 + 100 * s, 60_000 + 100 * s, 40_000 + 100 * s, 70_000 + s, 70_000 + 1000 * s,
+                   2000 + s, 80_000 + 1000 * s, 3000 + s)
 
 
 class DataBelowTarget(RuntimeError):
@@ -76,14 +102,31 @@ def _needs(agent: str, members: int) -> tuple[str, ...]:
         [f"train/ensemble_{k}" for k in range(members)] if m == "ensemble" else [f"train/{m}"]))
 
 
-def _trained(done: dict, members: int) -> dict:
+def _agents(cfg) -> list[str]:
+    """The agents this config evaluates, in ``_NEEDS``'s order."""
+    return [name for name in _NEEDS if _ENABLED_BY.get(name) is None or getattr(cfg, _ENABLED_BY[name])]
+
+
+@dataclass
+class JobOut:
+    """A finished job of the graph: its product (an EMA model, or ``planner.evaluate``'s results), its
+    training losses, other records, when it started (epoch seconds) and how long it ran (seconds)."""
+
+    product: Any
+    started: float
+    seconds: float
+    losses: list = field(default_factory=list)
+    records: dict = field(default_factory=dict)
+
+
+def _trained(done: dict[str, JobOut], members: int) -> dict:
     """{model name: EMA model} from the finished training tasks; the ensemble's members joined."""
     from paper_dmpc import baselines
 
-    out = {k.removeprefix("train/"): v[0] for k, v in done.items()
+    out = {k.removeprefix("train/"): v.product for k, v in done.items()
            if k.startswith("train/") and not k.startswith("train/ensemble_")}
     if members and all(f"train/ensemble_{k}" in done for k in range(members)):
-        out["ensemble"] = baselines.OneStepEnsemble.join([done[f"train/ensemble_{k}"][0] for k in range(members)])
+        out["ensemble"] = baselines.OneStepEnsemble.join([done[f"train/ensemble_{k}"].product for k in range(members)])
     return out
 
 
@@ -133,10 +176,10 @@ def _finetune_job(cfg, seed: int, chunk_file: str, tcfg, kw: dict, done: dict) -
     return "finetune", "altered_after", (cfg, seed, m["proposal"], m["dynamics"], m["objective"], chunk_file, tcfg), kw
 
 
-def _distill_job(job: tuple) -> tuple:
-    """(student, teacher, evaluate's keywords, TrainConfig) -> (EMA student, losses, records, start time,
-    seconds): the teacher (D-MPC) runs its own episodes, recording each planning state and the actions it
-    then executed; the student MLP regresses those chunks."""
+def _distill_job(job: tuple) -> JobOut:
+    """(student, teacher, evaluate's keywords, TrainConfig) -> the EMA student, with the number of pairs and
+    the teacher's score as records: the teacher (D-MPC) runs its own episodes, recording each planning
+    state and the actions it then executed; the student MLP regresses those chunks."""
     import numpy as np
 
     from paper_dmpc import models, planner
@@ -147,25 +190,26 @@ def _distill_job(job: tuple) -> tuple:
     s, a = run["plan_states"], run["plan_actions"]
     pairs = models.Chunks(s, a, np.zeros((*a.shape[:2], s.shape[1]), np.float32), np.zeros(len(s), np.float32))
     ema, losses = models.train(student, pairs, tcfg)
-    return ema, losses, {"distill_pairs": len(s), "teacher_score": float(run["normalized"].mean())}, started, \
-        time.perf_counter() - t0
+    return JobOut(ema, started, time.perf_counter() - t0, losses,
+                  {"distill_pairs": len(s), "teacher_score": float(run["normalized"].mean())})
 
 
-def _train_job(job: tuple) -> tuple:
-    """(model, chunk file, chunk horizon or None, TrainConfig) -> (EMA model, losses, start time, seconds)."""
+def _train_job(job: tuple) -> JobOut:
+    """(model, chunk file, chunk horizon or None, TrainConfig) -> the EMA model and its losses."""
     from paper_dmpc import models
 
     model, path, horizon, tcfg = job
     started, t0 = time.time(), time.perf_counter()
     ema, losses = models.train(model, _load_chunks(path, horizon), tcfg)
-    return ema, losses, started, time.perf_counter() - t0
+    return JobOut(ema, started, time.perf_counter() - t0, losses)
 
 
-def _work(job: tuple) -> tuple:
+def _work(job: tuple) -> JobOut:
     """One evaluation job: ("eval", name, policy, evaluate's keywords), or ("finetune", name, (cfg, seed,
     proposal, dynamics, objective, chunk file, TrainConfig), keywords): play data from the proposal in the
     altered environment, only the dynamics fine-tuned on it (plus as many original chunks), then D-MPC
-    evaluated there. Returns (evaluate's results, extra records, start time, seconds)."""
+    evaluated there. Its product is evaluate's results; a fine-tuning's records are its play data's size
+    and returns, the fine-tuning's losses and the held-out error before and after it."""
     import numpy as np
     import torch
 
@@ -174,26 +218,270 @@ def _work(job: tuple) -> tuple:
     kind, name, what, kw = job
     started, t0 = time.time(), time.perf_counter()
     if kind == "eval":
-        return planner.evaluate(what, **kw), {}, started, time.perf_counter() - t0
+        return JobOut(planner.evaluate(what, **kw), started, time.perf_counter() - t0)
     cfg, seed, proposal, dynamics, objective, path, tcfg = what
-    gen = torch.Generator().manual_seed(70_000 + seed)
+    seeds = DerivedSeeds.of(seed)
+    gen = torch.Generator().manual_seed(seeds.play_sampling)
     play, play_returns = data.rollout(
         lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
-        70_000 + 1000 * seed, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
+        seeds.play, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
     play_chunks = models.Chunks.build(play, cfg.horizon, cfg.gamma).mixed_with(_load_chunks(path),
-                                                                                np.random.default_rng(2000 + seed))
+                                                                                np.random.default_rng(seeds.play_mix))
     tuned, losses = models.train(copy.deepcopy(dynamics).requires_grad_(True), play_chunks,
                                  replace(tcfg, steps=cfg.finetune_steps))
     # did the model adapt? open-loop error on held-out play episodes (other seeds), before and after
     held, _ = data.rollout(
         lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
-        80_000 + 1000 * seed, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
-    held = models.Chunks.build(held, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, np.random.default_rng(3000 + seed))
+        seeds.play_heldout, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
+    held = models.Chunks.build(held, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks,
+                                                                np.random.default_rng(seeds.play_heldout_chunks))
     err = {f"pred_err_altered_{k}": models.rollout_error(m, *_true_futures(held), dynamics.norm.s_std, gen).tolist()
            for k, m in (("before", dynamics), ("after", tuned))}
     after = planner.evaluate(planner.SSR(proposal, tuned, objective, cfg.samples), **kw)
-    return after, {"play_transitions": len(play["rewards"]), "play_returns": play_returns,
-                   "finetune_losses": losses, **err}, started, time.perf_counter() - t0
+    return JobOut(after, started, time.perf_counter() - t0, records={
+        "play_transitions": len(play["rewards"]), "play_returns": play_returns, "finetune_losses": losses, **err})
+
+
+@dataclass
+class SeedData:
+    """One seed's dataset in D4RL's keys, its generation metadata and its content digest (its identity)."""
+
+    arrays: dict
+    meta: dict
+    digest: str
+
+
+@dataclass
+class Prepared:
+    """What the models train on and are built from: the training chunks, the held-out chunks of the
+    prediction-error curve, the configs, and the untrained models by name, each with the chunk horizon it
+    trains on (None: F; 1: the one-step models); the distilled student (or None) trains on its teacher's."""
+
+    chunks: Any
+    held: Any
+    norm: Any
+    tcfg: Any
+    models: dict[str, tuple[Any, int | None]]
+    members: int
+    student: Any
+
+
+@dataclass
+class Graph:
+    """What the graph of jobs made: the EMA models by name (the ensemble joined), each model's training
+    losses, each agent's evaluation, the fine-tuning's and distillation's records, each job's start and
+    seconds."""
+
+    models: dict
+    losses: dict[str, list]
+    evaluations: dict[str, dict]
+    records: dict
+    jobs: dict[str, dict]
+
+
+def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
+    """Whole episodes split into training and held-out ones; the training ones cut into F-step chunks;
+    every model built untrained, in one order (torch's seed makes their initialisation): the paper's three,
+    the one-step dynamics, BC, the ensemble's members, the ablations' proposals, the distilled student."""
+    import numpy as np
+
+    from paper_dmpc import baselines, data, models
+
+    rng = np.random.default_rng(DerivedSeeds.of(seed).heldout)
+    n_eps = len(data.episodes(arrays))
+    held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
+    train_set, held_set = data.split_episodes(arrays, held)
+    mcfg = models.ModelConfig(horizon=cfg.horizon, denoiser=cfg.denoiser, hidden=cfg.hidden, layers=cfg.layers,
+                              train_steps=cfg.diffusion_steps, proposal_steps=cfg.proposal_steps,
+                              dynamics_steps=cfg.dynamics_steps, gamma=cfg.gamma, clip=cfg.clip,
+                              prediction=cfg.prediction)
+    chunks = models.Chunks.build(train_set, cfg.horizon, cfg.gamma)
+    norm = models.Normalizer(chunks)
+    dims = (chunks.states.shape[1], chunks.actions.shape[2], norm)
+    one = replace(mcfg, horizon=1)
+    built = {"dynamics": (models.Dynamics(mcfg, *dims), None), "proposal": (models.ActionProposal(mcfg, *dims), None),
+             "objective": (models.Objective(mcfg, *dims), None), "dynamics_1step": (models.Dynamics(one, *dims), 1),
+             "bc": (baselines.BCPolicy(mcfg, *dims), 1)}
+    members = baselines.OneStepEnsemble(mcfg, *dims, cfg.members).split()
+    built.update({f"ensemble_{k}": (m, 1) for k, m in enumerate(members)})
+    if cfg.ablations:  # the paper's three: Gaussian-MLP proposal, single-step proposal, single-step dynamics
+        built["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, *dims), None)
+        built["proposal_1step"] = (models.ActionProposal(one, *dims), 1)
+    student = baselines.BCPolicy(mcfg, *dims, chunk=cfg.replan) if cfg.distill else None
+    return Prepared(chunks=chunks, held=models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng),
+                    norm=norm, tcfg=models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed),
+                    models=built, members=len(members), student=student)
+
+
+def _altered(cfg) -> bool:
+    """Whether the weakened-foot experiment runs (a robot with a foot to weaken)."""
+    from paper_dmpc import data
+
+    return cfg.novel_dynamics and cfg.env in data.FOOT_ACTUATOR
+
+
+def _tasks(cfg, seed: int, prep: Prepared, chunk_file: str) -> dict[str, Task]:
+    """The graph: a training task per model, an evaluation per agent once its models are trained, the
+    weakened-foot robot before and after fine-tuning the dynamics, and the distilled student after its
+    teacher (D-MPC) has run. Each evaluation has its own episode seeds."""
+    import torch
+
+    device = torch.device(cfg.device)
+    run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps}
+    seeds = DerivedSeeds.of(seed)
+    altered_kw = {**run_kw, "seed": seeds.altered, "foot_scale": cfg.foot_scale}
+    tasks = {f"train/{name}": Task(_train_job, partial(_given, (model.to(device), chunk_file, horizon, prep.tcfg)),
+                                   cost=_TRAIN_COST[name.split("_")[0] if name.startswith("ensemble_") else name]
+                                   * cfg.steps / 1000)
+             for name, (model, horizon) in prep.models.items()}
+    for name in _agents(cfg):
+        tasks[f"eval/{name}"] = Task(_work, partial(_eval_job, name, cfg, prep.members,
+                                                    {**run_kw, "seed": seeds.evaluation}),
+                                     after=_needs(name, prep.members), cost=_EVAL_COST[name])
+    if _altered(cfg):
+        tasks["eval/altered_before"] = Task(_work, partial(_eval_job, "dmpc", cfg, prep.members, altered_kw,
+                                                           label="altered_before"),
+                                            after=_needs("dmpc", 0), cost=_EVAL_COST["altered_before"])
+        tasks["eval/altered_after"] = Task(_work, partial(_finetune_job, cfg, seed, chunk_file, prep.tcfg, altered_kw),
+                                           after=_needs("dmpc", 0), cost=_EVAL_COST["altered_after"])
+    if prep.student is not None:  # its teacher is built from D-MPC's trained models in _distill_arg
+        distill_kw = {**run_kw, "seed": seeds.distill, "episodes": cfg.distill_episodes}
+        tasks["train/distilled"] = Task(
+            _distill_job, partial(_distill_arg, prep.student.to(device), cfg, distill_kw,
+                                  replace(prep.tcfg, steps=cfg.distill_steps)),
+            after=_needs("dmpc", 0), cost=_TRAIN_COST["distilled"] * cfg.distill_steps / 1000)
+    return tasks
+
+
+def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
+    """The graph run by ``cfg.workers`` spawned worker processes (each with threads // workers torch
+    threads; one worker: in this process), the ready job heading the costliest chain first."""
+    import numpy as np
+
+    pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
+                   initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
+    with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
+        chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it each time
+        np.savez(chunk_file, **vars(prep.chunks))
+        tasks = _tasks(cfg, seed, prep, chunk_file)
+        t_wall = time.time()
+        n_eval = sum(name.startswith("eval/") for name in tasks)
+        done = pool.run_graph(tasks, f"training {len(tasks) - n_eval} models, evaluating {n_eval} agents "
+                                     f"({cfg.workers} workers)")
+    return Graph(models=_trained(done, prep.members),
+                 losses={k.removeprefix("train/"): v.losses for k, v in done.items() if k.startswith("train/")},
+                 evaluations={k.removeprefix("eval/"): v.product for k, v in done.items() if k.startswith("eval/")},
+                 records={k: v for out in done.values() for k, v in out.records.items()},
+                 jobs={k: {"start": round(v.started - t_wall, 1), "seconds": round(v.seconds, 1)}
+                       for k, v in done.items()})
+
+
+def _prediction_errors(seed: int, prep: Prepared, trained: dict) -> dict:
+    """Open-loop state error (per-dimension std units) at 1..F steps ahead on the held-out chunks: the
+    multi-step diffusion dynamics, the single-step diffusion model rolled out, the one-step ensemble."""
+    import torch
+
+    from paper_dmpc import baselines, models
+
+    gen = torch.Generator().manual_seed(seed)
+    predictors = {"multistep_diffusion": trained["dynamics"],
+                  "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
+                  "mlp_ensemble": trained["ensemble"]}
+    return {name: models.rollout_error(dyn, *_true_futures(prep.held), prep.norm.s_std, gen)
+            for name, dyn in predictors.items()}
+
+
+def _metrics(cfg, meta: dict, graph: Graph, errors: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """Every metric of a seed (the one place their names are written), and the claims' metrics this
+    seed cannot decide, with the reason."""
+    import numpy as np
+
+    m: dict[str, float] = {}
+    inconclusive = {}
+    if meta.get("medium_episode_return_normalized") is not None:  # the data's level, beside the claims
+        m["data_policy_score"] = float(meta["medium_episode_return_normalized"])
+        m["data_learner_steps"] = float(meta["learner_steps"])
+    for name, err in errors.items():
+        m[f"pred_err_{name}_at_f"] = float(err[-1])
+    multi, single = m["pred_err_multistep_diffusion_at_f"], m["pred_err_singlestep_diffusion_at_f"]
+    # a diverged rollout (inf or nan) decides nothing: the ratio is then nan and its claim fails as not finite
+    m["pred_err_ratio_multi_over_single"] = multi / single if np.isfinite([multi, single]).all() else float("nan")
+    for name in _agents(cfg):
+        res = graph.evaluations[name]
+        m[f"score_{name}"] = float(res["normalized"].mean())
+        m[f"return_{name}"] = float(res["returns"].mean())
+        m[f"episode_length_{name}"] = float(res["lengths"].mean())
+        m[f"mean_height_{name}"] = float(res["mean_height"].mean())
+        m[f"seconds_per_control_step_{name}"] = res["seconds_per_step"]
+    for base in ("mbop", "bc", "proposal") + (("abl_gaussian_proposal", "abl_single_step_proposal",
+                                                  "abl_single_step_dynamics") if cfg.ablations else ()):
+        m[f"score_dmpc_minus_{base}"] = m["score_dmpc"] - m[f"score_{base}"]
+    if cfg.jump:
+        m["jump_height_gain"] = m["mean_height_dmpc_jump"] - m["mean_height_dmpc"]
+        m["jump_max_height_gain"] = float(graph.evaluations["dmpc_jump"]["max_height"].mean()
+                                          - graph.evaluations["dmpc"]["max_height"].mean())
+    if cfg.distill:
+        m["distill_pairs"] = float(graph.records["distill_pairs"])
+        m["score_dmpc_distill_episodes"] = graph.records["teacher_score"]  # the teacher on the episodes it taught
+        m["distilled_speedup"] = (m["seconds_per_control_step_dmpc"]
+                                  / max(m["seconds_per_control_step_distilled"], 1e-9))
+        m["distilled_over_dmpc"] = m["score_distilled"] / m["score_dmpc"] if m["score_dmpc"] > 0 else float("nan")
+        if m["score_dmpc"] <= 0:
+            inconclusive["distilled_over_dmpc"] = "D-MPC's score is not positive: a ratio to it decides nothing"
+    if _altered(cfg):
+        m["score_altered_before"] = float(graph.evaluations["altered_before"]["normalized"].mean())
+        m["score_altered_after"] = float(graph.evaluations["altered_after"]["normalized"].mean())
+        m["finetune_gain"] = m["score_altered_after"] - m["score_altered_before"]
+        m["play_transitions"] = float(graph.records["play_transitions"])
+        for k in ("before", "after"):
+            m[f"pred_err_altered_{k}_at_f"] = graph.records[f"pred_err_altered_{k}"][-1]
+    elif cfg.novel_dynamics:
+        m["finetune_gain"] = 0.0
+        inconclusive["finetune_gain"] = f"no foot to weaken in {cfg.env}"
+    return m, inconclusive
+
+
+def _series(cfg, graph: Graph, errors: dict) -> dict[str, list]:
+    """The curves: prediction error against steps ahead (and on the weakened-foot robot before and after
+    fine-tuning), and every model's training loss (the ensemble's members averaged), at most ~100 points."""
+    import numpy as np
+
+    series = {f"pred_err_{name}": [(k + 1, float(e)) for k, e in enumerate(err)] for name, err in errors.items()}
+    if _altered(cfg):
+        for k in ("before", "after"):
+            series[f"pred_err_altered_{k}"] = [(i + 1, e) for i, e in enumerate(graph.records[f"pred_err_altered_{k}"])]
+        tune = graph.records["finetune_losses"]
+        series["train_loss_dynamics_finetune"] = list(enumerate(tune[::max(1, len(tune) // 100)]))
+    losses = {k: v for k, v in graph.losses.items() if not k.startswith("ensemble_")}
+    losses["ensemble"] = np.mean([v for k, v in graph.losses.items() if k.startswith("ensemble_")], 0).tolist()
+    for name, ls in losses.items():
+        series[f"train_loss_{name}"] = [(i, ls[i]) for i in range(0, len(ls), max(1, len(ls) // 100))]
+    return series
+
+
+def _info(cfg, data: SeedData, prep: Prepared, graph: Graph, laps: Laps) -> dict:
+    """The seed's record beside its metrics: the data's provenance, sizes, each job's and phase's time,
+    and every episode's score and length."""
+    import numpy as np
+
+    from paper_dmpc import data as pd
+
+    keys = ("label", "env_id", "learner", "learner_steps", "target", "target_reached",
+            "medium_episode_return_normalized", "replay_transitions", "generated_on")
+    info: dict = {"data": {**{k: data.meta.get(k) for k in keys}, "data_seed": data.meta.get("spec", {}).get("seed"),
+                           "content_sha256": data.digest},
+                  "chunks": len(prep.chunks), "workers": cfg.workers, "jobs": graph.jobs}
+    if _altered(cfg):
+        play = graph.records["play_returns"]
+        info["novel_dynamics"] = {"foot_scale": cfg.foot_scale, "play_episodes": len(play),
+                                  "play_return_normalized": float(np.mean(pd.normalized_score(cfg.env, play))),
+                                  "seconds": round(graph.jobs["eval/altered_before"]["seconds"]
+                                                   + graph.jobs["eval/altered_after"]["seconds"], 1)}
+    info["episodes"] = {k: {"normalized": v["normalized"].round(2).tolist(), "lengths": v["lengths"].tolist()}
+                        for k, v in graph.evaluations.items()}
+    info["seconds"] = round(laps.total(), 1)
+    info["wall_seconds"] = {k: round(v, 1) for k, v in laps.items()}  # the jobs' own times are in "jobs"
+    return info
 
 
 @dataclass
@@ -294,8 +582,8 @@ class DMPCSuite(Suite):
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
-    expected_minutes = {"smoke": 0.5, "small": 14.0}
-    renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every"}  # 2 cores, once the data are made (README)
+    expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
+    renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every"}
     claims = (
         Claim("multistep_pred_err_ratio", "pred_err_ratio_multi_over_single", "le", _t(1.0),
               source=f"{PAPER}, Sec. 4 (multi-step dynamics avoid compounding error)",
@@ -400,16 +688,31 @@ class DMPCSuite(Suite):
         ]
 
     def run(self, cfg: DMPCConfig, seed: int, out_dir: Path) -> RunResult:
-        import numpy as np
         import torch
-
-        from paper_dmpc import baselines, data, models
 
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(seed)  # the models' initialisation (the harness seeds torch only if it was imported)
-        t_start = time.perf_counter()
+        laps = Laps()
+        data = self._load_data(cfg, seed)
+        prep = _prepare(cfg, seed, data.arrays)
+        laps.done("setup")
+        graph = _train_and_evaluate(cfg, seed, prep)
+        laps.done("models_and_agents")
+        errors = _prediction_errors(seed, prep, graph.models)
+        laps.done("prediction_error")
+        metrics, inconclusive = _metrics(cfg, data.meta, graph, errors)
+        for why in self._data_doubts(cfg, data.meta):
+            inconclusive.update({c.metric: why for c in self.claims if c.metric not in inconclusive})
+        return RunResult(metrics=metrics, series=_series(cfg, graph, errors), info=_info(cfg, data, prep, graph, laps),
+                         inconclusive=inconclusive, inputs={"dataset": data.digest})
+
+    def _load_data(self, cfg, seed: int) -> SeedData:
+        """The seed's dataset: given by path, or generated (once; cached) to D4RL's medium level. Data whose
+        learner stopped below that level are refused (DataBelowTarget) unless require_target=false."""
+        from paper_dmpc import data
+
         if cfg.data_path:
-            ds = data.load_path(cfg.data_path)
+            arrays = data.load_path(cfg.data_path)
             meta = {"label": f"{cfg.data_path} (given by path)", "env_id": data.ENV_IDS[cfg.env], "learner_steps": None,
                     "target_reached": None, "medium_episode_return_normalized": None, "replay_transitions": None}
         else:
@@ -417,166 +720,8 @@ class DMPCSuite(Suite):
             sets, meta = data.load_or_generate(spec, log=lambda msg: print(msg, flush=True))
             if cfg.require_target and not meta["target_reached"]:
                 raise DataBelowTarget(_below_target(spec, meta))
-            ds = sets[cfg.dataset]
-        digest = data.content_sha256(ds)  # the data's identity: compare tells runs on other data apart
-        n_eps = len(data.episodes(ds))
-        rng = np.random.default_rng(1000 + seed)
-        held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
-        train_set, held_set = data.split_episodes(ds, held)
-        mcfg = models.ModelConfig(horizon=cfg.horizon, denoiser=cfg.denoiser, hidden=cfg.hidden, layers=cfg.layers,
-                                  train_steps=cfg.diffusion_steps, proposal_steps=cfg.proposal_steps,
-                                  dynamics_steps=cfg.dynamics_steps, gamma=cfg.gamma, clip=cfg.clip,
-                                  prediction=cfg.prediction)
-        chunks = models.Chunks.build(train_set, cfg.horizon, cfg.gamma)
-        norm = models.Normalizer(chunks)
-        s_dim, a_dim = chunks.states.shape[1], chunks.actions.shape[2]
-        tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
-        one = replace(mcfg, horizon=1)
-        # (model, chunk horizon: None for F, 1 for the one-step models); the ensemble's members train apart
-        specs = {"dynamics": (models.Dynamics(mcfg, s_dim, a_dim, norm), None),
-                 "proposal": (models.ActionProposal(mcfg, s_dim, a_dim, norm), None),
-                 "objective": (models.Objective(mcfg, s_dim, a_dim, norm), None),
-                 "dynamics_1step": (models.Dynamics(one, s_dim, a_dim, norm), 1),
-                 "bc": (baselines.BCPolicy(mcfg, s_dim, a_dim, norm), 1)}
-        members = baselines.OneStepEnsemble(mcfg, s_dim, a_dim, norm, cfg.members).split()
-        specs.update({f"ensemble_{k}": (m, 1) for k, m in enumerate(members)})
-        if cfg.ablations:  # the paper's three: Gaussian-MLP proposal, single-step proposal, single-step dynamics
-            specs["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, s_dim, a_dim, norm), None)
-            specs["proposal_1step"] = (models.ActionProposal(one, s_dim, a_dim, norm), 1)
-        device = torch.device(cfg.device)
-        agent_names = ["dmpc", "proposal", "bc", "mbop"] + ["dmpc_jump"] * cfg.jump + [
-            "abl_gaussian_proposal", "abl_single_step_proposal", "abl_single_step_dynamics"] * cfg.ablations + [
-            "distilled"] * cfg.distill
-        altered = cfg.novel_dynamics and cfg.env in data.FOOT_ACTUATOR
-        run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps}
-        altered_kw = {**run_kw, "seed": 60_000 + 100 * seed, "foot_scale": cfg.foot_scale}
-        wall = {"setup": time.perf_counter() - t_start}
-        pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
-                       initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
-        with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
-            chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it each time
-            np.savez(chunk_file, **vars(chunks))
-            # one graph: every model trains, and each agent is evaluated as soon as its models are trained
-            tasks = {f"train/{name}": Task(_train_job, partial(_given, (model.to(device), chunk_file, horizon, tcfg)),
-                                           cost=_TRAIN_COST[name.split("_")[0] if name.startswith("ensemble_") else name]
-                                           * cfg.steps / 1000)
-                     for name, (model, horizon) in specs.items()}
-            for name in agent_names:
-                tasks[f"eval/{name}"] = Task(_work, partial(_eval_job, name, cfg, len(members),
-                                                            {**run_kw, "seed": 50_000 + 100 * seed}),
-                                             after=_needs(name, len(members)), cost=_EVAL_COST[name])
-            if altered:  # a weakened foot; fine-tune only the dynamics on play data from the altered robot
-                tasks["eval/altered_before"] = Task(_work, partial(_eval_job, "dmpc", cfg, len(members), altered_kw,
-                                                                   label="altered_before"),
-                                                    after=_needs("dmpc", 0), cost=_EVAL_COST["altered_before"])
-                tasks["eval/altered_after"] = Task(_work, partial(_finetune_job, cfg, seed, chunk_file, tcfg, altered_kw),
-                                                   after=_needs("dmpc", 0), cost=_EVAL_COST["altered_after"])
-            if cfg.distill:  # the student waits on D-MPC's models; its teacher is built from them in _distill_arg
-                student = baselines.BCPolicy(mcfg, s_dim, a_dim, norm, chunk=cfg.replan).to(device)
-                tasks["train/distilled"] = Task(
-                    _distill_job, partial(_distill_arg, student, cfg, {**run_kw, "seed": 40_000 + 100 * seed,
-                                                                       "episodes": cfg.distill_episodes},
-                                          replace(tcfg, steps=cfg.distill_steps)),
-                    after=_needs("dmpc", 0), cost=_TRAIN_COST["distilled"] * cfg.distill_steps / 1000)
-            t_wall = time.time()
-            n_eval = sum(name.startswith("eval/") for name in tasks)
-            done = pool.run_graph(tasks, f"training {len(tasks) - n_eval} models, evaluating {n_eval} agents "
-                                         f"({cfg.workers} workers)")
-            wall["models_and_agents"] = time.perf_counter() - t_start - sum(wall.values())
-        trained = _trained(done, len(members))
-        losses = {name.removeprefix("train/"): done[name][1] for name in done if name.startswith("train/")}
-        results, extra = {}, {}
-        for name in done:
-            if name.startswith("eval/"):
-                results[name.removeprefix("eval/")] = done[name][0]
-                extra.update(done[name][1])
-        # where the time goes: each job's start (seconds after the graph started) and duration in its worker
-        jobs = {name: {"start": round(out[-2] - t_wall, 1), "seconds": round(out[-1], 1)} for name, out in done.items()}
-        metrics: dict[str, float] = {}
-        if meta.get("medium_episode_return_normalized") is not None:  # the data's level, beside the claims
-            metrics["data_policy_score"] = float(meta["medium_episode_return_normalized"])
-            metrics["data_learner_steps"] = float(meta["learner_steps"])
-        info: dict = {"data": {**{k: meta.get(k) for k in ("label", "env_id", "learner", "learner_steps", "target", "target_reached",
-                                                            "medium_episode_return_normalized", "replay_transitions",
-                                                            "generated_on")},
-                               "data_seed": meta.get("spec", {}).get("seed"), "content_sha256": digest},
-                      "chunks": len(chunks), "workers": cfg.workers, "jobs": jobs}
-
-        # offline prediction error against the horizon, held-out episodes
-        held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng)
-        gen = torch.Generator().manual_seed(seed)
-        predictors = {"multistep_diffusion": trained["dynamics"],
-                      "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
-                      "mlp_ensemble": trained["ensemble"]}
-        series = {}
-        for name, dyn in predictors.items():
-            err = models.rollout_error(dyn, *_true_futures(held_chunks), norm.s_std, gen)
-            series[f"pred_err_{name}"] = [(k + 1, float(e)) for k, e in enumerate(err)]
-            metrics[f"pred_err_{name}_at_f"] = float(err[-1])
-        multi, single = metrics["pred_err_multistep_diffusion_at_f"], metrics["pred_err_singlestep_diffusion_at_f"]
-        # a diverged rollout (inf or nan) decides nothing: the ratio is then nan and its claim fails as not finite
-        metrics["pred_err_ratio_multi_over_single"] = (multi / single if np.isfinite([multi, single]).all()
-                                                       else float("nan"))
-        wall["prediction_error"] = time.perf_counter() - t_start - sum(wall.values())
-        for name in agent_names:
-            res = results[name]
-            metrics[f"score_{name}"] = float(res["normalized"].mean())
-            metrics[f"return_{name}"] = float(res["returns"].mean())
-            metrics[f"episode_length_{name}"] = float(res["lengths"].mean())
-            metrics[f"mean_height_{name}"] = float(res["mean_height"].mean())
-            metrics[f"seconds_per_control_step_{name}"] = res["seconds_per_step"]
-        for base in ("mbop", "bc", "proposal") + (("abl_gaussian_proposal", "abl_single_step_proposal",
-                                                      "abl_single_step_dynamics") if cfg.ablations else ()):
-            metrics[f"score_dmpc_minus_{base}"] = metrics["score_dmpc"] - metrics[f"score_{base}"]
-        if cfg.jump:
-            metrics["jump_height_gain"] = metrics["mean_height_dmpc_jump"] - metrics["mean_height_dmpc"]
-            metrics["jump_max_height_gain"] = float(results["dmpc_jump"]["max_height"].mean()
-                                                    - results["dmpc"]["max_height"].mean())
-        inconclusive = {}
-        if cfg.distill:
-            records = done["train/distilled"][2]
-            metrics["distill_pairs"] = float(records["distill_pairs"])
-            metrics["score_dmpc_distill_episodes"] = records["teacher_score"]  # the teacher on the episodes it taught
-            metrics["distilled_speedup"] = (metrics["seconds_per_control_step_dmpc"]
-                                            / max(metrics["seconds_per_control_step_distilled"], 1e-9))
-            if metrics["score_dmpc"] > 0:
-                metrics["distilled_over_dmpc"] = metrics["score_distilled"] / metrics["score_dmpc"]
-            else:
-                metrics["distilled_over_dmpc"] = float("nan")
-                inconclusive["distilled_over_dmpc"] = "D-MPC's score is not positive: a ratio to it decides nothing"
-        if altered:
-            before, after = results["altered_before"], results["altered_after"]
-            metrics["score_altered_before"] = float(before["normalized"].mean())
-            metrics["score_altered_after"] = float(after["normalized"].mean())
-            metrics["finetune_gain"] = metrics["score_altered_after"] - metrics["score_altered_before"]
-            metrics["play_transitions"] = float(extra["play_transitions"])
-            info["novel_dynamics"] = {"foot_scale": cfg.foot_scale, "play_episodes": len(extra["play_returns"]),
-                                      "play_return_normalized": float(np.mean(data.normalized_score(
-                                          cfg.env, extra["play_returns"]))),
-                                      "seconds": round(jobs["eval/altered_before"]["seconds"]
-                                                       + jobs["eval/altered_after"]["seconds"], 1)}
-            for k in ("before", "after"):
-                series[f"pred_err_altered_{k}"] = [(i + 1, e) for i, e in enumerate(extra[f"pred_err_altered_{k}"])]
-                metrics[f"pred_err_altered_{k}_at_f"] = extra[f"pred_err_altered_{k}"][-1]
-            tune_losses = extra["finetune_losses"]
-            series["train_loss_dynamics_finetune"] = list(enumerate(tune_losses[::max(1, len(tune_losses) // 100)]))
-        elif cfg.novel_dynamics:
-            metrics["finetune_gain"] = 0.0
-            inconclusive["finetune_gain"] = f"no foot to weaken in {cfg.env}"
-        info["episodes"] = {k: {"normalized": v["normalized"].round(2).tolist(), "lengths": v["lengths"].tolist()}
-                            for k, v in results.items()}
-        info["seconds"] = round(time.perf_counter() - t_start, 1)
-        # wall-clock phases of this seed (the jobs' own times are in info["jobs"])
-        info["wall_seconds"] = {k: round(v, 1) for k, v in wall.items()}
-        ens = [losses.pop(f"ensemble_{k}") for k in range(len(members))]
-        losses["ensemble"] = np.mean(ens, 0).tolist()  # the members' mean, as when they trained together
-        for name, ls in losses.items():
-            stride = max(1, len(ls) // 100)
-            series[f"train_loss_{name}"] = [(i, ls[i]) for i in range(0, len(ls), stride)]
-        for why in self._data_doubts(cfg, meta):
-            inconclusive.update({c.metric: why for c in self.claims if c.metric not in inconclusive})
-        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive,
-                         inputs={"dataset": digest})
+            arrays = sets[cfg.dataset]
+        return SeedData(arrays, meta, data.content_sha256(arrays))  # the digest: compare tells other data apart
 
     def _data_doubts(self, cfg, meta: dict) -> list[str]:
         """Why this seed's data cannot carry the paper's claims: below the level they are named after,

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from runners.api import Claim, Invariant, RunResult, Suite, SuiteConfig, at_tiers
-from runners.progress import track
+from runners.progress import Laps, track
 from runners.rundir import cache_root
 
 PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
@@ -31,6 +30,494 @@ PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
 # name, layers, heads, key/value heads, MLP width.
 PAPER_SHAPES = {512: ("150M", 6, 8, 8, 1792), 768: ("300M", 12, 12, 12, 2688),
                 1024: ("600M", 24, 16, 8, 3584), 2048: ("1.4B", 16, 16, 8, 7168)}
+
+
+@dataclass
+class Setup:
+    """One seed's corpus, held-out windows and cache, and the configs every phase trains: a model of
+    each width (the suite's shapes or the paper's), and a training run of it."""
+
+    cfg: Any
+    seed: int
+    corpus: Any
+    val: Any
+    cache: Path
+    n_params: dict[int, int] = field(default_factory=dict)  # by width
+
+    @classmethod
+    def load(cls, cfg, seed: int) -> Setup:
+        from paper_infcompute import corpus as corpus_mod
+        from paper_infcompute import train as tr
+
+        corpus = corpus_mod.load(_corpus_spec(cfg, cfg.train_bytes))
+        cache = cache_root(cfg.cache_dir) / "infcompute"
+        cache.mkdir(parents=True, exist_ok=True)
+        setup = cls(cfg, seed, corpus, tr.windows(corpus.val, cfg.seq_len), cache)
+        setup.n_params = {d: tr.Decoder(setup.model_cfg(d)).n_params() for d in cfg.sizes}
+        return setup
+
+    def model_cfg(self, d: int):
+        from paper_infcompute.model import ModelConfig
+
+        if self.cfg.paper_shapes:
+            _, layers, heads, kv, ff = PAPER_SHAPES[d]
+        else:
+            layers, heads, kv, ff = self.cfg.n_layers, max(2, d // 16), 0, 0
+        return ModelConfig(vocab_size=self.corpus.vocab_size, d_model=d, n_layers=layers, n_heads=heads,
+                           n_kv_heads=kv, d_ff=ff, seq_len=self.cfg.seq_len)
+
+    def run_cfg(self, d: int, epochs: int, wd: float, member: int = 0, data=None, **extra):
+        """A training run at width ``d``; ``member`` picks its init seed and data order (0: the searches')."""
+        from paper_infcompute import train as tr
+
+        c = self.cfg
+        return tr.RunConfig(model=self.model_cfg(d), corpus=data or _corpus_spec(c, c.train_bytes), epochs=epochs,
+                            lr=c.lr, weight_decay=wd, batch_size=c.batch_size, seed=1000 * self.seed + member,
+                            device=c.device, precision=c.precision, **extra)
+
+
+def _distill_size(cfg) -> int:
+    """The width distillation works at: the second (the paper's 300M), or the only one."""
+    return cfg.sizes[1] if len(cfg.sizes) > 1 else cfg.sizes[0]
+
+
+def _corpus_spec(cfg, n_bytes: int):
+    from paper_infcompute import corpus as corpus_mod
+
+    return corpus_mod.CorpusSpec(source=cfg.corpus, pattern=cfg.pattern, train_bytes=n_bytes,
+                                 val_bytes=cfg.val_bytes, tokenizer=cfg.tokenizer)
+
+
+class Trainer:
+    """Training runs through one job pool: each distinct config trains once however many phases (and
+    threads) ask for it (``submit``), or a list of configs at once (``losses``); results are cached."""
+
+    def __init__(self, pool, cache: Path):
+        self.pool, self.cache = pool, cache
+        self._inflight, self._lock = {}, threading.Lock()
+
+    def submit(self, c):
+        from paper_infcompute import train as tr
+
+        with self._lock:
+            if c.key() not in self._inflight:
+                self._inflight[c.key()] = self.pool.submit(tr.train_job, (c, c.corpus, str(self.cache)))
+            return self._inflight[c.key()]
+
+    def losses(self, cfgs: list, what: str) -> list[float]:
+        from paper_infcompute import train as tr
+
+        return [m["val_loss"] for m in self.pool.map(tr.train_job, [(c, c.corpus, str(self.cache)) for c in cfgs], what)]
+
+
+@dataclass
+class Searches:
+    """The standard recipe's epoch searches by (data budget, width) and the regularized recipe's
+    (epochs, weight decay) searches by width (``search.local_optimum``'s results), and the standard
+    recipe's overfitting gap per replicate: its largest width against its best smaller one, each at its
+    tuned epochs (replicate 0: the searches' own runs)."""
+
+    standard: dict[tuple[int, int], Any]
+    regularized: dict[int, Any]
+    overfit_gaps: list[float]
+
+    def standard_at(self, n_bytes: int) -> dict[int, float]:
+        """The standard recipe's tuned loss per width at one data budget."""
+        return {d: r.loss for (n, d), r in self.standard.items() if n == n_bytes}
+
+
+@dataclass
+class Members:
+    """Each width's two candidate member settings ("optimum": the regularized search's; "shifted": 2x
+    epochs, half the weight decay, the paper's shift), and K members' configs and losses for each."""
+
+    hparams: dict[int, dict[str, tuple]]
+    cfgs: dict[tuple[int, str], list]
+    losses: dict[tuple[int, str], list[float]]
+
+
+@dataclass
+class Ensembles:
+    """Per combination rule, each width's loss against ensemble size 1..K for the chosen candidate; the
+    chosen candidate per width; every candidate's curves (for the record); each ensemble's gain over
+    its members' mean loss."""
+
+    curves: dict[str, dict[int, list[float]]]
+    chosen: dict[int, str]
+    candidates: dict[str, dict]
+    gains: list[float]
+
+
+@dataclass
+class Distillation:
+    """Students at width ``size``, per kind (ensemble teacher; self-distillation with and without real
+    data) and replicate; the teacher's member count."""
+
+    size: int
+    teachers: int
+    replicas: dict[str, list[float]]
+
+    @property
+    def student(self) -> dict[str, float]:
+        import numpy as np
+
+        return {kind: float(np.mean(v)) for kind, v in self.replicas.items()}
+
+
+@dataclass
+class Fits:
+    """Power laws (``fit.fit_power_law``): the regularized loss in parameters (over the member seeds at
+    the optimum), each width's ensemble in K, the joint (ensemble asymptotes in parameters), and the
+    standard recipe's best loss in data; with the per-seed regularized losses they were fitted to."""
+
+    regularized: Any
+    ensemble: dict[int, Any]
+    joint: Any
+    data: Any
+    regularized_seeds: Any
+
+
+def _check(cfg) -> None:
+    if cfg.train_bytes not in cfg.data_sizes:
+        raise ValueError(f"data_sizes {cfg.data_sizes} must include train_bytes={cfg.train_bytes}")
+    if cfg.paper_shapes and set(cfg.sizes) - set(PAPER_SHAPES):
+        raise ValueError(f"paper_shapes: sizes must be among {sorted(PAPER_SHAPES)}, got {cfg.sizes}")
+
+
+def _search(cfg, setup: Setup, trainer: Trainer) -> Searches:
+    """Every search at once, one thread each, all feeding the same pool: the standard recipe (weight
+    decay fixed, epochs tuned until locally optimal) at every data budget and width, and the regularized
+    recipe (epochs and weight decay tuned) at every width; then the overfitting gap's replicates."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from paper_infcompute.search import local_optimum
+
+    def search(d, grids, start, max_runs, data=None, wd=None):
+        def evaluate(points):
+            futures = [trainer.submit(setup.run_cfg(d, p["epochs"], p.get("wd", wd), data=data)) for p in points]
+            return [f.result()["val_loss"] for f in futures]
+
+        return local_optimum(evaluate, grids, start, max_runs=max_runs)
+
+    with ThreadPoolExecutor(len(cfg.sizes) * (1 + len(cfg.data_sizes))) as threads:
+        regularized = {d: threads.submit(search, d, {"epochs": cfg.epochs_grid, "wd": cfg.wd_grid},
+                                         {"epochs": cfg.search_start_epochs, "wd": cfg.search_start_wd},
+                                         cfg.max_search_runs) for d in cfg.sizes}
+        standard = {(n, d): threads.submit(search, d, {"epochs": cfg.standard_epochs},
+                                           {"epochs": cfg.standard_start_epochs}, len(cfg.standard_epochs),
+                                           _corpus_spec(cfg, n), cfg.standard_wd)
+                    for n in cfg.data_sizes for d in cfg.sizes}
+        for _ in track(as_completed(standard.values()), "standard recipe (budgets x sizes)", total=len(standard)):
+            pass
+        for _ in track(as_completed(regularized.values()), "regularized search (sizes)", total=len(regularized)):
+            pass
+    standard = {k: f.result() for k, f in standard.items()}
+    best = {d: standard[(cfg.train_bytes, d)].loss for d in cfg.sizes}
+    pair = (cfg.sizes[-1], min(cfg.sizes[:-1], key=best.get))
+    reruns = [setup.run_cfg(d, standard[(cfg.train_bytes, d)].best["epochs"], cfg.standard_wd, member=k)
+              for k in range(1, cfg.replicates) for d in pair]
+    rerun = trainer.losses(reruns, "standard recipe replicates")
+    gaps = [best[pair[0]] - best[pair[1]]] + [rerun[i] - rerun[i + 1] for i in range(0, len(rerun), 2)]
+    return Searches(standard, {d: f.result() for d, f in regularized.items()}, gaps)
+
+
+def _train_members(cfg, setup: Setup, trainer: Trainer, searches: Searches) -> Members:
+    """K members per width and candidate, differing in init seed and data order. The candidates are the
+    paper's two-point box: the single-model optimum and its shift (2x epochs, half the weight decay)."""
+    hparams = {}
+    for d in cfg.sizes:
+        best = searches.regularized[d].best
+        shifted = (min(2 * best["epochs"], max(cfg.epochs_grid)), min(cfg.wd_grid, key=lambda w: abs(w - best["wd"] / 2)))
+        hparams[d] = {"optimum": (best["epochs"], best["wd"]), "shifted": shifted}
+    cfgs = {(d, name): [setup.run_cfg(d, *hp, member=k) for k in range(cfg.members)]
+            for d in cfg.sizes for name, hp in hparams[d].items()}
+    flat = [c for group in cfgs.values() for c in group]
+    by_key = dict(zip([c.key() for c in flat], trainer.losses(flat, "ensemble members"), strict=True))
+    return Members(hparams, cfgs, {k: [by_key[c.key()] for c in group] for k, group in cfgs.items()})
+
+
+def _evaluate_ensembles(cfg, setup: Setup, members: Members) -> Ensembles:
+    """Each candidate's ensembles of its first 1..K members on the held-out windows, by both rules
+    (``ensemble.combine``: logit or probability averaging); per width the candidate whose K-member
+    ensemble (by ``cfg.combine``) is best is chosen."""
+    import numpy as np
+
+    from paper_infcompute import ensemble
+    from paper_infcompute import train as tr
+
+    curves, chosen, candidates, gains = {"logit": {}, "prob": {}}, {}, {}, []
+    for d in track(cfg.sizes, "ensemble evaluation"):
+        best = None
+        for name, hp in members.hparams[d].items():
+            lps = [tr.token_logprobs(tr.load_model(c, setup.corpus, setup.cache), setup.val)
+                   for c in members.cfgs[(d, name)]]
+            nlls = members.losses[(d, name)]
+            by_rule = {m: [tr.nll(ensemble.combine(lps[:k], m), setup.val) for k in range(1, cfg.members + 1)]
+                       for m in curves}
+            gains += [float(np.mean(nlls)) - c[-1] for c in by_rule.values()]
+            candidates[f"d{d}_{name}"] = {"hparams": hp, "member_losses": nlls, **by_rule}
+            if best is None or by_rule[cfg.combine][-1] < best[1][cfg.combine][-1]:
+                best = (name, by_rule)
+        chosen[d] = best[0]
+        for m in curves:
+            curves[m][d] = best[1][m]
+    return Ensembles(curves, chosen, candidates, gains)
+
+
+def _distill(cfg, setup: Setup, trainer: Trainer, members: Members, ensembles: Ensembles) -> Distillation:
+    """Distillation at the second width (the paper's 300M): students trained on real data plus
+    unconditional samples (temperature 1) of the chosen ensemble, or of its first member alone
+    (self-distillation, with and without the real data); ``replicates`` students of each kind."""
+    import numpy as np
+
+    from paper_infcompute import train as tr
+    from paper_infcompute.sample import sample
+
+    ref = _distill_size(cfg)
+    teachers = members.cfgs[(ref, ensembles.chosen[ref])]
+    unigram = np.bincount(setup.corpus.train, minlength=setup.corpus.vocab_size) / len(setup.corpus.train)
+
+    def samples_from(cfgs):
+        key = hashlib.sha256(repr(([c.key() for c in cfgs], cfg.distill_tokens, setup.seed,
+                                   setup.corpus.sha256)).encode()).hexdigest()[:20]
+        if tr.load_synth(setup.cache, key) is None:
+            models = [tr.load_model(c, setup.corpus, setup.cache).to(cfg.device) for c in cfgs]
+            tr.save_synth(setup.cache, key, sample(models, cfg.distill_tokens, cfg.seq_len, unigram,
+                                                   seed=1000 * setup.seed + 7, device=cfg.device, progress=track))
+        return key
+
+    ens_key, self_key = samples_from(teachers), samples_from(teachers[:1])
+    kinds = {"ensemble": {"synth_key": ens_key}, "self_real": {"synth_key": self_key},
+             "self_no_real": {"synth_key": self_key, "real_data": False}}
+    students = {(kind, k): setup.run_cfg(ref, cfg.distill_epochs, cfg.distill_wd, member=500 + 3 * k + j,
+                                         synth_weight=cfg.distill_weight, **kw)
+                for k in range(cfg.replicates) for j, (kind, kw) in enumerate(kinds.items())}
+    loss = dict(zip(students, trainer.losses(list(students.values()), "distillation students"), strict=True))
+    return Distillation(ref, len(teachers), {kind: [loss[(kind, k)] for k in range(cfg.replicates)] for kind in kinds})
+
+
+def _fit(cfg, setup: Setup, searches: Searches, members: Members, ensembles: Ensembles) -> Fits:
+    """The power laws: the regularized loss (the members' mean at the optimum, per seed) in parameters,
+    each width's ensemble in K, the joint law in parameters through the ensemble asymptotes, and the
+    standard recipe's best loss over widths in data."""
+    import numpy as np
+
+    from paper_infcompute import fit
+
+    reg_seeds = np.array([members.losses[(d, "optimum")] for d in cfg.sizes]).T  # [seeds, sizes]
+    ks = np.arange(1, cfg.members + 1)
+    ens = {d: fit.fit_power_law(ks, ensembles.curves[cfg.combine][d]) for d in cfg.sizes}
+    xs = np.array([setup.n_params[d] for d in cfg.sizes], dtype=float)
+    reg = fit.fit_power_law(xs, reg_seeds.mean(0), per_seed=reg_seeds, seed=setup.seed)
+    joint = fit.fit_power_law(xs, [ens[d].E for d in cfg.sizes])
+    data = fit.fit_power_law(np.array(cfg.data_sizes, dtype=float), [_standard_by_data(cfg, searches)[n]
+                                                                       for n in cfg.data_sizes])
+    return Fits(reg, ens, joint, data, reg_seeds)
+
+
+def _standard_by_data(cfg, searches: Searches) -> dict[int, float]:
+    """The standard recipe's best loss over widths at each data budget."""
+    return {n: min(searches.standard_at(n).values()) for n in cfg.data_sizes}
+
+
+def _data_efficiency(cfg, searches: Searches, fits: Fits, ensembles: Ensembles, distill: Distillation) -> dict:
+    """Per recipe, the data the standard recipe would need to reach its loss, over the budget: bounds
+    through the standard data law's refits (``metrics.data_efficiency_bounds``) and the floor the
+    measured budgets alone give."""
+    from paper_infcompute import metrics as pm
+
+    standard = _standard_by_data(cfg, searches)
+    losses = {"regularized": fits.regularized.E, "joint": fits.joint.E,
+              "ensemble": min(ensembles.curves[cfg.combine][d][-1] for d in cfg.sizes),
+              "distill": distill.student["ensemble"]}
+    out = {}
+    for name, loss in losses.items():
+        low, point, high = pm.data_efficiency_bounds(fits.data, loss, cfg.train_bytes)
+        out[name] = {"loss": loss, "lowest": low, "point": point, "highest": high,
+                     "measured_floor": pm.measured_efficiency_floor(cfg.data_sizes, [standard[n] for n in cfg.data_sizes],
+                                                                    loss, cfg.train_bytes)}
+    return out
+
+
+def _regularized(cfg, fits: Fits) -> dict[int, float]:
+    """The regularized recipe's loss per width: its members' mean at the optimum."""
+    return dict(zip(cfg.sizes, fits.regularized_seeds.mean(0).tolist(), strict=True))
+
+
+def _teacher_noise(members: Members, ensembles: Ensembles, size: int) -> tuple[list[float], float]:
+    """(the distillation teachers' losses, their standard deviation: the noise a student must beat)."""
+    import numpy as np
+
+    losses = members.losses[(size, ensembles.chosen[size])]
+    return losses, float(np.std(losses, ddof=1)) if len(losses) > 1 else 0.0
+
+
+def _metrics(cfg, searches: Searches, members: Members, ensembles: Ensembles, distill: Distillation, fits: Fits,
+             efficiency: dict) -> dict[str, float]:
+    """Every metric of a seed; the one place their names are written."""
+    import numpy as np
+
+    from paper_infcompute import metrics as pm
+
+    standard, reg, curves = searches.standard_at(cfg.train_bytes), _regularized(cfg, fits), ensembles.curves
+    ref, student = distill.size, distill.student
+    teacher_losses, noise = _teacher_noise(members, ensembles, ref)
+    fitted = [(fits.regularized, fits.regularized_seeds.mean(0)), (fits.joint, [fits.ensemble[d].E for d in cfg.sizes]),
+              (fits.data, list(_standard_by_data(cfg, searches).values()))]
+    m = {f"member_loss_d{d}": float(np.mean(members.losses[(d, ensembles.chosen[d])])) for d in cfg.sizes}
+    m.update({
+        "ensemble_gain_min": min(ensembles.gains),
+        "fits_in_range": float(all(0 <= f.E <= min(y) + 1e-9 for f, y in fitted + [
+            (fits.ensemble[d], curves[cfg.combine][d]) for d in cfg.sizes])),
+        "standard_best": min(standard.values()),
+        "standard_overfit_gap": standard[cfg.sizes[-1]] - min(standard[d] for d in cfg.sizes[:-1]),
+        "regularized_monotone": float(np.mean([reg[b] < reg[a] for a, b in zip(cfg.sizes, cfg.sizes[1:], strict=False)])),
+        "e_regularized": fits.regularized.E, "e_regularized_spread": fits.regularized.E_spread,
+        "alpha_regularized": fits.regularized.alpha,
+        "e_ensemble": fits.ensemble[ref].E, "e_ensemble_spread": fits.ensemble[ref].E_spread,
+        "e_joint": fits.joint.E, "e_joint_spread": fits.joint.E_spread,
+        "e_standard_data": fits.data.E, "beta_standard_data": fits.data.alpha,
+        "searches_certified": float(sum(r.certified for r in searches.regularized.values())),
+        "best_ensemble_loss": min(curves[cfg.combine][d][-1] for d in cfg.sizes),
+    })
+    for metric, gap, used in _margins(cfg, fits, m["standard_best"]):  # the gap less the fits' refit spreads
+        m[metric] = gap - sum(f.E_spread for _, f in used)
+    ens_loss = curves[cfg.combine][ref][-1]
+    m.update({"distill_student_loss": student["ensemble"], "distill_teacher_loss": ens_loss,
+              "self_distill_teacher_loss": teacher_losses[0], "self_distill_real_loss": student["self_real"],
+              "self_distill_no_real_loss": student["self_no_real"], "member_loss_sd": noise,
+              "self_distill_real_margin": teacher_losses[0] - student["self_real"] - noise,
+              "self_distill_no_real_margin": teacher_losses[0] - student["self_no_real"] - noise})
+    gained = reg[ref] - ens_loss > 0
+    m["distill_retention"] = pm.distill_retention(reg[ref], ens_loss, student["ensemble"]) if gained else 0.0
+    for name, e in efficiency.items():
+        m[f"data_efficiency_{name}_measured_floor"] = e["measured_floor"]
+        m[f"data_efficiency_{name}"] = e["lowest"] if np.isfinite(e["lowest"]) else e["measured_floor"]
+    for d in cfg.sizes:
+        m[f"standard_loss_d{d}"], m[f"regularized_loss_d{d}"] = standard[d], reg[d]
+        m[f"ensemble_loss_d{d}_k{cfg.members}"] = curves[cfg.combine][d][-1]
+        m[f"ensemble_prob_loss_d{d}_k{cfg.members}"] = curves["prob"][d][-1]
+        m[f"e_ensemble_d{d}"] = fits.ensemble[d].E
+    m.update({f"standard_loss_data{n}": loss for n, loss in _standard_by_data(cfg, searches).items()})
+    return m
+
+
+def _margins(cfg, fits: Fits, standard_best: float) -> list[tuple[str, float, list]]:
+    """(metric, the gap it is about, the fits whose leave-one-out spread counts against it) for each
+    ordering claim: regularized below standard, the ensemble below regularized, the joint below the
+    ensemble (at the distillation's width)."""
+    ref = _distill_size(cfg)
+    reg, ens, joint = ("E_regularized", fits.regularized), (f"E_ensemble(d{ref})", fits.ensemble[ref]), ("E_joint", fits.joint)
+    return [("reg_vs_standard_margin", standard_best - fits.regularized.E, [reg]),
+            ("ens_vs_reg_margin", fits.regularized.E - fits.ensemble[ref].E, [reg, ens]),
+            ("joint_vs_ens_margin", fits.ensemble[ref].E - fits.joint.E, [ens, joint])]
+
+
+def _doubts(cfg, searches: Searches, fits: Fits, efficiency: dict, m: dict) -> dict[str, str]:
+    """The claims' metrics this seed cannot decide, with the reason: size steps within noise, gaps the
+    fits cannot resolve, no ensemble gain to retain, losses beyond the data law, uncertified searches."""
+    import numpy as np
+
+    why: dict[str, str] = {}
+    seeds, reg = fits.regularized_seeds, _regularized(cfg, fits)
+    if len(seeds) > 1:  # a size step whose change is within 2 standard errors has no direction
+        se = seeds.std(0, ddof=1) / np.sqrt(len(seeds))
+        unresolved = [f"d{a}->d{b}: {reg[b] - reg[a]:+.4f} +- {2 * np.hypot(se[i], se[i + 1]):.4f}"
+                      for i, (a, b) in enumerate(zip(cfg.sizes, cfg.sizes[1:], strict=False))
+                      if abs(reg[b] - reg[a]) < 2 * np.hypot(se[i], se[i + 1])]
+        if unresolved:
+            why["regularized_monotone"] = f"size steps within 2 standard errors over {len(seeds)} seeds: " + "; ".join(unresolved)
+    for metric, gap, used in _margins(cfg, fits, m["standard_best"]):
+        shaky = {n: f.E_spread for n, f in used if not np.isfinite(f.E_spread) or f.E_spread >= abs(gap)}
+        if shaky:
+            why[metric] = "; ".join(f"{n} moves by {s:.3g} under leave-one-out refits, not less than the gap "
+                                    f"{abs(gap):.3g}" for n, s in shaky.items())
+    single, ens_loss = reg[_distill_size(cfg)], m["distill_teacher_loss"]
+    if not single - ens_loss > 0:
+        why["distill_retention"] = (f"the ensemble ({ens_loss:.4f}) is not better than one model ({single:.4f}): "
+                                    "there is no gain to retain")
+    for name, e in efficiency.items():
+        used = {"regularized": fits.regularized, "joint": fits.joint}.get(name)
+        if not np.isfinite(e["lowest"]):
+            why[f"data_efficiency_{name}"] = (f"loss {e['loss']:.4f} is at or below the asymptote of every refit of the "
+                                              f"standard data law (E = {fits.data.E:.4f}); the value is the measured floor")
+        if used is not None and not (np.isfinite(used.E_spread) and used.E_spread < m["standard_best"] - e["loss"]):
+            why[f"data_efficiency_{name}"] = (f"E_{name} moves by {used.E_spread:.3g} under leave-one-out refits, not "
+                                              f"less than its gap to the standard recipe ({m['standard_best'] - e['loss']:.3g})")
+    # a search that spent its budget uncertified did not find the optimum a claim is about
+    uncertified = [d for d in cfg.sizes if not searches.standard[(cfg.train_bytes, d)].certified]
+    if uncertified:
+        _add(why, "standard_overfit_gap", f"the standard recipe's epoch search at d_model {uncertified} is uncertified")
+    uncertified = [d for d in cfg.sizes if not searches.regularized[d].certified]
+    for metric in ("regularized_monotone", "reg_vs_standard_margin", "ens_vs_reg_margin") if uncertified else ():
+        _add(why, metric, f"the regularized search at d_model {uncertified} spent its budget uncertified")
+    return why
+
+
+def _add(why: dict[str, str], metric: str, reason: str) -> None:
+    why[metric] = "; ".join(filter(None, [why.get(metric), reason]))
+
+
+def _units(cfg, searches: Searches, members: Members, ensembles: Ensembles, distill: Distillation,
+           fits: Fits) -> dict[str, list[float]]:
+    """The claims' units, one value each: the overfitting gap per replicate, and the distillation margins
+    and retention per student (retention only where the ensemble gained over one model)."""
+    from paper_infcompute import metrics as pm
+
+    ref = distill.size
+    teacher_losses, noise = _teacher_noise(members, ensembles, ref)
+    units = {"standard_overfit_gap": searches.overfit_gaps}
+    for kind, metric in (("self_real", "self_distill_real_margin"), ("self_no_real", "self_distill_no_real_margin")):
+        units[metric] = [teacher_losses[0] - loss - noise for loss in distill.replicas[kind]]
+    single, ens_loss = _regularized(cfg, fits)[ref], ensembles.curves[cfg.combine][ref][-1]
+    if single - ens_loss > 0:
+        units["distill_retention"] = [pm.distill_retention(single, ens_loss, loss) for loss in distill.replicas["ensemble"]]
+    return units
+
+
+def _series(cfg, setup: Setup, searches: Searches, ensembles: Ensembles, fits: Fits) -> dict[str, list]:
+    """Loss against parameters per recipe (standard, regularized, ensemble asymptote and measured),
+    the standard recipe's data law and epoch-search points, each width's ensemble against K."""
+    n_params, curves = setup.n_params, ensembles.curves[cfg.combine]
+    standard, reg = searches.standard_at(cfg.train_bytes), _regularized(cfg, fits)
+    series = {"standard": [(n_params[d], standard[d]) for d in cfg.sizes],
+              "regularized": [(n_params[d], reg[d]) for d in cfg.sizes],
+              "ensemble_asymptote": [(n_params[d], fits.ensemble[d].E) for d in cfg.sizes],
+              "ensemble_measured": [(n_params[d], curves[d][-1]) for d in cfg.sizes],
+              "standard_data_law": list(_standard_by_data(cfg, searches).items())}
+    points = {(d, p[0][1]): loss for (n, d), r in searches.standard.items() if n == cfg.train_bytes
+              for p, loss in r.evaluated.items()}
+    for e in cfg.standard_epochs:  # the epoch search's points at the main budget
+        series[f"standard_epochs_{e}"] = [(n_params[d], points[(d, e)]) for d in cfg.sizes if (d, e) in points]
+    for d in cfg.sizes:
+        series[f"ensemble_k_d{d}"] = list(zip(range(1, cfg.members + 1), curves[d], strict=True))
+    return series
+
+
+def _info(cfg, setup: Setup, searches: Searches, members: Members, ensembles: Ensembles, distill: Distillation,
+          fits: Fits, efficiency: dict, laps) -> dict:
+    """The seed's record: corpus, sizes, every search's result, the member candidates, fits, data
+    efficiency, distillation, and each phase's seconds."""
+    corpus = setup.corpus
+    return {"corpus_sha256": corpus.sha256, "train_files": corpus.train_files, "val_files": corpus.val_files,
+            "train_tokens": len(corpus.train), "time_s": {**{k: round(v, 1) for k, v in laps.items()},
+                                                          "total": round(laps.total(), 1)},
+            "n_params": setup.n_params,
+            "standard_search": {f"data{n}_d{d}": {"epochs": r.best["epochs"], "loss": r.loss, "certified": r.certified,
+                                                  "runs": r.runs} for (n, d), r in searches.standard.items()},
+            "regularized_search": {d: {"best": r.best, "loss_seed0": r.loss, "certified": r.certified, "runs": r.runs}
+                                   for d, r in searches.regularized.items()},
+            "member_candidates": ensembles.candidates,
+            "fits": {"regularized": fits.regularized.as_dict(), "joint": fits.joint.as_dict(),
+                     "standard_data_law": fits.data.as_dict(), **{f"ensemble_d{d}": f.as_dict() for d, f in fits.ensemble.items()}},
+            "data_efficiency": efficiency,
+            "regularized_hparams": {d: r.best for d, r in searches.regularized.items()},
+            "member_hparams": {d: {"rule": ensembles.chosen[d], "epochs_wd": members.hparams[d][ensembles.chosen[d]]}
+                               for d in cfg.sizes},
+            "distillation": {"size": distill.size, "teacher_members": distill.teachers,
+                             "synthetic_tokens": cfg.distill_tokens, "students": distill.student,
+                             "single_model": _regularized(cfg, fits)[distill.size],
+                             "ensemble": ensembles.curves[cfg.combine][distill.size][-1]}}
 
 
 @dataclass
@@ -189,416 +676,139 @@ class InfComputeSuite(Suite):
 
     # ------------------------------------------------------------------ run
     def run(self, cfg: InfComputeConfig, seed: int, out_dir: Path) -> RunResult:
-        import functools
-        from concurrent.futures import ThreadPoolExecutor, as_completed
-
-        import numpy as np
         import torch
 
-        from paper_infcompute import corpus as corpus_mod
-        from paper_infcompute import ensemble, fit
-        from paper_infcompute import metrics as pm
         from paper_infcompute import train as tr
-        from paper_infcompute.model import ModelConfig
-        from paper_infcompute.sample import sample
-        from paper_infcompute.search import local_optimum
         from runners.jobs import JobPool
 
-        if cfg.train_bytes not in cfg.data_sizes:
-            raise ValueError(f"data_sizes {cfg.data_sizes} must include train_bytes={cfg.train_bytes}")
-        if cfg.paper_shapes and set(cfg.sizes) - set(PAPER_SHAPES):
-            raise ValueError(f"paper_shapes: sizes must be among {sorted(PAPER_SHAPES)}, got {cfg.sizes}")
+        _check(cfg)
         torch.set_num_threads(cfg.threads)
-
-        def spec_for(n_bytes):
-            return corpus_mod.CorpusSpec(source=cfg.corpus, pattern=cfg.pattern, train_bytes=n_bytes,
-                                         val_bytes=cfg.val_bytes, tokenizer=cfg.tokenizer)
-
-        spec = spec_for(cfg.train_bytes)
-        corpus = corpus_mod.load(spec)
-        cache = cache_root(cfg.cache_dir)
-        cache = cache / "infcompute"
-        cache.mkdir(parents=True, exist_ok=True)
-        val = tr.windows(corpus.val, cfg.seq_len)
-
-        def model_cfg(d):
-            if cfg.paper_shapes:
-                _, layers, heads, kv, ff = PAPER_SHAPES[d]
-            else:
-                layers, heads, kv, ff = cfg.n_layers, max(2, d // 16), 0, 0
-            return ModelConfig(vocab_size=corpus.vocab_size, d_model=d, n_layers=layers, n_heads=heads,
-                               n_kv_heads=kv, d_ff=ff, seq_len=cfg.seq_len)
-
-        def run_cfg(d, epochs, wd, member=0, data=spec, **extra):
-            return tr.RunConfig(model=model_cfg(d), corpus=data, epochs=epochs, lr=cfg.lr, weight_decay=wd,
-                                batch_size=cfg.batch_size, seed=1000 * seed + member, device=cfg.device,
-                                precision=cfg.precision, **extra)
-
-        metrics: dict[str, float] = {}
-        series: dict[str, list] = {}
-        inconclusive: dict[str, str] = {}
-        units: dict[str, list[float]] = {}  # claims over seed pairs and students: one value per unit
-        info: dict = {"corpus_sha256": corpus.sha256, "train_files": corpus.train_files,
-                      "val_files": corpus.val_files, "train_tokens": len(corpus.train), "time_s": {}}
-        n_params = {d: tr.Decoder(model_cfg(d)).n_params() for d in cfg.sizes}
-        info["n_params"] = n_params
-        t_start = time.perf_counter()
-        pool = JobPool(cfg.executor, cfg.workers, functools.partial(tr.pool_init, cfg.threads),
-                       cfg.executor_options, folder=cache / "jobs")
-        with pool:
-            inflight, lock = {}, threading.Lock()
-
-            def submit(c):  # one job per distinct config, however many phases ask for it
-                with lock:
-                    if c.key() not in inflight:
-                        inflight[c.key()] = pool.submit(tr.train_job, (c, c.corpus, str(cache)))
-                    return inflight[c.key()]
-
-            def losses(cfgs, what):
-                return [m["val_loss"] for m in pool.map(tr.train_job, [(c, c.corpus, str(cache)) for c in cfgs], what)]
-
-            # 1. every search at once, one thread each, all feeding the same pool: the standard recipe
-            #    (weight decay fixed, epochs tuned until locally optimal) at every data budget and size, and
-            #    the regularized recipe (epochs and weight decay tuned) at every size
-            t0 = time.perf_counter()
-
-            def search(d, grids, start, max_runs, data=spec, wd=None):
-                def evaluate(points):
-                    futures = [submit(run_cfg(d, p["epochs"], p.get("wd", wd), data=data)) for p in points]
-                    return [f.result()["val_loss"] for f in futures]
-
-                return local_optimum(evaluate, grids, start, max_runs=max_runs)
-
-            std_grid = {"epochs": cfg.standard_epochs}
-            std_start = {"epochs": cfg.standard_start_epochs}
-            with ThreadPoolExecutor(len(cfg.sizes) * (1 + len(cfg.data_sizes))) as threads:
-                searches = {d: threads.submit(search, d, {"epochs": cfg.epochs_grid, "wd": cfg.wd_grid},
-                                              {"epochs": cfg.search_start_epochs, "wd": cfg.search_start_wd},
-                                              cfg.max_search_runs) for d in cfg.sizes}
-                std_searches = {(n, d): threads.submit(search, d, std_grid, std_start, len(cfg.standard_epochs),
-                                                       spec_for(n), cfg.standard_wd)
-                                for n in cfg.data_sizes for d in cfg.sizes}
-                for _ in track(as_completed(std_searches.values()), "standard recipe (budgets x sizes)",
-                               total=len(std_searches)):
-                    pass
-                for _ in track(as_completed(searches.values()), "regularized search (sizes)", total=len(searches)):
-                    pass
-            std_res = {k: f.result() for k, f in std_searches.items()}
-            std = {(d, p[0][1]): loss for (n, d), r in std_res.items() if n == cfg.train_bytes
-                   for p, loss in r.evaluated.items()}
-            std_best = {d: std_res[(cfg.train_bytes, d)].loss for d in cfg.sizes}
-            # standard.overfits' units: the largest size against the best smaller one, each at its tuned
-            # epochs, re-run with other init seeds and data orders (member 0 is the search's own run)
-            pair = (cfg.sizes[-1], min(cfg.sizes[:-1], key=std_best.get))
-            reruns = [run_cfg(d, std_res[(cfg.train_bytes, d)].best["epochs"], cfg.standard_wd, member=k)
-                      for k in range(1, cfg.replicates) for d in pair]
-            rerun_loss = losses(reruns, "standard recipe replicates")
-            units["standard_overfit_gap"] = [std_best[pair[0]] - std_best[pair[1]]] + [
-                rerun_loss[i] - rerun_loss[i + 1] for i in range(0, len(rerun_loss), 2)]
-            std_by_data = {n: min(std_res[(n, d)].loss for d in cfg.sizes) for n in cfg.data_sizes}
-            info["standard_search"] = {f"data{n}_d{d}": {"epochs": r.best["epochs"], "loss": r.loss,
-                                                         "certified": r.certified, "runs": r.runs}
-                                       for (n, d), r in std_res.items()}
-            reg_best, certified = {}, 0
-            for d in cfg.sizes:
-                res = searches[d].result()
-                reg_best[d] = res.best
-                certified += res.certified
-                info.setdefault("regularized_search", {})[d] = {
-                    "best": res.best, "loss_seed0": res.loss, "certified": res.certified, "runs": res.runs}
-            info["time_s"]["standard_and_regularized"] = round(time.perf_counter() - t0, 1)
-
-            # 2. ensembles: K members differing in init seed and data order. Member hyper-parameters come
-            #    from a two-point box per size, as in the paper: the single-model optimum and the paper's shift
-            #    (2x epochs, half the weight decay); the one whose K-member ensemble is best wins.
-            t0 = time.perf_counter()
-
-            def candidates(best):
-                shifted = (min(2 * best["epochs"], max(cfg.epochs_grid)),
-                           min(cfg.wd_grid, key=lambda w: abs(w - best["wd"] / 2)))
-                return {"optimum": (best["epochs"], best["wd"]), "shifted": shifted}
-
-            member_cfgs = {(d, name): [run_cfg(d, *hp, member=k) for k in range(cfg.members)]
-                           for d in cfg.sizes for name, hp in candidates(reg_best[d]).items()}
-            flat = [c for cfgs in member_cfgs.values() for c in cfgs]
-            by_key = dict(zip([c.key() for c in flat], losses(flat, "ensemble members"), strict=True))
-            member_loss = {k: [by_key[c.key()] for c in cfgs] for k, cfgs in member_cfgs.items()}
-            info["time_s"]["ensemble_training"] = round(time.perf_counter() - t0, 1)
-
-            # 3. ensemble evaluation (this process)
-            t0 = time.perf_counter()
-            ens_curves = {m: {} for m in ("logit", "prob")}
-            gains, chosen = [], {}
-            for d in track(cfg.sizes, "ensemble evaluation"):
-                best = None
-                for name in candidates(reg_best[d]):
-                    lps = [tr.token_logprobs(tr.load_model(c, corpus, cache), val) for c in member_cfgs[(d, name)]]
-                    nlls = member_loss[(d, name)]
-                    curves = {m: [tr.nll(ensemble.combine(lps[:k], m), val) for k in range(1, cfg.members + 1)]
-                              for m in ens_curves}
-                    gains += [float(np.mean(nlls)) - c[-1] for c in curves.values()]
-                    info.setdefault("member_candidates", {})[f"d{d}_{name}"] = {
-                        "hparams": candidates(reg_best[d])[name], "member_losses": nlls, **curves}
-                    if best is None or curves[cfg.combine][-1] < best[1][cfg.combine][-1]:
-                        best = (name, curves)
-                chosen[d] = best[0]
-                for m in ens_curves:
-                    ens_curves[m][d] = best[1][m]
-                metrics[f"member_loss_d{d}"] = float(np.mean(member_loss[(d, chosen[d])]))
-            info["time_s"]["ensemble_eval"] = round(time.perf_counter() - t0, 1)
-
-            # 4. distillation at the second size (the paper's 300M): sequence-level, from unconditional
-            #    samples at temperature 1 of the ensemble, and of one member for self-distillation
-            t0 = time.perf_counter()
-            ref = cfg.sizes[1] if len(cfg.sizes) > 1 else cfg.sizes[0]
-            teachers = member_cfgs[(ref, chosen[ref])]
-            unigram = np.bincount(corpus.train, minlength=corpus.vocab_size) / len(corpus.train)
-
-            def samples_from(cfgs):
-                key = hashlib.sha256(repr(([c.key() for c in cfgs], cfg.distill_tokens, seed,
-                                           corpus.sha256)).encode()).hexdigest()[:20]
-                if tr.load_synth(cache, key) is None:
-                    models = [tr.load_model(c, corpus, cache).to(cfg.device) for c in cfgs]
-                    tr.save_synth(cache, key, sample(models, cfg.distill_tokens, cfg.seq_len, unigram,
-                                                     seed=1000 * seed + 7, device=cfg.device, progress=track))
-                return key
-
-            ens_key, self_key = samples_from(teachers), samples_from(teachers[:1])
-            kinds = {"ensemble": {"synth_key": ens_key}, "self_real": {"synth_key": self_key},
-                     "self_no_real": {"synth_key": self_key, "real_data": False}}
-            students = {(kind, k): run_cfg(ref, cfg.distill_epochs, cfg.distill_wd, member=500 + 3 * k + j,
-                                           synth_weight=cfg.distill_weight, **kw)
-                        for k in range(cfg.replicates) for j, (kind, kw) in enumerate(kinds.items())}
-            by_student = dict(zip(students, losses(list(students.values()), "distillation students"), strict=True))
-            replicas = {kind: [by_student[(kind, k)] for k in range(cfg.replicates)] for kind in kinds}
-            student = {kind: float(np.mean(v)) for kind, v in replicas.items()}
-            info["time_s"]["distillation"] = round(time.perf_counter() - t0, 1)
-
-        # 5. fits. The regularized loss per size: mean over the members at the certified optimum.
-        reg_seeds = np.array([member_loss[(d, "optimum")] for d in cfg.sizes]).T  # [seeds, sizes]
-        reg = dict(zip(cfg.sizes, reg_seeds.mean(0).tolist(), strict=True))
-        ks = np.arange(1, cfg.members + 1)
-        ens_fits = {d: fit.fit_power_law(ks, ens_curves[cfg.combine][d]) for d in cfg.sizes}
-        xs = np.array([n_params[d] for d in cfg.sizes], dtype=float)
-        reg_fit = fit.fit_power_law(xs, reg_seeds.mean(0), per_seed=reg_seeds, seed=seed)
-        joint_fit = fit.fit_power_law(xs, [ens_fits[d].E for d in cfg.sizes])
-        data_x = np.array(cfg.data_sizes, dtype=float)
-        data_fit = fit.fit_power_law(data_x, [std_by_data[n] for n in cfg.data_sizes])
-        info["fits"] = {"regularized": reg_fit.as_dict(), "joint": joint_fit.as_dict(),
-                        "standard_data_law": data_fit.as_dict(),
-                        **{f"ensemble_d{d}": f.as_dict() for d, f in ens_fits.items()}}
-
-        def margin(metric, gap, *fits_used):
-            """gap minus the fits' leave-one-out spreads; a gap the fits cannot resolve decides nothing."""
-            spreads = {name: f.E_spread for name, f in fits_used}
-            metrics[metric] = gap - sum(spreads.values())
-            shaky = {n: s for n, s in spreads.items() if not np.isfinite(s) or s >= abs(gap)}
-            if shaky:
-                inconclusive[metric] = "; ".join(
-                    f"{n} moves by {s:.3g} under leave-one-out refits, not less than the gap {abs(gap):.3g}"
-                    for n, s in shaky.items())
-
-        smaller = cfg.sizes[:-1]
-        metrics.update({
-            "ensemble_gain_min": min(gains),
-            "fits_in_range": float(all(0 <= f.E <= min(y) + 1e-9 for f, y in
-                                       [(reg_fit, reg_seeds.mean(0)), (joint_fit, [ens_fits[d].E for d in cfg.sizes]),
-                                        (data_fit, [std_by_data[n] for n in cfg.data_sizes])]
-                                       + [(ens_fits[d], ens_curves[cfg.combine][d]) for d in cfg.sizes])),
-            "standard_best": min(std_best.values()),
-            "standard_overfit_gap": std_best[cfg.sizes[-1]] - min(std_best[d] for d in smaller),
-            "regularized_monotone": float(np.mean([reg[b] < reg[a] for a, b in zip(cfg.sizes, cfg.sizes[1:], strict=False)])),
-            "e_regularized": reg_fit.E, "e_regularized_spread": reg_fit.E_spread,
-            "alpha_regularized": reg_fit.alpha,
-            "e_ensemble": ens_fits[ref].E, "e_ensemble_spread": ens_fits[ref].E_spread,
-            "e_joint": joint_fit.E, "e_joint_spread": joint_fit.E_spread,
-            "e_standard_data": data_fit.E, "beta_standard_data": data_fit.alpha,
-            "searches_certified": float(certified),
-            "best_ensemble_loss": min(ens_curves[cfg.combine][d][-1] for d in cfg.sizes),
-        })
-        if len(reg_seeds) > 1:  # a size step whose change is within 2 standard errors has no direction
-            se = reg_seeds.std(0, ddof=1) / np.sqrt(len(reg_seeds))
-            unresolved = [f"d{a}->d{b}: {reg[b] - reg[a]:+.4f} +- {2 * np.hypot(se[i], se[i + 1]):.4f}"
-                          for i, (a, b) in enumerate(zip(cfg.sizes, cfg.sizes[1:], strict=False))
-                          if abs(reg[b] - reg[a]) < 2 * np.hypot(se[i], se[i + 1])]
-            if unresolved:
-                inconclusive["regularized_monotone"] = (
-                    f"size steps within 2 standard errors over {len(reg_seeds)} seeds: " + "; ".join(unresolved))
-        margin("reg_vs_standard_margin", metrics["standard_best"] - reg_fit.E, ("E_regularized", reg_fit))
-        margin("ens_vs_reg_margin", reg_fit.E - ens_fits[ref].E, ("E_regularized", reg_fit),
-               (f"E_ensemble(d{ref})", ens_fits[ref]))
-        margin("joint_vs_ens_margin", ens_fits[ref].E - joint_fit.E, (f"E_ensemble(d{ref})", ens_fits[ref]),
-               ("E_joint", joint_fit))
-
-        # distillation
-        single, ens_loss = reg[ref], ens_curves[cfg.combine][ref][-1]
-        teacher_losses = member_loss[(ref, chosen[ref])]
-        noise = float(np.std(teacher_losses, ddof=1)) if len(teacher_losses) > 1 else 0.0
-        metrics.update({"distill_student_loss": student["ensemble"], "distill_teacher_loss": ens_loss,
-                        "self_distill_teacher_loss": teacher_losses[0],
-                        "self_distill_real_loss": student["self_real"],
-                        "self_distill_no_real_loss": student["self_no_real"], "member_loss_sd": noise,
-                        "self_distill_real_margin": teacher_losses[0] - student["self_real"] - noise,
-                        "self_distill_no_real_margin": teacher_losses[0] - student["self_no_real"] - noise})
-        for kind, metric in (("self_real", "self_distill_real_margin"), ("self_no_real", "self_distill_no_real_margin")):
-            units[metric] = [teacher_losses[0] - loss - noise for loss in replicas[kind]]
-        if single - ens_loss > 0:
-            metrics["distill_retention"] = pm.distill_retention(single, ens_loss, student["ensemble"])
-            units["distill_retention"] = [pm.distill_retention(single, ens_loss, loss) for loss in replicas["ensemble"]]
-        else:
-            metrics["distill_retention"] = 0.0
-            inconclusive["distill_retention"] = (f"the ensemble ({ens_loss:.4f}) is not better than one model "
-                                                 f"({single:.4f}): there is no gain to retain")
-
-        # data efficiency: data the standard recipe would need for a loss, over the budget
-        std_losses = [std_by_data[n] for n in cfg.data_sizes]
-        efficiency = {}
-        for name, loss, fit_used in (("regularized", reg_fit.E, reg_fit), ("joint", joint_fit.E, joint_fit),
-                                     ("ensemble", metrics["best_ensemble_loss"], None),
-                                     ("distill", student["ensemble"], None)):
-            low, point, high = pm.data_efficiency_bounds(data_fit, loss, cfg.train_bytes)
-            floor = pm.measured_efficiency_floor(cfg.data_sizes, std_losses, loss, cfg.train_bytes)
-            efficiency[name] = {"loss": loss, "lowest": low, "point": point, "highest": high, "measured_floor": floor}
-            metric = f"data_efficiency_{name}"
-            metrics[f"{metric}_measured_floor"] = floor
-            if np.isfinite(low):
-                metrics[metric] = low
-            else:
-                metrics[metric] = floor
-                inconclusive[metric] = (f"loss {loss:.4f} is at or below the asymptote of every refit of the standard "
-                                        f"data law (E = {data_fit.E:.4f}); the value is the measured floor")
-            if fit_used is not None and not (np.isfinite(fit_used.E_spread)
-                                             and fit_used.E_spread < metrics["standard_best"] - loss):
-                inconclusive[metric] = (f"E_{name} moves by {fit_used.E_spread:.3g} under leave-one-out refits, "
-                                        f"not less than its gap to the standard recipe "
-                                        f"({metrics['standard_best'] - loss:.3g})")
-        info["data_efficiency"] = efficiency
-
-        def doubt(metric, why):
-            inconclusive[metric] = "; ".join(filter(None, [inconclusive.get(metric), why]))
-
-        # a search that spent its budget uncertified did not find the optimum a claim is about
-        uncertified = [d for d in cfg.sizes if not std_res[(cfg.train_bytes, d)].certified]
-        if uncertified:
-            doubt("standard_overfit_gap", f"the standard recipe's epoch search at d_model {uncertified} is uncertified")
-        uncertified = [d for d in cfg.sizes if not searches[d].result().certified]
-        for metric in ("regularized_monotone", "reg_vs_standard_margin", "ens_vs_reg_margin") if uncertified else ():
-            doubt(metric, f"the regularized search at d_model {uncertified} spent its budget uncertified")
-
-        for d in cfg.sizes:
-            metrics[f"standard_loss_d{d}"] = std_best[d]
-            metrics[f"regularized_loss_d{d}"] = reg[d]
-            metrics[f"ensemble_loss_d{d}_k{cfg.members}"] = ens_curves[cfg.combine][d][-1]
-            metrics[f"ensemble_prob_loss_d{d}_k{cfg.members}"] = ens_curves["prob"][d][-1]
-            metrics[f"e_ensemble_d{d}"] = ens_fits[d].E
-        for n in cfg.data_sizes:
-            metrics[f"standard_loss_data{n}"] = std_by_data[n]
-        info["time_s"]["total"] = round(time.perf_counter() - t_start, 1)
-        series["standard"] = [(n_params[d], std_best[d]) for d in cfg.sizes]
-        series["regularized"] = [(n_params[d], reg[d]) for d in cfg.sizes]
-        series["ensemble_asymptote"] = [(n_params[d], ens_fits[d].E) for d in cfg.sizes]
-        series["ensemble_measured"] = [(n_params[d], ens_curves[cfg.combine][d][-1]) for d in cfg.sizes]
-        series["standard_data_law"] = [(n, std_by_data[n]) for n in cfg.data_sizes]
-        for e in cfg.standard_epochs:  # the epoch search's points at the main budget
-            series[f"standard_epochs_{e}"] = [(n_params[d], std[(d, e)]) for d in cfg.sizes if (d, e) in std]
-        for d in cfg.sizes:
-            series[f"ensemble_k_d{d}"] = list(zip(ks.tolist(), ens_curves[cfg.combine][d], strict=True))
-        info["regularized_hparams"] = {d: reg_best[d] for d in cfg.sizes}
-        info["member_hparams"] = {d: {"rule": chosen[d], "epochs_wd": candidates(reg_best[d])[chosen[d]]}
-                                  for d in cfg.sizes}
-        info["distillation"] = {"size": ref, "teacher_members": len(teachers), "synthetic_tokens": cfg.distill_tokens,
-                                "students": student, "single_model": single, "ensemble": ens_loss}
-        return RunResult(metrics=metrics, series=series, info=info, inconclusive=inconclusive, units=units)
+        setup = Setup.load(cfg, seed)
+        laps = Laps()
+        with JobPool(cfg.executor, cfg.workers, partial(tr.pool_init, cfg.threads), cfg.executor_options,
+                     folder=setup.cache / "jobs") as pool:
+            trainer = Trainer(pool, setup.cache)
+            searches = _search(cfg, setup, trainer)
+            laps.done("standard_and_regularized")
+            members = _train_members(cfg, setup, trainer, searches)
+            laps.done("ensemble_training")
+            ensembles = _evaluate_ensembles(cfg, setup, members)
+            laps.done("ensemble_eval")
+            distill = _distill(cfg, setup, trainer, members, ensembles)
+            laps.done("distillation")
+        fits = _fit(cfg, setup, searches, members, ensembles)
+        efficiency = _data_efficiency(cfg, searches, fits, ensembles, distill)
+        metrics = _metrics(cfg, searches, members, ensembles, distill, fits, efficiency)
+        return RunResult(metrics=metrics, series=_series(cfg, setup, searches, ensembles, fits),
+                         inconclusive=_doubts(cfg, searches, fits, efficiency, metrics),
+                         units=_units(cfg, searches, members, ensembles, distill, fits),
+                         info=_info(cfg, setup, searches, members, ensembles, distill, fits, efficiency, laps))
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):
         from runners.plotting import FigureWriter, pyplot
 
-        plt = pyplot()
-        out = FigureWriter(out_dir)
-        import numpy as np
-
-        r = results[0]
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ys = []
-        for key, style, label in (("standard", "C3o-", "standard (wd 0.1, epochs tuned; one seed)"),
-                                  ("regularized", "C0s-", f"regularized (epochs, wd tuned; mean of {cfg.members} seeds)"),
-                                  ("ensemble_measured", "C2o--", f"ensemble of {cfg.members} (measured)"),
-                                  ("ensemble_asymptote", "C2^-", "ensemble K->inf asymptote (fit)")):
-            x, y = zip(*r.series[key], strict=True)
-            ax.plot(x, y, style, label=label)
-            ys += y
-        lo, hi = min(ys) - 0.05, max(ys) + 0.05
-        for name, color, ls in (("e_regularized", "C0", "--"), ("e_joint", "C2", ":")):
-            value, spread = r.metrics[name], r.metrics.get(f"{name}_spread")
-            label = f"{name} = {value:.3f}" + (f" (LOO spread {spread:.2g})" if spread is not None else "")
-            if lo <= value <= hi:
-                ax.axhline(value, color=color, ls=ls, lw=1, label=label)
-            else:  # a degenerate fit: say so rather than squash the measured curves
-                ax.plot([], [], color=color, ls=ls, lw=1, label=label + ", off scale")
-        ax.set_ylim(lo, hi)
-        ax.set_xscale("log")
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel("validation loss (nats/byte)")
-        ax.set_title("Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)")
-        ax.legend(fontsize=8)
-        out.save(fig, "fig-recipes-vs-size.png")
-
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for i, d in enumerate(cfg.sizes):
-            k, y = zip(*r.series[f"ensemble_k_d{d}"], strict=True)
-            ax.plot(k, y, "o-", color=f"C{i}", label=f"d_model {d}")
-            ax.axhline(r.metrics[f"e_ensemble_d{d}"], color=f"C{i}", ls=":", lw=1)
-        ax.set_xticks(np.arange(1, cfg.members + 1))
-        ax.set_xlabel("ensemble members K")
-        ax.set_ylabel("validation loss (nats/byte)")
-        ax.set_title(f"Ensemble scaling ({cfg.combine} averaging); dotted: fitted K->inf asymptote")
-        ax.legend(fontsize=8)
-        out.save(fig, "fig-ensemble-scaling.png")
-
-        # data efficiency: the standard recipe's data law, and where each recipe's loss sits on it
-        from paper_infcompute.fit import PowerLaw
-
-        law = PowerLaw(**{k: r.info["fits"]["standard_data_law"][k] for k in ("A", "alpha", "E", "x0", "rmse")})
-        x, y = zip(*r.series["standard_data_law"], strict=True)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        eff = r.info["data_efficiency"]
-        top = max([max(x)] + [v["point"] * cfg.train_bytes for v in eff.values() if np.isfinite(v["point"] or np.inf)])
-        grid = np.geomspace(min(x), top * 1.3, 200)
-        ax.plot(grid, law(grid), "C3-", lw=1, label=f"standard data law: {law.A:.2f}/(D/{law.x0:.0f})^{law.alpha:.2f} + {law.E:.2f}")
-        ax.plot(x, y, "C3o", label="standard recipe (best over sizes, epochs)")
-        ax.axvline(cfg.train_bytes, color="grey", lw=0.8, ls=":")
-        for i, (name, v) in enumerate(eff.items()):
-            point = v["point"]
-            label = f"{name}: {v['loss']:.3f}"
-            if point is not None and np.isfinite(point):
-                ax.plot([point * cfg.train_bytes], [v["loss"]], marker="*", ms=12, ls="", color=f"C{i}",
-                        label=label + f" -> {point:.2f}x data (lowest refit {v['lowest']:.2f}x)")
-            else:
-                ax.axhline(v["loss"], color=f"C{i}", ls="--", lw=1, label=label + " (below the law's asymptote)")
-        ax.set_xscale("log")
-        ax.set_xlabel("training data D (bytes)")
-        ax.set_ylabel("validation loss (nats/byte)")
-        ax.set_title("Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / Sec. 5)")
-        ax.legend(fontsize=7)
-        out.save(fig, "fig-data-efficiency.png")
-
-        m = r.metrics
-        bars = [("tuned single model", m[f"regularized_loss_d{r.info['distillation']['size']}"], "C0"),
-                (f"{cfg.members}-ensemble (teacher)", m["distill_teacher_loss"], "C2"),
-                ("student of the ensemble", m["distill_student_loss"], "C2"),
-                ("self-distill teacher", m["self_distill_teacher_loss"], "C1"),
-                ("self-distilled, with real data", m["self_distill_real_loss"], "C1"),
-                ("self-distilled, synthetic only", m["self_distill_no_real_loss"], "C1")]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
-        for i, b in enumerate(bars):
-            ax.text(b[1], i, f" {b[1]:.4f}", va="center", fontsize=8)
-        lo = min(b[1] for b in bars)
-        ax.set_xlim(lo - 0.1, max(b[1] for b in bars) + 0.08)
-        ax.invert_yaxis()
-        ax.set_xlabel("validation loss (nats/byte)")
-        ax.set_title(f"Distillation at d_model {r.info['distillation']['size']}: retention "
-                     f"{m['distill_retention']:.2f} (paper 0.83)")
-        out.save(fig, "fig-distillation.png")
+        plt, out, r = pyplot(), FigureWriter(out_dir), results[0]  # seed 0's sweep
+        _fig_recipes(plt, out, r, cfg)
+        _fig_ensemble_scaling(plt, out, r, cfg)
+        _fig_data_efficiency(plt, out, r, cfg)
+        _fig_distillation(plt, out, r, cfg)
         return out.paths
+
+
+def _fig_recipes(plt, out, r, cfg) -> None:
+    """Loss against parameters per recipe, with the fitted asymptotes (Figs. 2-6)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ys = []
+    for key, style, label in (("standard", "C3o-", "standard (wd 0.1, epochs tuned; one seed)"),
+                              ("regularized", "C0s-", f"regularized (epochs, wd tuned; mean of {cfg.members} seeds)"),
+                              ("ensemble_measured", "C2o--", f"ensemble of {cfg.members} (measured)"),
+                              ("ensemble_asymptote", "C2^-", "ensemble K->inf asymptote (fit)")):
+        x, y = zip(*r.series[key], strict=True)
+        ax.plot(x, y, style, label=label)
+        ys += y
+    lo, hi = min(ys) - 0.05, max(ys) + 0.05
+    for name, color, ls in (("e_regularized", "C0", "--"), ("e_joint", "C2", ":")):
+        value, spread = r.metrics[name], r.metrics.get(f"{name}_spread")
+        label = f"{name} = {value:.3f}" + (f" (LOO spread {spread:.2g})" if spread is not None else "")
+        if lo <= value <= hi:
+            ax.axhline(value, color=color, ls=ls, lw=1, label=label)
+        else:  # a degenerate fit: say so rather than squash the measured curves
+            ax.plot([], [], color=color, ls=ls, lw=1, label=label + ", off scale")
+    ax.set_ylim(lo, hi)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_title("Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)")
+    ax.legend(fontsize=8)
+    out.save(fig, "fig-recipes-vs-size.png")
+
+
+def _fig_ensemble_scaling(plt, out, r, cfg) -> None:
+    """Each width's ensemble loss against K, with its fitted K -> inf asymptote."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, d in enumerate(cfg.sizes):
+        k, y = zip(*r.series[f"ensemble_k_d{d}"], strict=True)
+        ax.plot(k, y, "o-", color=f"C{i}", label=f"d_model {d}")
+        ax.axhline(r.metrics[f"e_ensemble_d{d}"], color=f"C{i}", ls=":", lw=1)
+    ax.set_xticks(np.arange(1, cfg.members + 1))
+    ax.set_xlabel("ensemble members K")
+    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_title(f"Ensemble scaling ({cfg.combine} averaging); dotted: fitted K->inf asymptote")
+    ax.legend(fontsize=8)
+    out.save(fig, "fig-ensemble-scaling.png")
+
+
+def _fig_data_efficiency(plt, out, r, cfg) -> None:
+    """The standard recipe's data law, and where each recipe's loss sits on it."""
+    import numpy as np
+
+    from paper_infcompute.fit import PowerLaw
+
+    law = PowerLaw(**{k: r.info["fits"]["standard_data_law"][k] for k in ("A", "alpha", "E", "x0", "rmse")})
+    x, y = zip(*r.series["standard_data_law"], strict=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    eff = r.info["data_efficiency"]
+    top = max([max(x)] + [v["point"] * cfg.train_bytes for v in eff.values() if np.isfinite(v["point"] or np.inf)])
+    grid = np.geomspace(min(x), top * 1.3, 200)
+    ax.plot(grid, law(grid), "C3-", lw=1, label=f"standard data law: {law.A:.2f}/(D/{law.x0:.0f})^{law.alpha:.2f} + {law.E:.2f}")
+    ax.plot(x, y, "C3o", label="standard recipe (best over sizes, epochs)")
+    ax.axvline(cfg.train_bytes, color="grey", lw=0.8, ls=":")
+    for i, (name, v) in enumerate(eff.items()):
+        point = v["point"]
+        label = f"{name}: {v['loss']:.3f}"
+        if point is not None and np.isfinite(point):
+            ax.plot([point * cfg.train_bytes], [v["loss"]], marker="*", ms=12, ls="", color=f"C{i}",
+                    label=label + f" -> {point:.2f}x data (lowest refit {v['lowest']:.2f}x)")
+        else:
+            ax.axhline(v["loss"], color=f"C{i}", ls="--", lw=1, label=label + " (below the law's asymptote)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training data D (bytes)")
+    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_title("Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / Sec. 5)")
+    ax.legend(fontsize=7)
+    out.save(fig, "fig-data-efficiency.png")
+
+
+def _fig_distillation(plt, out, r, cfg) -> None:
+    """The distillation students' losses beside their teachers'."""
+    m = r.metrics
+    bars = [("tuned single model", m[f"regularized_loss_d{r.info['distillation']['size']}"], "C0"),
+            (f"{cfg.members}-ensemble (teacher)", m["distill_teacher_loss"], "C2"),
+            ("student of the ensemble", m["distill_student_loss"], "C2"),
+            ("self-distill teacher", m["self_distill_teacher_loss"], "C1"),
+            ("self-distilled, with real data", m["self_distill_real_loss"], "C1"),
+            ("self-distilled, synthetic only", m["self_distill_no_real_loss"], "C1")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
+    for i, b in enumerate(bars):
+        ax.text(b[1], i, f" {b[1]:.4f}", va="center", fontsize=8)
+    lo = min(b[1] for b in bars)
+    ax.set_xlim(lo - 0.1, max(b[1] for b in bars) + 0.08)
+    ax.invert_yaxis()
+    ax.set_xlabel("validation loss (nats/byte)")
+    ax.set_title(f"Distillation at d_model {r.info['distillation']['size']}: retention "
+                 f"{m['distill_retention']:.2f} (paper 0.83)")
+    out.save(fig, "fig-distillation.png")

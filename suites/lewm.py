@@ -16,12 +16,186 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
 from runners.rundir import cache_root
 
 PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
+
+
+# The collapse test (an operational reading of the paper's claim, set before the first run): the
+# unregularised model has collapsed when its embeddings' spread is under a tenth of SIGReg's, or when it
+# predicts held-out embeddings no better than a constant (normalised prediction error of 0.9 or more;
+# 1.0 is the constant's); SIGReg's model has not, when its normalised error stays under 0.5.
+COLLAPSED_STD_RATIO = 0.1
+COLLAPSED_PRED_ERR = 0.9
+HEALTHY_PRED_ERR = 0.5
+# seeds a run derives from its own seed s (part of the results: changing one changes the numbers)
+COLLAPSE_WINDOWS_SEED = 10_000  # + s: the held-out windows of the collapse diagnostics
+PLANNING_EPISODES_SEED = 20_000  # + s: the planning episodes (start and goal)
+SURPRISE_SEED = 30_000  # + s: the surprise test's windows and alterations
+# the planners of the planning phase: (kind, which trained world model) - one entry per planner
+_PLANNERS = {"lewm": ("lewm", "sigreg"), "none": ("lewm", "none"), "vicreg": ("lewm", "vicreg"),
+             "oracle": ("oracle", None), "random": ("random", None)}
+
+
+@dataclass
+class Trained:
+    """The three world models (SIGReg, none, VICReg) and their training histories, by variant."""
+
+    models: dict
+    histories: dict[str, dict]
+
+
+@dataclass
+class Planning:
+    """Every planner's results on the same episodes (``plan.evaluate``'s dicts), and the episodes."""
+
+    episodes: Any
+    results: dict[str, dict]
+
+    def record(self) -> dict:
+        """Each episode's start and goal, and which planner succeeded in it."""
+        return {"start": self.episodes.start.round(4).tolist(), "goal": self.episodes.goal.round(4).tolist(),
+                **{f"success_{k}": r["success"].astype(int).tolist() for k, r in self.results.items()}}
+
+
+@dataclass
+class PatchBaseline:
+    """The patch-token world model's size and history, and LeWM's and its results under the paper's CEM."""
+
+    tokens: int
+    history: dict
+    results: dict[str, dict]
+
+
+def _windows(cfg, env, data: dict) -> tuple:
+    """(training windows, held-out windows): the first ``episodes`` episodes train, the rest are held
+    out; both normalised with the training windows' action statistics."""
+    from paper_lewm.train import Windows
+
+    n, frames = cfg.episodes, data.get("frames")
+    train = Windows.build(None if frames is None else frames[:n], data["actions"][:n], cfg.frameskip,
+                          cfg.history + 1, states=data["positions"][:n], render=env.render)
+    held = Windows.build(None if frames is None else frames[n:], data["actions"][n:], cfg.frameskip,
+                         cfg.history + 1, (train.mean, train.std), data["positions"][n:], env.render)
+    return train, held
+
+
+def _train_world_models(cfg, seed: int, train, data_key: str, cache: Path) -> Trained:
+    """One architecture trained three ways (cached): SIGReg (the paper), no regulariser, VICReg."""
+    from paper_lewm.model import ModelConfig
+    from paper_lewm.train import TrainConfig, cached_train
+
+    mcfg = ModelConfig(image_size=cfg.image_size, encoder=cfg.encoder, vit_patch=cfg.vit_patch,
+                       vit_layers=cfg.vit_layers, vit_heads=cfg.vit_heads, channels=tuple(cfg.channels), dim=cfg.dim,
+                       projector_hidden=cfg.projector_hidden, action_dim=cfg.frameskip * 2, layers=cfg.layers,
+                       heads=cfg.heads, head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history)
+    variants = {"sigreg": ("sigreg", cfg.weight), "none": ("none", 0.0), "vicreg": ("vicreg", cfg.vicreg_weight)}
+    models, histories = {}, {}
+    for name, (reg, weight) in variants.items():
+        tcfg = TrainConfig(model=mcfg, regulariser=reg, weight=weight, directions=cfg.directions,
+                           frameskip=cfg.frameskip, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
+                           device=cfg.device)
+        models[name], histories[name] = cached_train(
+            tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"))
+    return Trained(models, histories)
+
+
+def _collapse(cfg, seed: int, env, held, models: dict) -> dict[str, dict]:
+    """``diagnostics.collapse`` of every model, on the same held-out windows."""
+    import numpy as np
+
+    from paper_lewm import diagnostics
+
+    ep, st = held.draw(cfg.diag_windows, np.random.default_rng(COLLAPSE_WINDOWS_SEED + seed))
+    frames, actions = held.window(ep, st)
+    positions = env.probe_targets(held.states[ep[:, None], held.frame_steps(st)])
+    return {name: diagnostics.collapse(m, frames, actions, positions, seed) for name, m in models.items()}
+
+
+def _plan(cfg, seed: int, env, held, train, models: dict) -> Planning:
+    """Goal-conditioned planning by batched CEM, every planner on the same held-out episodes. On Push-T
+    there is no oracle (simulating every CEM candidate in pymunk: ~4 minutes per CEM iteration here)."""
+    from paper_lewm import plan
+
+    episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, PLANNING_EPISODES_SEED + seed,
+                                  keep=env.block_moves if cfg.task == "pusht" else None)
+    ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
+                          horizon=cfg.horizon, replan=cfg.replan)
+    planners = {k: v for k, v in _PLANNERS.items() if not (cfg.task == "pusht" and k == "oracle")}
+    results = {name: plan.evaluate(env, episodes, kind, ccfg, cfg.budget, cfg.frameskip, train.unblock,
+                                   models.get(variant), seed)
+               for name, (kind, variant) in track(list(planners.items()), "planning (CEM, all episodes batched)")}
+    return Planning(episodes, results)
+
+
+def _patch_baseline(cfg, seed: int, env, train, episodes, lewm) -> PatchBaseline:
+    """The patch-token world model (LeWM's encoder, a predictor over patch tokens) trained, then it and
+    LeWM plan the first ``patch_episodes`` episodes with the paper's CEM (replanning after the horizon)."""
+    from paper_lewm import plan
+    from paper_lewm.patch_wm import PatchConfig, build, train_patch
+
+    pcfg = PatchConfig(depth=cfg.patch_depth, dim=cfg.dim, layers=cfg.layers, heads=cfg.heads,
+                       head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history, action_dim=cfg.frameskip * 2)
+    patch = build(lewm.encoder, pcfg, cfg.image_size, seed)
+    history = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
+                          wrap=lambda it: track(it, "training the patch-token baseline"))
+    sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
+    paper_cem = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
+                               horizon=cfg.horizon, replan=cfg.horizon)
+    results = {name: plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
+               for name, model in track([("lewm_r5", lewm), ("patch", patch)], "planning: LeWM vs patch tokens")}
+    return PatchBaseline(int(patch.tokens), history, results)
+
+
+def _surprise(cfg, seed: int, env, held, model) -> dict:
+    """``diagnostics.surprise`` of the SIGReg model at teleported and recoloured frames."""
+    from paper_lewm import diagnostics
+
+    return diagnostics.surprise(model, env, held.states, held.actions, held.block, cfg.frameskip,
+                                cfg.surprise_samples, SURPRISE_SEED + seed)
+
+
+def _metrics(collapse: dict, planning: Planning, patch: PatchBaseline, surprise: dict) -> dict[str, float]:
+    """Every metric of a seed; the one place their names are written."""
+    m = {f"{name}_{k}": v for name, d in collapse.items() for k, v in d.items()}
+    m["collapse_std_ratio"] = collapse["none"]["embedding_std"] / max(collapse["sigreg"]["embedding_std"], 1e-12)
+    none_collapsed = (m["collapse_std_ratio"] < COLLAPSED_STD_RATIO
+                      or collapse["none"]["norm_pred_err"] >= COLLAPSED_PRED_ERR)
+    m["collapse_test"] = float(none_collapsed and collapse["sigreg"]["norm_pred_err"] < HEALTHY_PRED_ERR)
+    for name, res in planning.results.items():
+        m[f"success_{name}"] = float(res["success"].mean())
+        m[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
+        m[f"final_distance_{name}"] = float(res["final_distance"].mean())
+    m["success_lewm_minus_random"] = m["success_lewm"] - m["success_random"]
+    m["success_lewm_minus_none"] = m["success_lewm"] - m["success_none"]
+    for name, res in patch.results.items():
+        m[f"success_{name}"] = float(res["success"].mean())
+        m[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
+    m["planning_speedup"] = m["seconds_per_plan_patch"] / m["seconds_per_plan_lewm_r5"]
+    m["patch_tokens_per_frame"] = float(patch.tokens)
+    m["surprise_auroc_teleport"] = surprise["auroc_teleport"]
+    m["surprise_auroc_colour"] = surprise["auroc_colour"]
+    m["surprise_teleport_minus_colour"] = surprise["auroc_teleport"] - surprise["auroc_colour"]
+    return m
+
+
+def _series(histories: dict[str, dict], patch_history: dict) -> dict[str, list]:
+    """Training curves, at most ~100 points each: every world model's prediction loss and regulariser,
+    and the patch-token model's loss."""
+    def thin(values: list) -> list:
+        return [(i, values[i]) for i in range(0, len(values), max(1, len(values) // 100))]
+
+    series = {}
+    for name, h in histories.items():
+        stride = max(1, len(h["pred_mse"]) // 100)  # one stride for both curves of a model
+        series[f"train_pred_mse_{name}"] = [(i, h["pred_mse"][i]) for i in range(0, len(h["pred_mse"]), stride)]
+        series[f"train_reg_{name}"] = [(i, h["reg"][i]) for i in range(0, len(h["reg"]), stride)]
+    series["train_loss_patch"] = thin(patch_history["loss"])
+    return series
 
 
 @dataclass
@@ -172,111 +346,23 @@ class LeWMSuite(Suite):
         ]
 
     def run(self, cfg: LeWMConfig, seed: int, out_dir: Path) -> RunResult:
-        import numpy as np
         import torch
-
-        from paper_lewm import diagnostics, plan
-        from paper_lewm.model import ModelConfig
-        from paper_lewm.train import TrainConfig, Windows, cached_train
 
         torch.set_num_threads(cfg.threads)
         cache = cache_root(cfg.cache_dir) / "lewm"
         env = self._env(cfg)
         data, data_key = self._data(cfg, env, cache)
-        n_train = cfg.episodes
-        frames = data.get("frames")
-        train = Windows.build(None if frames is None else frames[:n_train], data["actions"][:n_train], cfg.frameskip,
-                              cfg.history + 1, states=data["positions"][:n_train], render=env.render)
-        held = Windows.build(None if frames is None else frames[n_train:], data["actions"][n_train:], cfg.frameskip,
-                             cfg.history + 1, (train.mean, train.std), data["positions"][n_train:], env.render)
-
-        mcfg = ModelConfig(image_size=cfg.image_size, encoder=cfg.encoder, vit_patch=cfg.vit_patch,
-                           vit_layers=cfg.vit_layers, vit_heads=cfg.vit_heads, channels=tuple(cfg.channels), dim=cfg.dim,
-                           projector_hidden=cfg.projector_hidden, action_dim=cfg.frameskip * 2, layers=cfg.layers,
-                           heads=cfg.heads, head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history)
-        variants = {"sigreg": ("sigreg", cfg.weight), "none": ("none", 0.0), "vicreg": ("vicreg", cfg.vicreg_weight)}
-        models, histories = {}, {}
-        for name, (reg, weight) in variants.items():
-            tcfg = TrainConfig(model=mcfg, regulariser=reg, weight=weight, directions=cfg.directions,
-                               frameskip=cfg.frameskip, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
-                               device=cfg.device)
-            models[name], histories[name] = cached_train(
-                tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"))
-
-        metrics: dict[str, float] = {}
-        info: dict = {"data_key": data_key, "train_seconds": {k: h["seconds"] for k, h in histories.items()}}
-
-        # 1. collapse, on the same held-out windows for every model
-        rng = np.random.default_rng(10_000 + seed)
-        ep, st = held.draw(cfg.diag_windows, rng)
-        frames, actions = held.window(ep, st)
-        positions = env.probe_targets(held.states[ep[:, None], held.frame_steps(st)])
-        diag = {name: diagnostics.collapse(m, frames, actions, positions, seed) for name, m in models.items()}
-        info["collapse"] = diag
-        for name, d in diag.items():
-            for k, v in d.items():
-                metrics[f"{name}_{k}"] = v
-        ratio = diag["none"]["embedding_std"] / max(diag["sigreg"]["embedding_std"], 1e-12)
-        metrics["collapse_std_ratio"] = ratio
-        none_collapsed = ratio < 0.1 or diag["none"]["norm_pred_err"] >= 0.9
-        metrics["collapse_test"] = float(none_collapsed and diag["sigreg"]["norm_pred_err"] < 0.5)
-
-        # 2. planning, every planner on the same episodes
-        episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, 20_000 + seed,
-                                      keep=env.block_moves if cfg.task == "pusht" else None)
-        ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
-                              horizon=cfg.horizon, replan=cfg.replan)
-        planners = {"lewm": ("lewm", models["sigreg"]), "none": ("lewm", models["none"]),
-                    "vicreg": ("lewm", models["vicreg"]), "oracle": ("oracle", None), "random": ("random", None)}
-        if cfg.task == "pusht":  # simulating every CEM candidate in pymunk: ~4 min per CEM iteration here
-            del planners["oracle"]
-        success = {}
-        for name, (kind, model) in track(list(planners.items()), "planning (CEM, all episodes batched)"):
-            res = plan.evaluate(env, episodes, kind, ccfg, cfg.budget, cfg.frameskip, train.unblock, model, seed)
-            success[name] = res["success"]
-            metrics[f"success_{name}"] = float(res["success"].mean())
-            metrics[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
-            metrics[f"final_distance_{name}"] = float(res["final_distance"].mean())
-        metrics["success_lewm_minus_random"] = metrics["success_lewm"] - metrics["success_random"]
-        metrics["success_lewm_minus_none"] = metrics["success_lewm"] - metrics["success_none"]
-        info["episodes"] = {"start": episodes.start.round(4).tolist(), "goal": episodes.goal.round(4).tolist(),
-                            **{f"success_{k}": v.astype(int).tolist() for k, v in success.items()}}
-
-        # 3. the patch-token baseline: planning time and success beside LeWM, same CEM and episodes
-        from paper_lewm.patch_wm import PatchConfig, build, train_patch
-
-        pcfg = PatchConfig(depth=cfg.patch_depth, dim=cfg.dim, layers=cfg.layers, heads=cfg.heads,
-                           head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history, action_dim=cfg.frameskip * 2)
-        patch = build(models["sigreg"].encoder, pcfg, cfg.image_size, seed)
-        patch_hist = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
-                                 wrap=lambda it: track(it, "training the patch-token baseline"))
-        info["train_seconds"]["patch"] = patch_hist["seconds"]
-        sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
-        paper_cem = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
-                                   horizon=cfg.horizon, replan=cfg.horizon)
-        for name, model in track([("lewm_r5", models["sigreg"]), ("patch", patch)], "planning: LeWM vs patch tokens"):
-            res = plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
-            metrics[f"success_{name}"] = float(res["success"].mean())
-            metrics[f"seconds_per_plan_{name}"] = res["seconds_per_plan"]
-        metrics["planning_speedup"] = metrics["seconds_per_plan_patch"] / metrics["seconds_per_plan_lewm_r5"]
-        metrics["patch_tokens_per_frame"] = float(patch.tokens)
-
-        # 4. surprise (the SIGReg model)
-        sur = diagnostics.surprise(models["sigreg"], env, held.states, held.actions, held.block, cfg.frameskip,
-                                   cfg.surprise_samples, 30_000 + seed)
-        info["surprise"] = sur
-        metrics["surprise_auroc_teleport"] = sur["auroc_teleport"]
-        metrics["surprise_auroc_colour"] = sur["auroc_colour"]
-        metrics["surprise_teleport_minus_colour"] = sur["auroc_teleport"] - sur["auroc_colour"]
-
-        series = {}
-        for name, h in histories.items():
-            stride = max(1, len(h["pred_mse"]) // 100)
-            series[f"train_pred_mse_{name}"] = [(i, h["pred_mse"][i]) for i in range(0, len(h["pred_mse"]), stride)]
-            series[f"train_reg_{name}"] = [(i, h["reg"][i]) for i in range(0, len(h["reg"]), stride)]
-        stride = max(1, len(patch_hist["loss"]) // 100)
-        series["train_loss_patch"] = [(i, patch_hist["loss"][i]) for i in range(0, len(patch_hist["loss"]), stride)]
-        return RunResult(metrics=metrics, series=series, info=info)
+        train, held = _windows(cfg, env, data)
+        trained = _train_world_models(cfg, seed, train, data_key, cache)
+        collapse = _collapse(cfg, seed, env, held, trained.models)
+        planning = _plan(cfg, seed, env, held, train, trained.models)
+        patch = _patch_baseline(cfg, seed, env, train, planning.episodes, trained.models["sigreg"])
+        surprise = _surprise(cfg, seed, env, held, trained.models["sigreg"])
+        info = {"data_key": data_key, "train_seconds": {**{k: h["seconds"] for k, h in trained.histories.items()},
+                                                        "patch": patch.history["seconds"]},
+                "collapse": collapse, "episodes": planning.record(), "surprise": surprise}
+        return RunResult(metrics=_metrics(collapse, planning, patch, surprise),
+                         series=_series(trained.histories, patch.history), info=info)
 
     @staticmethod
     def _env(cfg):

@@ -294,105 +294,13 @@ class PacBayesSuite(Suite):
     def figures(self, results, cfg, out_dir):
         from runners.plotting import FigureWriter, pyplot
 
-        plt = pyplot()
-        out = FigureWriter(out_dir)
-        import numpy as np
-
-        # Fig. 1 (a-c): seed 0's fits
-        curves = np.load(results[0].artifacts["poly_curves"])
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-        for ax, name, title in zip(axes, ("simple", "structured", "noise"),
-                                   ("(a) simple data", "(b) structured data", "(c) pure noise"), strict=True):
-            xt = curves["x_test"]
-            ax.plot(xt, curves[f"{name}_truth"], "k--", lw=1, label="true function")
-            ax.plot(xt, curves[f"{name}_weighted"], "C0", label=f"order {cfg.poly.degree}, gamma={cfg.poly.gamma}")
-            ax.plot(xt, curves[f"{name}_interpolant"], "C3", alpha=0.6, label=f"unregularized order {cfg.poly.n - 1}")
-            ax.plot(curves["x"], curves[f"{name}_y"], "ko", ms=4, label="training data")
-            lim = 1.5 * np.max(np.abs(curves[f"{name}_y"])) + 0.5
-            ax.set_ylim(-lim, lim)
-            ax.set_title(title)
-        axes[0].legend(fontsize=7, loc="lower right")
-        fig.suptitle("Benign overfitting: one order-150 model fits noise exactly and still generalizes (Wilson 2025 Fig. 1a-c)")
-        out.save(fig, "fig1abc-benign-overfitting.png")
-
-        def mean_curve(key):
-            xs = [x for x, _ in results[0].series[key]]
-            ys = np.mean([[y for _, y in r.series[key]] for r in results], axis=0)
-            return np.array(xs), ys
-
-        def twin_plot(left, right, xlabel, ylabels, title, legend_locs):
-            """Seed-mean curves: several on the left axis, one on a right axis."""
-            fig, ax = plt.subplots(figsize=(6.5, 4))
-            for key, style, label in left:
-                ax.plot(*mean_curve(key), style, label=label)
-            ax2 = ax.twinx()
-            key, style, label = right
-            ax2.plot(*mean_curve(key), style, label=label)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabels[0])
-            ax2.set_ylabel(ylabels[1])
-            ax.set_title(title)
-            return fig, ax, ax2, legend_locs
-
-        def finish(fig, ax, ax2, legend_locs, name):
-            ax.legend(loc=legend_locs[0], fontsize=8)
-            ax2.legend(loc=legend_locs[1], fontsize=8)
-            out.save(fig, name)
-
-        # Fig. 1 (g)
-        fig, ax, ax2, locs = twin_plot(
-            [("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")],
-            ("dd_neff", "C2", "effective dimension"), "number of random features d",
-            ("relative error", "N_eff (poorly determined directions)"),
-            f"Double descent, linear random features ({len(results)} seeds; Wilson 2025 Fig. 1g)",
-            ("upper left", "upper right"))
-        ax.set_ylim(0, None)
-        ax.axvline(cfg.dd.n, color="gray", ls=":", label=f"n = {cfg.dd.n}")
-        finish(fig, ax, ax2, locs, "fig1g-double-descent.png")
-
-        # Fig. 1 (d) analogue
-        finish(*twin_plot(
-            [("gp_train_acc", "C0o-", "train accuracy"), ("gp_test_acc", "C3o-", "test accuracy")],
-            ("gp_log_ml_per_n", "C2s--", "log marginal likelihood / n"), "fraction of altered labels",
-            ("accuracy", "log ML / n"),
-            f"GP on {cfg.gp.dataset} classes {cfg.gp.classes}: fits any labels, evidence falls",
-            ("lower left", "upper right")), "fig1d-altered-labels.png")
-
-        # Lotfi et al. bounds
-        ds = cfg.bound.dataset
-        groups = [("true labels", f"bound_{ds}", "test_error_quantized", "train_error_quantized"),
-                  ("random labels", "bound_random_labels", "test_error_quantized_random_labels",
-                   "train_error_quantized_random_labels"),
-                  ("data-dependent prior", f"bound_{ds}_ddp", "test_error_quantized_ddp", "train_error_quantized_ddp")]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for i, (_label, bkey, tkey, trkey) in enumerate(groups):
-            for j, (key, color, name) in enumerate(((trkey, "C0", "train error (quantized)"),
-                                                    (tkey, "C1", "test error (quantized)"),
-                                                    (bkey, "C3", "95% bound"))):
-                vals = [r.metrics[key] for r in results if key and key in r.metrics]
-                if vals:
-                    ax.bar(i + (j - 1) * 0.27, np.mean(vals), 0.25, color=color, yerr=np.std(vals) if len(vals) > 1
-                           else None, label=name if i == 0 else None)
-        paper = {"fmnist": (PAPER_FMNIST_BOUND, "ResNet-20"), "cifar10": (PAPER_CIFAR10_BOUND, "ResNet-18k")}
-        if ds in paper:
-            ax.axhline(paper[ds][0], color="k", ls="--", lw=1, label=f"Lotfi et al. 2022 bound ({paper[ds][1]})")
-        ax.set_xticks(range(3), [g[0] for g in groups])
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("error rate")
-        ax.legend(fontsize=8)
-        ax.set_title(f"Compression bounds, {ds}, {cfg.bound.arch} in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
-        out.save(fig, "lotfi-compression-bounds.png")
-
+        plt, out = pyplot(), FigureWriter(out_dir)
+        _fig_benign_overfitting(plt, out, results, cfg)
+        _fig_double_descent(plt, out, results, cfg)
+        _fig_altered_labels(plt, out, results, cfg)
+        _fig_bounds(plt, out, results, cfg)
         if "width_bits" in results[0].series:
-            fig, ax, ax2, locs = twin_plot(
-                [("width_bits", "C0o-", "code length (bits)")],
-                ("width_compression_ratio", "C3s--", "compression ratio 32 D / bits"), "parameters D",
-                ("bits", "compression ratio"), "More parameters, same bits: more compressible",
-                ("lower left", "lower right"))
-            ax.set_xscale("log")
-            ax.set_ylim(0, max(mean_curve("width_bits")[1]) * 1.3)
-            ax2.set_yscale("log")
-            finish(fig, ax, ax2, locs, "width-compressibility.png")
+            _fig_width(plt, out, results)
         return out.paths
 
     def preparation(self, cfg, seeds):
@@ -428,3 +336,115 @@ def _present(data, name: str, path) -> bool:
     except (data.DataNotFound, OSError):
         return False
     return True
+
+
+def _fig_benign_overfitting(plt, out, results, cfg) -> None:
+    """Fig. 1 (a-c): seed 0's polynomial fits on simple, structured and pure-noise data."""
+    import numpy as np
+
+    curves = np.load(results[0].artifacts["poly_curves"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, name, title in zip(axes, ("simple", "structured", "noise"),
+                               ("(a) simple data", "(b) structured data", "(c) pure noise"), strict=True):
+        xt = curves["x_test"]
+        ax.plot(xt, curves[f"{name}_truth"], "k--", lw=1, label="true function")
+        ax.plot(xt, curves[f"{name}_weighted"], "C0", label=f"order {cfg.poly.degree}, gamma={cfg.poly.gamma}")
+        ax.plot(xt, curves[f"{name}_interpolant"], "C3", alpha=0.6, label=f"unregularized order {cfg.poly.n - 1}")
+        ax.plot(curves["x"], curves[f"{name}_y"], "ko", ms=4, label="training data")
+        lim = 1.5 * np.max(np.abs(curves[f"{name}_y"])) + 0.5
+        ax.set_ylim(-lim, lim)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Benign overfitting: one order-150 model fits noise exactly and still generalizes (Wilson 2025 Fig. 1a-c)")
+    out.save(fig, "fig1abc-benign-overfitting.png")
+
+
+def _mean_curve(results, key: str):
+    """(x, the seeds' mean y) of a series every seed has on the same x."""
+    import numpy as np
+
+    xs = [x for x, _ in results[0].series[key]]
+    return np.array(xs), np.mean([[y for _, y in r.series[key]] for r in results], axis=0)
+
+
+def _twin_plot(plt, results, left, right, xlabel, ylabels, title):
+    """Seed-mean curves: several on the left axis, one on a right axis; (figure, left axis, right axis)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for key, style, label in left:
+        ax.plot(*_mean_curve(results, key), style, label=label)
+    ax2 = ax.twinx()
+    key, style, label = right
+    ax2.plot(*_mean_curve(results, key), style, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabels[0])
+    ax2.set_ylabel(ylabels[1])
+    ax.set_title(title)
+    return fig, ax, ax2
+
+
+def _save_twin(out, fig, ax, ax2, legend_locs, name: str) -> None:
+    ax.legend(loc=legend_locs[0], fontsize=8)
+    ax2.legend(loc=legend_locs[1], fontsize=8)
+    out.save(fig, name)
+
+
+def _fig_double_descent(plt, out, results, cfg) -> None:
+    """Fig. 1 (g): test and train error and the effective dimension against the number of features."""
+    fig, ax, ax2 = _twin_plot(
+        plt, results, [("dd_test_error", "C3", "test error"), ("dd_train_error", "C0", "train error")],
+        ("dd_neff", "C2", "effective dimension"), "number of random features d",
+        ("relative error", "N_eff (poorly determined directions)"),
+        f"Double descent, linear random features ({len(results)} seeds; Wilson 2025 Fig. 1g)")
+    ax.set_ylim(0, None)
+    ax.axvline(cfg.dd.n, color="gray", ls=":", label=f"n = {cfg.dd.n}")
+    _save_twin(out, fig, ax, ax2, ("upper left", "upper right"), "fig1g-double-descent.png")
+
+
+def _fig_altered_labels(plt, out, results, cfg) -> None:
+    """Fig. 1 (d) analogue: a GP's accuracy and evidence against the fraction of altered labels."""
+    fig, ax, ax2 = _twin_plot(
+        plt, results, [("gp_train_acc", "C0o-", "train accuracy"), ("gp_test_acc", "C3o-", "test accuracy")],
+        ("gp_log_ml_per_n", "C2s--", "log marginal likelihood / n"), "fraction of altered labels",
+        ("accuracy", "log ML / n"), f"GP on {cfg.gp.dataset} classes {cfg.gp.classes}: fits any labels, evidence falls")
+    _save_twin(out, fig, ax, ax2, ("lower left", "upper right"), "fig1d-altered-labels.png")
+
+
+def _fig_bounds(plt, out, results, cfg) -> None:
+    """Lotfi et al.'s compression bounds beside the quantized model's train and test error: true labels,
+    random labels, a data-dependent prior; the paper's bound as a line where it has one."""
+    import numpy as np
+
+    ds = cfg.bound.dataset
+    groups = [("true labels", f"bound_{ds}", "test_error_quantized", "train_error_quantized"),
+              ("random labels", "bound_random_labels", "test_error_quantized_random_labels",
+               "train_error_quantized_random_labels"),
+              ("data-dependent prior", f"bound_{ds}_ddp", "test_error_quantized_ddp", "train_error_quantized_ddp")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (_label, bkey, tkey, trkey) in enumerate(groups):
+        for j, (key, color, name) in enumerate(((trkey, "C0", "train error (quantized)"),
+                                                (tkey, "C1", "test error (quantized)"), (bkey, "C3", "95% bound"))):
+            vals = [r.metrics[key] for r in results if key and key in r.metrics]
+            if vals:
+                ax.bar(i + (j - 1) * 0.27, np.mean(vals), 0.25, color=color, yerr=np.std(vals) if len(vals) > 1
+                       else None, label=name if i == 0 else None)
+    paper = {"fmnist": (PAPER_FMNIST_BOUND, "ResNet-20"), "cifar10": (PAPER_CIFAR10_BOUND, "ResNet-18k")}
+    if ds in paper:
+        ax.axhline(paper[ds][0], color="k", ls="--", lw=1, label=f"Lotfi et al. 2022 bound ({paper[ds][1]})")
+    ax.set_xticks(range(3), [g[0] for g in groups])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("error rate")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Compression bounds, {ds}, {cfg.bound.arch} in a {cfg.bound.subspace_dim}-dim Kronecker subspace")
+    out.save(fig, "lotfi-compression-bounds.png")
+
+
+def _fig_width(plt, out, results) -> None:
+    """Code length and compression ratio against the number of parameters."""
+    fig, ax, ax2 = _twin_plot(
+        plt, results, [("width_bits", "C0o-", "code length (bits)")],
+        ("width_compression_ratio", "C3s--", "compression ratio 32 D / bits"), "parameters D",
+        ("bits", "compression ratio"), "More parameters, same bits: more compressible")
+    ax.set_xscale("log")
+    ax.set_ylim(0, max(_mean_curve(results, "width_bits")[1]) * 1.3)
+    ax2.set_yscale("log")
+    _save_twin(out, fig, ax, ax2, ("lower left", "lower right"), "width-compressibility.png")

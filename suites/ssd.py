@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from runners.api import Claim, Invariant, Preparation, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import track
@@ -34,6 +35,312 @@ def text_spec(cfg):
     return CorpusSpec(train_bytes=cfg.train_bytes, val_bytes=16_000)
 
 PAPER = "Kumar, Dao, May 2026 (arXiv 2603.03251)"
+# an end-to-end law test fails below this p-value: a test at level 0.001, so that the four p-values of a
+# run (SD and SSD, first and second token) give a false alarm in under 0.4% of correct runs
+TV_P_FLOOR = 1e-3
+
+
+@dataclass
+class Pair:
+    """The target and draft (specs that open sessions), the prompts and held-out text as token ids, what
+    the run's record says about them, and (a Hugging Face pair) the folders the models are in."""
+
+    target: Any
+    draft: Any
+    prompts: list[list[int]]
+    held_out: list[int]
+    facts: dict
+    where: tuple[str, str] | None = None
+
+
+@dataclass
+class Decoding:
+    """Each mode's engine.Stats and token streams per prompt (ar, sd; with ``_2t``: both cores of a CPU;
+    ssd_jit, ssd_fast), and each batch size's summaries (or why it was skipped) and streams."""
+
+    parts: dict[str, list]
+    streams: dict[str, list]
+    batches: dict[int, dict | str]
+    batch_streams: dict[str, list]
+    hf_ratios: list[float] | None  # transformers' seconds over ours, per prompt (a Hugging Face pair)
+    hf_facts: dict | None
+
+    def __post_init__(self):
+        from paper_ssd import engine, theory
+
+        self.totals = {m: engine.Stats.total(p) for m, p in self.parts.items()}
+        self.summaries = {m: t.summary() for m, t in self.totals.items()}
+        self.tokens_per_s = {m: s["tokens_per_s"] for m, s in self.summaries.items()}
+        self.best = max(("ssd_jit", "ssd_fast"), key=lambda m: self.tokens_per_s[m])  # the faster backup
+        # Theorem 7 on the measured quantities (T_p and T_b in units of one verification): over all
+        # prompts, and per prompt (the claim's units)
+        self.theorem7 = theory.ssd_model_on_measured(self.totals[self.best])
+        self.theorem7_per_prompt = [theory.ssd_model_on_measured(p) for p in self.parts[self.best]]
+
+
+@dataclass
+class Exactness:
+    """Greedy identity, 1.0 per (mode, prompt) stream equal to AR's or explained by a bf16 tie (None when
+    sampling), with the divergences; the verifier's toy law tests; end-to-end p-values on the tiny pair."""
+
+    greedy: list[float] | None
+    divergences: list | None
+    toy_pass: list[bool]
+    e2e: dict[str, float]
+
+    def law_units(self) -> list[float]:
+        return [float(ok) for ok in self.toy_pass] + [float(p > TV_P_FLOOR) for p in self.e2e.values()]
+
+
+@dataclass
+class Outcomes:
+    """Teacher-forced verification outcomes on held-out chunks (the claims' units): per temperature the
+    per-chunk and pooled statistics, Saguaro's at the hottest temperature per ``c``, and the fan-outs:
+    those measured and the one the claims read (nearest the run's own)."""
+
+    fans: list[int]
+    sizes: list[int]
+    chunked: dict[float, list]
+    pooled: dict[float, dict]
+    saguaro: list[dict]
+    f_ref: int
+
+    @property
+    def t_lo(self) -> float:
+        return min(self.pooled)
+
+    @property
+    def t_hi(self) -> float:
+        return max(self.pooled)
+
+
+def _tag(t: float) -> str:
+    """A temperature in a metric's name: 0.7 -> 0p7."""
+    return f"{t:g}".replace(".", "p")
+
+
+def _tiny_prompts(cfg, text, tiny) -> Pair:
+    """The byte-level pair, with prompts of held-out bytes at evenly spaced offsets."""
+    import numpy as np
+
+    starts = np.linspace(0, len(text.val) - cfg.prompt_len - 1, cfg.prompts).astype(int)
+    return Pair(*tiny, prompts=[text.val[i:i + cfg.prompt_len].tolist() for i in starts],
+                held_out=text.val.tolist(), facts={"prompts": [f"held-out bytes at {i}" for i in starts]})
+
+
+def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
+    """A Hugging Face pair (from the cache or a given folder) with the stdlib or the paper's prompts,
+    tokenised; the held-out text tokenised for the teacher-forced statistics."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from paper_ssd import models
+    from paper_ssd.prompts import paper_prompts, stdlib_prompts
+
+    if cfg.pair not in models.PAIRS:
+        raise ValueError(f"unknown pair {cfg.pair!r}; known: tiny, {', '.join(models.PAIRS)}")
+    if cfg.prompt_set not in ("paper", "stdlib"):
+        raise ValueError(f"prompt_set must be stdlib or paper, got {cfg.prompt_set!r}")
+    t0 = time.perf_counter()
+    target_model, draft_model = models.PAIRS[cfg.pair]
+    where_t = models.locate(target_model, cache, cfg.target_path)
+    where_d = models.locate(draft_model, cache, cfg.draft_path)
+    tokenizer = AutoTokenizer.from_pretrained(where_t)
+    chosen = paper_prompts(cfg.prompts_per_set) if cfg.prompt_set == "paper" else stdlib_prompts(cfg.prompts, seed)
+    prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
+    facts = {"prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
+                         for p, t in zip(chosen, prompts, strict=True)],
+             "models": {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}}
+    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device), models.HFSpec(where_d, cfg.dtype, cfg.draft_device),
+                prompts, tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"], facts,
+                (where_t, where_d))
+
+
+def _decode(cfg, seed: int, pair: Pair, target, draft) -> Decoding:
+    """AR, SD and SSD with both backups on the same prompts (on a CPU AR and SD with one core, the
+    paper's SD arrangement, then both), every mode at each batch size, and (a Hugging Face pair) our SD
+    against transformers' assisted generation."""
+    import torch
+
+    from paper_ssd import engine
+
+    dcfg = engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
+                               fan_out_miss=cfg.fan_out_miss, seed=seed)
+    parts, streams = {}, {}
+    on_cpu = cfg.target_device == "cpu"
+    for threads in (1, 2) if on_cpu else (cfg.threads,):
+        torch.set_num_threads(threads)
+        tag = "_2t" if on_cpu and threads == 2 else ""
+        for m, (stats, outs) in SSDSuite._ar_sd_runs(target, draft, dcfg, pair.prompts, cfg.new_tokens,
+                                                     f", {threads} thread(s)").items():
+            parts[m + tag], streams[m + tag] = stats, outs
+    torch.set_num_threads(cfg.threads)
+    for m, (stats, outs) in SSDSuite._ssd_runs(target, pair.draft, dcfg, pair.prompts, cfg.new_tokens, "").items():
+        parts[m], streams[m] = stats, outs
+    batches, batch_streams = SSDSuite._batch_sweep(cfg, target, draft, pair.draft, dcfg, pair.prompts)
+    # a Hugging Face pair: transformers' assisted generation against our SD (the prompts are the units)
+    hf = SSDSuite._hf_assisted(target, draft, pair.prompts, cfg, streams["sd"]) if pair.where else (None, None)
+    return Decoding(parts, streams, batches, batch_streams, *hf)
+
+
+def _exactness(cfg, seed: int, pair: Pair, tiny, text, target, dec: Decoding) -> Exactness:
+    """Greedy identity of every stream with AR's (at temperature 0); the verifier's toy cases, each 200k
+    rounds of one law pair (sync / SSD hit, Saguaro, random backup; vocabularies of 4, 8 and 16) testing
+    the first token's law; then SD's and SSD's first two tokens' laws end to end on the tiny pair."""
+    import torch
+
+    from paper_ssd import exactness
+    from paper_ssd.verify import probs
+
+    greedy = divergences = None
+    if cfg.temperature == 0:
+        greedy, divergences = exactness.greedy_identity(target, pair.prompts, {**dec.streams, **dec.batch_streams},
+                                                        cfg.greedy_eps)
+    gen = torch.Generator().manual_seed(seed)
+    toy_pass = []
+    for v in (4, 8, 16):
+        p = probs(2 * torch.randn(3, v, generator=gen), 1.0)
+        q = probs(2 * torch.randn(2, v, generator=gen), 1.0)
+        for kw in ({}, {"c": 0.3}, {"proposal": "random"}):
+            _, _, first = exactness.toy_rounds(p, q, 200_000, gen, **kw)
+            toy_pass.append(exactness.passes(first, p[0], gen))
+    e2e = SSDSuite._sampling_law(cfg, tiny, text.val[:cfg.prompt_len].tolist(), seed)
+    return Exactness(greedy, divergences, toy_pass, e2e)
+
+
+def _outcome_prediction(cfg, pair: Pair, target, draft) -> Outcomes:
+    """Both models fed the held-out chunks (teacher forcing); per chunk and temperature, how often the
+    verification's outcome is among the draft's top fan-out guesses; Saguaro's trade-off per ``c``."""
+    from paper_ssd import offline
+
+    chunks = [pair.held_out[i * cfg.offline_len:(i + 1) * cfg.offline_len] for i in range(cfg.offline_chunks)]
+    if len(chunks[-1]) < cfg.offline_len:
+        raise ValueError(f"held-out text has {len(pair.held_out)} tokens; offline_chunks x offline_len needs more")
+    p_parts, q_parts = [], []
+    for chunk in track(chunks, "teacher-forced outcome statistics"):
+        for session, feeds in ((target, p_parts), (draft, q_parts)):
+            session.reset()
+            feeds.append(session.feed(chunk))
+    fans, sizes = cfg.offline_fan_outs, [len(c) for c in chunks]
+
+    def per_chunk(t, fan_outs, **kw):
+        return [offline.outcome_prediction(p, q, t, fan_outs, **kw) for p, q in zip(p_parts, q_parts, strict=True)]
+
+    chunked = {t: per_chunk(t, fans) for t in cfg.offline_temperatures}
+    f_ref = min(fans, key=lambda f: abs(f - cfg.fan_out[0]))
+    t_hi = max(cfg.offline_temperatures)
+    saguaro = [offline.pooled(per_chunk(t_hi, [f_ref], c=c, saguaro_fan=f_ref), sizes) for c in cfg.saguaro_cs]
+    return Outcomes(fans, sizes, chunked, {t: offline.pooled(c, sizes) for t, c in chunked.items()}, saguaro, f_ref)
+
+
+def _saguaro_steps(out: Outcomes) -> list[bool]:
+    """For each step up in ``c``: acceptance fell and bonus hits rose (Saguaro's trade-off)."""
+    sag, f = out.saguaro, out.f_ref
+    return [(b["acceptance"] < a["acceptance"]) and (b["hit"][f] > a["hit"][f]) for a, b in zip(sag, sag[1:], strict=False)]
+
+
+def _metrics(cfg, dec: Decoding, exact: Exactness, out: Outcomes, vllm: dict) -> dict[str, float]:
+    """Every metric of a seed, the one place their names are written (``vllm``: vLLM's speeds, measured
+    in their own processes before ours)."""
+    import numpy as np
+
+    s, tps, tot = dec.summaries, dec.tokens_per_s, dec.totals
+    m = dict(vllm)
+    for b, summ in dec.batches.items():
+        if isinstance(summ, dict):
+            m.update({f"b{b}_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in summ.items()})
+            for backup in ("jit", "fast"):
+                m[f"b{b}_ssd_{backup}_all_hit_step_rate"] = summ[f"ssd_{backup}"]["all_hit_step_rate"]
+                m[f"b{b}_ssd_{backup}_hit_rate"] = summ[f"ssd_{backup}"]["hit_rate"]
+            m[f"b{b}_fast_over_jit"] = summ["ssd_fast"]["tokens_per_s"] / summ["ssd_jit"]["tokens_per_s"]
+    if exact.greedy is not None:
+        m["greedy_exact_match"] = sum(exact.greedy) / len(exact.greedy)
+    m.update({f"{mode}_tokens_per_s": v for mode, v in tps.items()})
+    for mode in ("sd", "ssd_jit", "ssd_fast"):
+        m[f"{mode}_tokens_per_round"], m[f"{mode}_acceptance"] = s[mode]["tokens_per_round"], s[mode]["acceptance"]
+    for mode in ("ssd_jit", "ssd_fast"):
+        m.update({f"{mode}_{k}": s[mode][k] for k in ("hit_rate", "length_hit_rate", "bonus_hit_rate")})
+        m[f"{mode}_wait_ms_per_round"] = 1000 * tot[mode].wait_s / max(tot[mode].rounds, 1)
+        m[f"{mode}_draft_busy_ms_per_round"] = 1000 * tot[mode].draft_busy_s / max(tot[mode].rounds, 1)
+    m["verify_ms_per_round"] = s["sd"]["verify_ms"]
+    m["sd_draft_ms_per_round"] = 1000 * tot["sd"].draft_s / max(tot["sd"].rounds, 1)
+    # the paper's framing: SSD gets extra hardware (its draft core) against single-core SD and AR;
+    # equal hardware: against SD and AR that use both cores
+    m["ssd_over_sd"], m["ssd_over_ar"] = tps[dec.best] / tps["sd"], tps[dec.best] / tps["ar"]
+    if "sd_2t" in tps:
+        m["ssd_over_sd_equal_cores"] = tps[dec.best] / tps["sd_2t"]
+        m["ssd_over_ar_equal_cores"] = tps[dec.best] / tps["ar_2t"]
+    m["sd_over_ar"] = tps["sd"] / tps["ar"]
+    m["ssd_model_tokens_per_s"] = dec.theorem7["model_tokens_per_s"]
+    m["ssd_vs_model"] = tps[dec.best] / m["ssd_model_tokens_per_s"]
+    if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in m:
+        best = tot[dec.best]
+        m["ssd_over_vllm_sd"] = best.new_tokens / (best.prefill_s + best.decode_s) / m["vllm_sd_tokens_per_s_end_to_end"]
+    if dec.hf_ratios is not None:
+        m["sd_vs_hf_assisted"] = float(np.exp(np.mean(np.log(dec.hf_ratios))))
+    m["sampling_tv_pass"] = float(all(exact.law_units()))
+    m["bonus_hit_temperature_drop"] = out.pooled[out.t_lo]["hit"][out.f_ref] - out.pooled[out.t_hi]["hit"][out.f_ref]
+    for t, v in out.pooled.items():
+        m[f"miss_exponent_t{_tag(t)}"] = _miss_exponent(out.fans, v)
+        m[f"acceptance_t{_tag(t)}"] = v["acceptance"]
+        m.update({f"bonus_hit_f{f}_t{_tag(t)}": v["hit"][f] for f in out.fans})
+    steps = _saguaro_steps(out)
+    m["saguaro_tradeoff"] = float(np.mean(steps)) if steps else float("nan")
+    return m
+
+
+def _miss_exponent(fans: list[int], stats: dict) -> float:
+    """The power-law exponent of bonus-token misses against fan-out (``offline.miss_exponent``)."""
+    from paper_ssd import offline
+
+    return offline.miss_exponent(fans, stats["hit"])[0]
+
+
+def _units(dec: Decoding, exact: Exactness, out: Outcomes) -> dict[str, list[float]]:
+    """The claims' units, one value each: streams (greedy identity), prompts (Theorem 7, transformers),
+    law tests (sampling), held-out chunks (temperature drop; the exponent's jackknife pseudo-values),
+    steps up in c (Saguaro)."""
+    from paper_ssd import offline
+
+    units = {} if exact.greedy is None else {"greedy_exact_match": exact.greedy}
+    units["ssd_vs_model"] = [t["measured_tokens_per_s"] / t["model_tokens_per_s"] for t in dec.theorem7_per_prompt]
+    if dec.hf_ratios is not None:
+        units["sd_vs_hf_assisted"] = dec.hf_ratios
+    units["sampling_tv_pass"] = exact.law_units()
+    units["bonus_hit_temperature_drop"] = [lo["hit"][out.f_ref] - hi["hit"][out.f_ref] for lo, hi in
+                                           zip(out.chunked[out.t_lo], out.chunked[out.t_hi], strict=True)]
+    units[f"miss_exponent_t{_tag(out.t_lo)}"] = offline.jackknife(lambda v: _miss_exponent(out.fans, v),
+                                                                  out.chunked[out.t_lo], out.sizes)
+    units["saguaro_tradeoff"] = [float(step) for step in _saguaro_steps(out)]
+    return units
+
+
+def _series(cfg, dec: Decoding, out: Outcomes, m: dict) -> dict[str, list]:
+    """Bonus hits against fan-out per temperature, Saguaro's acceptance and hits against c, and each
+    mode's throughput against batch size (batch 1 from the single-prompt runs)."""
+    series = {f"bonus_hit_t{_tag(t)}": [(f, v["hit"][f]) for f in out.fans] for t, v in out.pooled.items()}
+    series["saguaro_acceptance"] = [(c, v["acceptance"]) for c, v in zip(cfg.saguaro_cs, out.saguaro, strict=True)]
+    series["saguaro_hit"] = [(c, v["hit"][out.f_ref]) for c, v in zip(cfg.saguaro_cs, out.saguaro, strict=True)]
+    for mode in ("ar", "sd", "ssd_jit", "ssd_fast"):
+        series[f"batch_{mode}"] = [(1, dec.tokens_per_s[mode])] + [
+            (b, m[f"b{b}_{mode}_tokens_per_s"]) for b in cfg.batch_sizes if f"b{b}_{mode}_tokens_per_s" in m]
+    return series
+
+
+def _info(cfg, text, pair: Pair, vllm_facts: dict, dec: Decoding, exact: Exactness, out: Outcomes) -> dict:
+    """The seed's record beside its metrics: corpus, pair and prompts, every mode's and batch size's
+    summary, the divergences from AR, Theorem 7's terms, the law tests, the outcome statistics."""
+    info = {"corpus_sha256": text.sha256, "pair": cfg.pair, **pair.facts, **vllm_facts,
+            "batched": {str(b): v for b, v in dec.batches.items()}}
+    if exact.divergences is not None:
+        info["greedy_divergences"] = exact.divergences
+    info.update({"decode": dec.summaries, "best_ssd_backup": dec.best, "theorem7": dec.theorem7})
+    if dec.hf_facts is not None:
+        info["hf_assisted"] = dec.hf_facts
+    info["sampling"] = {"toy_cases_passed": int(sum(exact.toy_pass)), "toy_cases": len(exact.toy_pass), **exact.e2e}
+    info["outcome_prediction"] = {str(t): v for t, v in out.pooled.items()}
+    info["saguaro"] = [{"c": c, **v} for c, v in zip(cfg.saguaro_cs, out.saguaro, strict=True)]
+    return info
 
 
 @dataclass
@@ -206,180 +513,25 @@ class SSDSuite(Suite):
         ]
 
     def run(self, cfg: SSDConfig, seed: int, out_dir: Path) -> RunResult:
-        import numpy as np
         import torch
 
         from paper_infcompute import corpus as corpus_mod
-        from paper_ssd import engine, exactness, offline, theory
-        from paper_ssd.verify import probs
 
         torch.set_num_threads(cfg.threads)
         cache = cache_root(cfg.cache_dir) / "ssd"
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
-        metrics: dict[str, float] = {}
-        units: dict[str, list[float]] = {}  # claims over prompts / streams / tests: one value per unit
-        info: dict = {"corpus_sha256": text.sha256, "pair": cfg.pair}
-        if cfg.pair == "tiny":
-            target_spec, draft_spec = tiny
-            starts = np.linspace(0, len(text.val) - cfg.prompt_len - 1, cfg.prompts).astype(int)
-            prompts = [text.val[i:i + cfg.prompt_len].tolist() for i in starts]
-            held_out = text.val.tolist()
-            info["prompts"] = [f"held-out bytes at {i}" for i in starts]
-        else:
-            from transformers import AutoTokenizer
-
-            from paper_ssd import models
-            from paper_ssd.prompts import paper_prompts, stdlib_prompts
-
-            if cfg.pair not in models.PAIRS:
-                raise ValueError(f"unknown pair {cfg.pair!r}; known: tiny, {', '.join(models.PAIRS)}")
-            t0 = time.perf_counter()
-            target_model, draft_model = models.PAIRS[cfg.pair]
-            where_t = models.locate(target_model, cache, cfg.target_path)
-            where_d = models.locate(draft_model, cache, cfg.draft_path)
-            target_spec = models.HFSpec(where_t, cfg.dtype, cfg.target_device)
-            draft_spec = models.HFSpec(where_d, cfg.dtype, cfg.draft_device)
-            tokenizer = AutoTokenizer.from_pretrained(where_t)
-            if cfg.prompt_set == "paper":
-                chosen = paper_prompts(cfg.prompts_per_set)
-            elif cfg.prompt_set == "stdlib":
-                chosen = stdlib_prompts(cfg.prompts, seed)
-            else:
-                raise ValueError(f"prompt_set must be stdlib or paper, got {cfg.prompt_set!r}")
-            prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
-            held_out = tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"]
-            info["prompts"] = [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
-                               for p, t in zip(chosen, prompts, strict=True)]
-            info["models"] = {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}
-            if cfg.vllm:  # before our models take the GPUs; in its own processes
-                metrics.update(self._vllm(cfg, where_t, where_d, prompts, info))
-        target, draft = target_spec.session(), draft_spec.session()
-
-        # 1. speed and greedy identity: AR, SD, SSD with both backups, same prompts
-        dcfg = engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
-                                   fan_out_miss=cfg.fan_out_miss, seed=seed)
-        parts: dict[str, list[engine.Stats]] = {}  # per prompt
-        streams: dict[str, list] = {}
-        on_cpu = cfg.target_device == "cpu"
-        for threads in (1, 2) if on_cpu else (cfg.threads,):  # CPU: one core (the paper's SD arrangement), then both
-            torch.set_num_threads(threads)
-            tag = "_2t" if on_cpu and threads == 2 else ""
-            for m, (stats, outs) in self._ar_sd_runs(target, draft, dcfg, prompts, cfg.new_tokens,
-                                                      f", {threads} thread(s)").items():
-                parts[m + tag], streams[m + tag] = stats, outs
-        torch.set_num_threads(cfg.threads)
-        for m, (stats, outs) in self._ssd_runs(target, draft_spec, dcfg, prompts, cfg.new_tokens, "").items():
-            parts[m], streams[m] = stats, outs
-        totals = {m: engine.Stats.total(p) for m, p in parts.items()}
-        batched = self._batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info)
-        if cfg.temperature == 0:
-            matches, divergences = self._greedy_identity(target, prompts, {**streams, **batched}, cfg.greedy_eps)
-            units["greedy_exact_match"] = matches
-            metrics["greedy_exact_match"] = sum(matches) / len(matches)
-            info["greedy_divergences"] = divergences
-        summaries = {m: t.summary() for m, t in totals.items()}
-        info["decode"] = summaries
-        for m, s in summaries.items():
-            metrics[f"{m}_tokens_per_s"] = s["tokens_per_s"]
-        for m in ("sd", "ssd_jit", "ssd_fast"):
-            metrics[f"{m}_tokens_per_round"] = summaries[m]["tokens_per_round"]
-            metrics[f"{m}_acceptance"] = summaries[m]["acceptance"]
-        for m in ("ssd_jit", "ssd_fast"):
-            for key in ("hit_rate", "length_hit_rate", "bonus_hit_rate"):
-                metrics[f"{m}_{key}"] = summaries[m][key]
-            metrics[f"{m}_wait_ms_per_round"] = 1000 * totals[m].wait_s / max(totals[m].rounds, 1)
-            metrics[f"{m}_draft_busy_ms_per_round"] = 1000 * totals[m].draft_busy_s / max(totals[m].rounds, 1)
-        metrics["verify_ms_per_round"] = summaries["sd"]["verify_ms"]
-        metrics["sd_draft_ms_per_round"] = 1000 * totals["sd"].draft_s / max(totals["sd"].rounds, 1)
-        best = max(("ssd_jit", "ssd_fast"), key=lambda m: summaries[m]["tokens_per_s"])
-        info["best_ssd_backup"] = best
-        tps = {m: s["tokens_per_s"] for m, s in summaries.items()}
-        # the paper's framing: SSD gets extra hardware (its draft core) against single-core SD and AR;
-        # equal hardware: against SD and AR that use both cores
-        metrics["ssd_over_sd"] = tps[best] / tps["sd"]
-        metrics["ssd_over_ar"] = tps[best] / tps["ar"]
-        if on_cpu:
-            metrics["ssd_over_sd_equal_cores"] = tps[best] / tps["sd_2t"]
-            metrics["ssd_over_ar_equal_cores"] = tps[best] / tps["ar_2t"]
-        metrics["sd_over_ar"] = tps["sd"] / tps["ar"]
-
-        # Theorem 7 on the measured quantities (T_p and T_b in units of one verification): over all
-        # prompts, and per prompt (the claim's units)
-        tot = totals[best]
-        info["theorem7"] = theory.ssd_model_on_measured(tot)
-        metrics["ssd_model_tokens_per_s"] = info["theorem7"]["model_tokens_per_s"]
-        metrics["ssd_vs_model"] = summaries[best]["tokens_per_s"] / metrics["ssd_model_tokens_per_s"]
-        per_prompt = [theory.ssd_model_on_measured(p) for p in parts[best]]
-        units["ssd_vs_model"] = [t["measured_tokens_per_s"] / t["model_tokens_per_s"] for t in per_prompt]
-        if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in metrics:
-            metrics["ssd_over_vllm_sd"] = (tot.new_tokens / (tot.prefill_s + tot.decode_s)
-                                           / metrics["vllm_sd_tokens_per_s_end_to_end"])
-        if cfg.pair != "tiny":  # the prompts are the units: one speed ratio each
-            units["sd_vs_hf_assisted"], info["hf_assisted"] = self._hf_assisted(target, draft, prompts, cfg,
-                                                                                streams["sd"])
-            metrics["sd_vs_hf_assisted"] = float(np.exp(np.mean(np.log(units["sd_vs_hf_assisted"]))))
-
-        # 2. sampling is exact: toy laws at the verifier, then end to end on the tiny pair
-        gen = torch.Generator().manual_seed(seed)
-        toy_pass = []
-        for v in (4, 8, 16):
-            p = probs(2 * torch.randn(3, v, generator=gen), 1.0)
-            q = probs(2 * torch.randn(2, v, generator=gen), 1.0)
-            for kw in ({}, {"c": 0.3}, {"proposal": "random"}):  # sync / SSD hit, Saguaro, random backup
-                _, _, first = exactness.toy_rounds(p, q, 200_000, gen, **kw)
-                toy_pass.append(exactness.passes(first, p[0], gen))
-        e2e = self._sampling_law(cfg, tiny, text.val[:cfg.prompt_len].tolist(), seed)
-        info["sampling"] = {"toy_cases_passed": int(sum(toy_pass)), "toy_cases": len(toy_pass), **e2e}
-        units["sampling_tv_pass"] = [float(ok) for ok in toy_pass] + [float(p > 1e-3) for p in e2e.values()]
-        metrics["sampling_tv_pass"] = float(all(units["sampling_tv_pass"]))
-
-        # 3. verification-outcome prediction, teacher-forced on held-out text
-        chunks = [held_out[i * cfg.offline_len:(i + 1) * cfg.offline_len] for i in range(cfg.offline_chunks)]
-        if len(chunks[-1]) < cfg.offline_len:
-            raise ValueError(f"held-out text has {len(held_out)} tokens; offline_chunks x offline_len needs more")
-        p_parts, q_parts = [], []
-        for chunk in track(chunks, "teacher-forced outcome statistics"):
-            for session, parts in ((target, p_parts), (draft, q_parts)):
-                session.reset()
-                parts.append(session.feed(chunk))
-        fans, sizes = cfg.offline_fan_outs, [len(c) for c in chunks]
-
-        def per_chunk(t, fan_outs, **kw):  # statistics per held-out chunk (the claims' units), then pooled
-            return [offline.outcome_prediction(p, q, t, fan_outs, **kw) for p, q in zip(p_parts, q_parts, strict=True)]
-
-        chunked = {t: per_chunk(t, fans) for t in cfg.offline_temperatures}
-        pred = {t: offline.pooled(parts, sizes) for t, parts in chunked.items()}
-        info["outcome_prediction"] = {str(t): v for t, v in pred.items()}
-        f_run = cfg.fan_out[0]
-        f_ref = min(fans, key=lambda f: abs(f - f_run))
-        t_lo, t_hi = min(cfg.offline_temperatures), max(cfg.offline_temperatures)
-        metrics["bonus_hit_temperature_drop"] = pred[t_lo]["hit"][f_ref] - pred[t_hi]["hit"][f_ref]
-        units["bonus_hit_temperature_drop"] = [lo["hit"][f_ref] - hi["hit"][f_ref]
-                                               for lo, hi in zip(chunked[t_lo], chunked[t_hi], strict=True)]
-        for t, v in pred.items():
-            r, _ = offline.miss_exponent(fans, v["hit"])
-            name = f"miss_exponent_t{t:g}".replace(".", "p")
-            metrics[name] = r
-            if t == t_lo:  # the power-law claim's units: jackknife pseudo-values over the chunks
-                units[name] = offline.jackknife(lambda v: offline.miss_exponent(fans, v["hit"])[0], chunked[t], sizes)
-            metrics[f"acceptance_t{t:g}".replace(".", "p")] = v["acceptance"]
-            for f in fans:
-                metrics[f"bonus_hit_f{f}_t{t:g}".replace(".", "p")] = v["hit"][f]
-        sag = [offline.pooled(per_chunk(t_hi, [f_ref], c=c, saguaro_fan=f_ref), sizes) for c in cfg.saguaro_cs]
-        info["saguaro"] = [{"c": c, **v} for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
-        steps = [(b["acceptance"] < a["acceptance"]) and (b["hit"][f_ref] > a["hit"][f_ref])
-                 for a, b in zip(sag, sag[1:], strict=False)]
-        units["saguaro_tradeoff"] = [float(step) for step in steps]
-        metrics["saguaro_tradeoff"] = float(np.mean(steps)) if steps else float("nan")
-
-        series = {f"bonus_hit_t{t:g}".replace(".", "p"): [(f, v["hit"][f]) for f in fans] for t, v in pred.items()}
-        series["saguaro_acceptance"] = [(c, v["acceptance"]) for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
-        series["saguaro_hit"] = [(c, v["hit"][f_ref]) for c, v in zip(cfg.saguaro_cs, sag, strict=True)]
-        for m in ("ar", "sd", "ssd_jit", "ssd_fast"):  # throughput against batch size (batch 1 from above)
-            series[f"batch_{m}"] = [(1, tps[m])] + [(b, metrics[f"b{b}_{m}_tokens_per_s"]) for b in cfg.batch_sizes
-                                                   if f"b{b}_{m}_tokens_per_s" in metrics]
-        return RunResult(metrics=metrics, series=series, info=info, units=units)
+        pair = _tiny_prompts(cfg, text, tiny) if cfg.pair == "tiny" else _hf_pair(cfg, seed, text, cache)
+        vllm, vllm_facts = {}, {}
+        if cfg.vllm and pair.where:  # before our models take the GPUs; in its own processes
+            vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
+        target, draft = pair.target.session(), pair.draft.session()
+        dec = _decode(cfg, seed, pair, target, draft)
+        exact = _exactness(cfg, seed, pair, tiny, text, target, dec)
+        out = _outcome_prediction(cfg, pair, target, draft)
+        metrics = _metrics(cfg, dec, exact, out, vllm)
+        return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=_units(dec, exact, out),
+                         info=_info(cfg, text, pair, vllm_facts, dec, exact, out))
 
     @staticmethod
     def _tiny_pair(cfg, text, cache):
@@ -403,27 +555,6 @@ class SSDSuite(Suite):
                 save_tiny(tr.cached_run(run, text, cache)[0], path)
             specs.append(spec)
         return specs[0], specs[1]
-
-    @staticmethod
-    def _greedy_identity(target, prompts, streams, eps):
-        """Per (mode, prompt) stream, 1.0 if it equals AR's; a divergence counts as explained (and is
-        logged) only where the target's top-2 logit gap at that position is below ``eps`` (bf16 ties)."""
-        ok, divergences = [], []
-        for mode, outs in streams.items():
-            if mode == "ar":
-                continue
-            for i, out in enumerate(outs):  # batched modes cover the first prompts
-                ref = streams["ar"][i]
-                if out == ref:
-                    ok.append(True)
-                    continue
-                pos = next(j for j, (a, b) in enumerate(zip(ref, out, strict=False)) if a != b)
-                target.reset()
-                top2 = target.feed(prompts[i] + ref[:pos])[-1].topk(2).values
-                gap = float(top2[0] - top2[1])
-                divergences.append({"mode": mode, "prompt": i, "position": pos, "top2_gap": gap, "explained": gap < eps})
-                ok.append(gap < eps)
-        return [float(x) for x in ok], divergences
 
     @staticmethod
     def _ar_sd_runs(target, draft, dcfg, units, n_new, label) -> dict[str, tuple]:
@@ -459,34 +590,24 @@ class SSDSuite(Suite):
         return out
 
     @staticmethod
-    def _batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts, streams, metrics, info) -> dict[str, list]:
+    def _batch_sweep(cfg, target, draft, draft_spec, dcfg, prompts) -> tuple[dict[int, dict | str], dict[str, list]]:
         """Every mode at each batch size in ``cfg.batch_sizes`` over the first B x (n // B) prompts:
-        aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a
-        step with one miss waits for the backup: the paper's p_hit^b argument for the fast backup)."""
+        ({batch size: every mode's summary, or why it was skipped}, {"b{B}_{mode}": streams}). A summary
+        has aggregate decode tokens/s, and for SSD the fraction of steps in which every row hit (a step
+        with one miss waits for the backup: the paper's p_hit^b argument for the fast backup)."""
         from paper_ssd import engine
 
-        batched: dict[str, list] = {}
-        info["batched"] = {}
+        batches, streams = {}, {}
         for b in cfg.batch_sizes:
             if b > len(prompts):
-                info["batched"][str(b)] = f"skipped: {len(prompts)} prompts < batch {b}"
+                batches[b] = f"skipped: {len(prompts)} prompts < batch {b}"
                 continue
             groups = [prompts[i:i + b] for i in range(0, len(prompts) - b + 1, b)]
-            totals, outs = {}, {}
             runs = {**SSDSuite._ar_sd_runs(target, draft, dcfg, groups, cfg.new_tokens, f" at batch {b}"),
                     **SSDSuite._ssd_runs(target, draft_spec, dcfg, groups, cfg.new_tokens, f" at batch {b}")}
-            for m, (stats, per_group) in runs.items():
-                totals[m], outs[m] = engine.Stats.total(stats), [x for group in per_group for x in group]
-            summaries = {m: t.summary() for m, t in totals.items()}
-            info["batched"][str(b)] = summaries
-            for m, summ in summaries.items():
-                metrics[f"b{b}_{m}_tokens_per_s"] = summ["tokens_per_s"]
-                batched[f"b{b}_{m}"] = outs[m]
-            for backup in ("jit", "fast"):
-                metrics[f"b{b}_ssd_{backup}_all_hit_step_rate"] = summaries[f"ssd_{backup}"]["all_hit_step_rate"]
-                metrics[f"b{b}_ssd_{backup}_hit_rate"] = summaries[f"ssd_{backup}"]["hit_rate"]
-            metrics[f"b{b}_fast_over_jit"] = summaries["ssd_fast"]["tokens_per_s"] / summaries["ssd_jit"]["tokens_per_s"]
-        return batched
+            batches[b] = {m: engine.Stats.total(stats).summary() for m, (stats, _) in runs.items()}
+            streams.update({f"b{b}_{m}": [x for group in per_group for x in group] for m, (_, per_group) in runs.items()})
+        return batches, streams
 
     @staticmethod
     def _vllm(cfg, where_t, where_d, prompts, info) -> dict[str, float]:
