@@ -31,9 +31,10 @@ _TRAIN_COST = {"distilled": 17.0, "dynamics": 16.2, "proposal": 13.5, "objective
 _EVAL_COST = {"distilled": 0.3, "abl_single_step_dynamics": 100.0, "altered_after": 29.0, "dmpc": 13.0, "mbop": 12.0,
               "abl_single_step_proposal": 9.0, "dmpc_jump": 6.5, "abl_gaussian_proposal": 6.5, "altered_before": 6.0,
               "proposal": 0.5, "bc": 0.2}
-# minutes to make one dataset of each robot on 2 cores (CrossQ to D4RL's medium level, then the rollouts):
-# the slowest of learner seeds 0-2 on an AMD EPYC (README)
-_DATA_MINUTES = {"hopper": 9.4, "halfcheetah": 7.2, "walker2d": 18.8}
+# minutes to make one dataset on 2 cores (the learner to D4RL's medium level, then the rollouts), by robot and
+# learner: the slowest of learner seeds 0-2 on an AMD EPYC (README)
+_DATA_MINUTES = {("hopper", "sac"): 9.4, ("halfcheetah", "sac"): 7.2, ("walker2d", "sac"): 18.8,
+                 ("walker2d", "crossq"): 6.1, ("hopper", "crossq"): 2.6}
 # the models each agent plans with ("ensemble": all of its members)
 _NEEDS = {"dmpc": ("proposal", "dynamics", "objective"), "proposal": ("proposal",), "bc": ("bc",),
           "mbop": ("bc", "ensemble", "objective"), "dmpc_jump": ("proposal", "dynamics"),
@@ -495,10 +496,10 @@ class DMPCConfig(SuiteConfig):
     data_seed: int = 0
     data_per_seed: bool = True
     update_every: int = 1000  # D4RL's (rlkit's) loop: this many environment steps, then as many gradient steps
-    learner: str = "crossq"  # crossq | sac (D4RL's own learner; 2-7 times more steps to the level here)
+    learner: str = ""  # crossq | sac; "": the robot's (paper_dmpc.data.DEFAULT_LEARNER: SAC, CrossQ on Walker2d)
     max_learner_steps: int = 400_000
     learning_starts: int = 10_000
-    learner_eval_every: int = 5_000
+    learner_eval_every: int = 0  # 0: the learner's (paper_dmpc.data.EVAL_EVERY: SAC 5000, CrossQ 1000)
     medium_transitions: int = 200_000
     target: float = float("nan")  # normalised return that stops the learner; nan: D4RL's medium level
     require_target: bool = True  # data whose learner stopped below the target are not used (not "medium")
@@ -551,8 +552,8 @@ class DMPCConfig(SuiteConfig):
             raise ValueError(f"prediction must be v or epsilon, got {self.prediction!r}")
         if self.dataset not in ("medium", "medium-replay"):
             raise ValueError(f"dataset must be medium or medium-replay, got {self.dataset!r}")
-        if self.learner not in ("crossq", "sac"):
-            raise ValueError(f"learner must be crossq or sac, got {self.learner!r}")
+        if self.learner not in ("", "crossq", "sac"):
+            raise ValueError(f"learner must be crossq or sac (or empty: the robot's), got {self.learner!r}")
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
@@ -630,11 +631,10 @@ class DMPCSuite(Suite):
         if cfg.data_path:
             return []
         specs = {self._data_spec(cfg, s) for s in seeds}
-        learner = data.LEARNERS[cfg.learner]
-        return [Preparation(f"{data.ENV_IDS[cfg.env]} data, {learner} seed {spec.seed} ({learner} to D4RL's medium "
-                            "level)",
+        return [Preparation(f"{data.ENV_IDS[cfg.env]} data, {data.LEARNERS[spec.learner]} seed {spec.seed} "
+                            f"({data.LEARNERS[spec.learner]} to D4RL's medium level)",
                             (data.folder_of(spec) / "meta.json").is_file(),
-                            _DATA_MINUTES.get(cfg.env, 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
+                            _DATA_MINUTES.get((cfg.env, spec.learner), 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
 
     def seed_unit(self, cfg):
         return "datasets" if self._own_data(cfg) else "seeds"
@@ -657,8 +657,8 @@ class DMPCSuite(Suite):
         from paper_dmpc import data
 
         return [
-            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), {data.LEARNERS[cfg.learner]} (sbx; D4RL used "
-            f"SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient steps) stopped at "
+            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), "
+            f"{data.LEARNERS[self._data_spec(cfg, 0).learner]} (sbx; D4RL used SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient steps) stopped at "
             "D4RL's medium level; "
             f"medium = {cfg.medium_transitions} transitions of that stochastic policy, medium-replay = its replay "
             "buffer to the stop. Scores are D4RL-normalised with D4RL's reference returns, approximately "

@@ -736,12 +736,17 @@ def _fig_recipes(plt, out, r, cfg) -> None:
         else:  # a degenerate fit: say so rather than squash the measured curves
             ax.plot([], [], color=color, ls=ls, lw=1, label=label + ", off scale")
     ax.set_ylim(lo, hi)
-    ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters N")
-    ax.set_ylabel("validation loss (nats/byte)")
-    ax.set_title("Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)")
-    ax.legend(fontsize=8)
+    _loss_axes(ax, "non-embedding parameters N", "Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)", 8)
     out.save(fig, "fig-recipes-vs-size.png")
+
+
+def _loss_axes(ax, xlabel: str, title: str, legend_size: int) -> None:
+    """Validation loss against a log-scaled x, with labels, title and legend."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
 
 
 def _fig_ensemble_scaling(plt, out, r, cfg) -> None:
@@ -784,11 +789,8 @@ def _fig_data_efficiency(plt, out, r, cfg) -> None:
                     label=label + f" -> {point:.2f}x data (lowest refit {v['lowest']:.2f}x)")
         else:
             ax.axhline(v["loss"], color=f"C{i}", ls="--", lw=1, label=label + " (below the law's asymptote)")
-    ax.set_xscale("log")
-    ax.set_xlabel("training data D (bytes)")
-    ax.set_ylabel("validation loss (nats/byte)")
-    ax.set_title("Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / Sec. 5)")
-    ax.legend(fontsize=7)
+    _loss_axes(ax, "training data D (bytes)", "Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / "
+               "Sec. 5)", 7)
     out.save(fig, "fig-data-efficiency.png")
 
 

@@ -52,8 +52,8 @@ def test_rollout_gives_d4rl_keys_in_episode_order():
 
 
 def test_generation_is_cached_with_its_metadata(tmp_path):
-    spec = data.DataSpec(env="hopper", max_steps=600, learning_starts=200, eval_every=300, eval_episodes=2,
-                         medium_transitions=400, rollout_envs=2, target=1e9, update_every=100)
+    spec = data.DataSpec(env="hopper", learner="crossq", max_steps=600, learning_starts=200, eval_every=300,
+                         eval_episodes=2, medium_transitions=400, rollout_envs=2, target=1e9, update_every=100)
     said = []
     sets, meta = data.load_or_generate(spec, tmp_path, log=said.append)  # in a pinned child process
     assert [line.split(":")[0] for line in said] == ["hopper CrossQ step 300", "hopper CrossQ step 600"]  # progress
@@ -72,6 +72,15 @@ def test_generation_is_cached_with_its_metadata(tmp_path):
     again, meta2 = data.load_or_generate(spec, tmp_path, log=lambda *_: None)  # from the cache
     np.testing.assert_array_equal(again["medium"]["actions"], sets["medium"]["actions"])
     assert meta2 == json.loads((folder / "meta.json").read_text())
+
+
+def test_each_robot_has_its_learner_and_each_learner_its_evaluation_interval():
+    assert [data.DataSpec(env=e).learner for e in ("hopper", "halfcheetah", "walker2d")] == ["sac", "sac", "crossq"]
+    assert data.DataSpec(env="hopper").eval_every == 5000 and data.DataSpec(env="walker2d").eval_every == 1000
+    given = data.DataSpec(env="walker2d", learner="sac", eval_every=2000)
+    assert (given.learner, given.eval_every) == ("sac", 2000)
+    # the key names what was resolved: the default and the same spelled out are the same data
+    assert data.DataSpec(env="hopper").key() == data.DataSpec(env="hopper", learner="sac", eval_every=5000).key()
 
 
 def test_sac_is_the_other_learner_and_other_names_are_refused():

@@ -77,7 +77,7 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", "require_target=true"]) == 2
     gated = json.loads((harness_env / "g" / "summary.json").read_text())
-    assert gated["status"] == "error" and "Hopper-v5 data are not medium: CrossQ stopped at 1500 steps" in gated["reason"]
+    assert gated["status"] == "error" and "Hopper-v5 data are not medium: SAC stopped at 1500 steps" in gated["reason"]
     assert "max_learner_steps=3000" in gated["reason"] and "data_seed=1" in gated["reason"]
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2

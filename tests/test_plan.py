@@ -71,8 +71,10 @@ def test_suites_say_what_they_must_make_and_whether_it_is_cached(tmp_path, monke
         return cls().preparation(compose(cls, tier, list(overrides))[0], list(range(seeds)))
 
     made = prep("dmpc", "small")  # one dataset per seed, each with its own learner seed
-    assert [p.what.split(", ")[1].split(" (")[0] for p in made] == ["CrossQ seed 0", "CrossQ seed 1", "CrossQ seed 2"]
+    assert [p.what.split(", ")[1].split(" (")[0] for p in made] == ["SAC seed 0", "SAC seed 1", "SAC seed 2"]
     assert all("Hopper-v5 data" in p.what and not p.cached and p.minutes > 1 for p in made)
+    walker = prep("dmpc", "small", "env=walker2d")  # its own learner, and that learner's minutes
+    assert walker[0].what.startswith("Walker2d-v5 data, CrossQ seed 0") and walker[0].minutes < made[0].minutes
     cls = load("dmpc")
     cfg = compose(cls, "small", [])[0]
     folder = tmp_path / "dmpc" / f"hopper-{cls._data_spec(cfg, 1).key()}"
