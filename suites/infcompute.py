@@ -25,6 +25,13 @@ from runners.progress import Laps, track
 from runners.rundir import cache_root
 
 PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
+# Seeds a run derives from its own seed s (part of the results: changing one changes the numbers). A training
+# run's init and data order: RUNS_PER_SEED s + member, where member 0 is the searches', 1..K-1 the ensemble
+# members and the overfitting gap's replicates, STUDENT_MEMBER + 3 k + j the k-th student of the j-th kind;
+# the teachers' synthetic samples: RUNS_PER_SEED s + SAMPLES_MEMBER.
+RUNS_PER_SEED = 1000
+STUDENT_MEMBER = 500
+SAMPLES_MEMBER = 7
 
 # The paper's model shapes (levanter LlamaConfig presets, seq len 4096), by d_model:
 # name, layers, heads, key/value heads, MLP width.
@@ -72,7 +79,7 @@ class Setup:
 
         c = self.cfg
         return tr.RunConfig(model=self.model_cfg(d), corpus=data or _corpus_spec(c, c.train_bytes), epochs=epochs,
-                            lr=c.lr, weight_decay=wd, batch_size=c.batch_size, seed=1000 * self.seed + member,
+                            lr=c.lr, weight_decay=wd, batch_size=c.batch_size, seed=RUNS_PER_SEED * self.seed + member,
                             device=c.device, precision=c.precision, **extra)
 
 
@@ -283,13 +290,13 @@ def _distill(cfg, setup: Setup, trainer: Trainer, members: Members, ensembles: E
         if tr.load_synth(setup.cache, key) is None:
             models = [tr.load_model(c, setup.corpus, setup.cache).to(cfg.device) for c in cfgs]
             tr.save_synth(setup.cache, key, sample(models, cfg.distill_tokens, cfg.seq_len, unigram,
-                                                   seed=1000 * setup.seed + 7, device=cfg.device, progress=track))
+                                                   seed=RUNS_PER_SEED * setup.seed + SAMPLES_MEMBER, device=cfg.device, progress=track))
         return key
 
     ens_key, self_key = samples_from(teachers), samples_from(teachers[:1])
     kinds = {"ensemble": {"synth_key": ens_key}, "self_real": {"synth_key": self_key},
              "self_no_real": {"synth_key": self_key, "real_data": False}}
-    students = {(kind, k): setup.run_cfg(ref, cfg.distill_epochs, cfg.distill_wd, member=500 + 3 * k + j,
+    students = {(kind, k): setup.run_cfg(ref, cfg.distill_epochs, cfg.distill_wd, member=STUDENT_MEMBER + 3 * k + j,
                                          synth_weight=cfg.distill_weight, **kw)
                 for k in range(cfg.replicates) for j, (kind, kw) in enumerate(kinds.items())}
     loss = dict(zip(students, trainer.losses(list(students.values()), "distillation students"), strict=True))

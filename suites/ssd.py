@@ -38,6 +38,8 @@ PAPER = "Kumar, Dao, May 2026 (arXiv 2603.03251)"
 # an end-to-end law test fails below this p-value: a test at level 0.001, so that the four p-values of a
 # run (SD and SSD, first and second token) give a false alarm in under 0.4% of correct runs
 TV_P_FLOOR = 1e-3
+# the sampling-law test's i-th batch of generations runs with seed SAMPLING_RUNS_PER_SEED s + i (s: the run's)
+SAMPLING_RUNS_PER_SEED = 10_000
 
 
 @dataclass
@@ -690,7 +692,7 @@ class SSDSuite(Suite):
             for mode in ("sd", "ssd"):
                 samples = []
                 for i in track(range(-(-cfg.sampling_runs // batch)), f"sampling law ({mode})"):
-                    run_cfg = engine.DecodeConfig(**{**scfg.__dict__, "seed": 10_000 * seed + i})
+                    run_cfg = engine.DecodeConfig(**{**scfg.__dict__, "seed": SAMPLING_RUNS_PER_SEED * seed + i})
                     if mode == "sd":
                         toks, _ = engine.speculative(target, draft, [prompt] * batch, 2, run_cfg)
                     else:

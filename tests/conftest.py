@@ -24,3 +24,19 @@ def harness_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_PUBLISH_RETRIES", "1")  # a store the test breaks on purpose stays broken
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return tmp_path
+
+
+def assert_smoke_contract(run_dir: Path) -> None:
+    """The contract between a suite and its smoke tier: every seed of the smoke run produced the metric of
+    every claim that applies at smoke and of every invariant (else the claim fails, or the invariant goes
+    unchecked, at the tier CI runs)."""
+    import json
+
+    from runners import registry
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    suite = registry.load(summary["suite"])
+    wanted = {c.metric for c in suite.claims if "smoke" in c.threshold} | {i.metric for i in suite.invariants}
+    for seed in sorted(run_dir.glob("seed_*/metrics.json")):
+        missing = wanted - set(json.loads(seed.read_text())["metrics"])
+        assert not missing, f"{summary['suite']} smoke, {seed.parent.name}: no {sorted(missing)}"

@@ -11,6 +11,8 @@ pytest.importorskip("torch")
 pytest.importorskip("gymnasium")
 pytest.importorskip("sbx")
 
+from conftest import assert_smoke_contract  # noqa: E402
+
 from runners.cli import main  # noqa: E402
 from runners.config import compose  # noqa: E402
 from suites.dmpc import DMPCSuite  # noqa: E402
@@ -19,6 +21,7 @@ from suites.dmpc import DMPCSuite  # noqa: E402
 def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     rc = main(["run", "dmpc", "--tier", "smoke", "--out", "s", "--no-publish"])
+    assert_smoke_contract(harness_env / "s")
     summary = json.loads((harness_env / "s" / "summary.json").read_text())
     assert rc == 3 and summary["status"] == "skipped"  # no score claims at smoke
     assert {c["status"] for c in summary["claims"]} == {"skipped"}

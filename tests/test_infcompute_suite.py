@@ -8,12 +8,15 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import assert_smoke_contract  # noqa: E402
+
 from runners.cli import main  # noqa: E402
 
 
 def test_smoke_tier_runs_resumes_from_cache_and_is_deterministic(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     assert main(["run", "infcompute", "--tier", "smoke", "--out", "a", "--no-publish"]) == 3  # no claim at smoke
+    assert_smoke_contract(harness_env / "a")
     first = json.loads((harness_env / "a" / "summary.json").read_text())
     assert {c["status"] for c in first["claims"]} == {"skipped"}  # directional claims are small tier only
     assert {i["id"]: i["status"] for i in first["invariants"]} == {

@@ -8,12 +8,15 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import assert_smoke_contract  # noqa: E402
+
 from runners.cli import main  # noqa: E402
 
 
 def test_smoke_tier_runs_every_part(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     rc = main(["run", "lewm", "--tier", "smoke", "--out", "s", "--no-publish"])
+    assert_smoke_contract(harness_env / "s")
     summary = json.loads((harness_env / "s" / "summary.json").read_text())
     statuses = {c["id"]: c["status"] for c in summary["claims"]}
     assert statuses["collapse_prevented"] == "pass" and statuses["sigreg_norm_pred_err"] == "pass"

@@ -9,11 +9,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
+from conftest import assert_smoke_contract  # noqa: E402
+
 from runners.cli import main  # noqa: E402
 
 
 def test_smoke_tier_passes_with_every_metric(harness_env, capsys):
     rc = main(["run", "pacbayes", "--tier", "smoke", "--out", "pb", "--no-publish"])
+    assert_smoke_contract(harness_env / "pb")
     out = capsys.readouterr().out
     summary = json.loads((harness_env / "pb" / "summary.json").read_text())
     assert rc == 0, out

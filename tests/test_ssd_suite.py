@@ -8,12 +8,15 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conftest import assert_smoke_contract  # noqa: E402
+
 from runners.cli import main  # noqa: E402
 
 
 def test_smoke_tier_is_exact_and_reports_speed_beside_the_model(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     assert main(["run", "ssd", "--tier", "smoke", "--out", "s", "--no-publish"]) == 0
+    assert_smoke_contract(harness_env / "s")
     summary = json.loads((harness_env / "s" / "summary.json").read_text())
     statuses = {c["id"]: c["status"] for c in summary["claims"]}
     assert statuses["greedy_exact_match"] == "pass" and statuses["sampling_tv_pass"] == "pass"
