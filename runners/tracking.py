@@ -27,8 +27,11 @@ from runners.rundir import SUMMARY, load_summary
 
 UID_TAG = "paperclub.run_uid"
 STATE_TAG = "paperclub.publish_state"
+# MLflow's limits (mlflow.utils.validation): a param value holds at most 6000 characters; one log_batch
+# request at most 1000 metrics and 100 params or tags. Metrics go 900 to a request, a margin under 1000.
 MAX_PARAM_LEN = 6000
-BATCH = 900
+METRICS_PER_BATCH = 900
+PARAMS_PER_BATCH = 100
 
 
 def tracking_uri() -> str:
@@ -103,8 +106,8 @@ def retrying(fn, *args, backoff_s: float = BACKOFF_S):
 
 
 def _metrics_batch(client, run_id: str, items: list) -> None:
-    for i in range(0, len(items), BATCH):
-        client.log_batch(run_id, metrics=items[i:i + BATCH])
+    for i in range(0, len(items), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=items[i:i + METRICS_PER_BATCH])
 
 
 def _series_metrics(series: dict, ts: int) -> list:
@@ -163,8 +166,8 @@ def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
     params = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(config or {}).items()]
     params += [Param("tier", summary["tier"]), Param("seeds", json.dumps(summary["seeds"]))]
-    for i in range(0, len(params), 100):
-        client.log_batch(pid, params=params[i:i + 100])
+    for i in range(0, len(params), PARAMS_PER_BATCH):
+        client.log_batch(pid, params=params[i:i + PARAMS_PER_BATCH])
     _metrics_batch(client, pid, [Metric(k, float(v), ts, 0) for k, v in summary["metrics"].items()
                                  if v is not None])
     for name_ in [SUMMARY, "config.yaml", "events.jsonl", *summary["figures"]]:
