@@ -77,8 +77,8 @@ def _below_target(spec, meta: dict) -> str:
     learner = meta.get("learner", "the learner")
     return (f"{meta['env_id']} data are not medium: {learner} stopped at {meta['learner_steps']} steps with its best "
             f"evaluation at {best:.1f}, below D4RL's medium level {spec.stop_at:g}; give {learner} more steps "
-            f"(max_learner_steps={2 * spec.max_steps}) or another data seed (data_seed={spec.seed + 1}), or use them anyway "
-            f"with require_target=false (the report then says so)")
+            f"(max_learner_steps={2 * spec.max_steps}) or another data seed (data_seed={spec.seed + 1}), or use them "
+            "anyway with require_target=false (the report then says so)")
 
 
 def _set_threads(n: int) -> None:
@@ -309,8 +309,9 @@ def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
         built["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, *dims), None)
         built["proposal_1step"] = (models.ActionProposal(one, *dims), 1)
     student = baselines.BCPolicy(mcfg, *dims, chunk=cfg.replan) if cfg.distill else None
-    return Prepared(chunks=chunks, held=models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng),
-                    norm=norm, tcfg=models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed),
+    held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng)
+    tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
+    return Prepared(chunks=chunks, held=held_chunks, norm=norm, tcfg=tcfg,
                     models=built, members=len(members), student=student)
 
 
@@ -634,7 +635,8 @@ class DMPCSuite(Suite):
         return [Preparation(f"{data.ENV_IDS[cfg.env]} data, {data.LEARNERS[spec.learner]} seed {spec.seed} "
                             f"({data.LEARNERS[spec.learner]} to D4RL's medium level)",
                             (data.folder_of(spec) / "meta.json").is_file(),
-                            _DATA_MINUTES.get((cfg.env, spec.learner), 60.0)) for spec in sorted(specs, key=lambda sp: sp.seed)]
+                            _DATA_MINUTES.get((cfg.env, spec.learner), 60.0))
+                for spec in sorted(specs, key=lambda sp: sp.seed)]
 
     def seed_unit(self, cfg):
         return "datasets" if self._own_data(cfg) else "seeds"
@@ -657,9 +659,9 @@ class DMPCSuite(Suite):
         from paper_dmpc import data
 
         return [
-            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), "
-            f"{data.LEARNERS[self._data_spec(cfg, 0).learner]} (sbx; D4RL used SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient steps) stopped at "
-            "D4RL's medium level; "
+            f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), {data.LEARNERS[self._data_spec(cfg, 0).learner]} "
+            f"(sbx; D4RL used SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient "
+            "steps) stopped at D4RL's medium level; "
             f"medium = {cfg.medium_transitions} transitions of that stochastic policy, medium-replay = its replay "
             "buffer to the stop. Scores are D4RL-normalised with D4RL's reference returns, approximately "
             "(v5 dynamics differ slightly from D4RL's). "
