@@ -18,6 +18,11 @@ Op = Literal["ge", "le", "approx"]
 Rule = Literal["mean", "exact", "rate"]
 
 
+def thinned(values: list, points: int = 100) -> list[tuple[int, float]]:
+    """A long curve as (index, value) pairs, every k-th point so that about ``points`` remain."""
+    return [(i, values[i]) for i in range(0, len(values), max(1, len(values) // points))]
+
+
 def at_tiers(value: float, tiers: tuple[str, ...] = TIERS) -> dict[str, float]:
     """One claim threshold for each of ``tiers`` (suites bind their usual tiers with functools.partial)."""
     return dict.fromkeys(tiers, value)

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers, thinned
 from runners.jobs import JobPool, Task
 from runners.progress import Laps
 
@@ -457,7 +457,7 @@ def _series(cfg, graph: Graph, errors: dict) -> dict[str, list]:
     losses = {k: v for k, v in graph.losses.items() if not k.startswith("ensemble_")}
     losses["ensemble"] = np.mean([v for k, v in graph.losses.items() if k.startswith("ensemble_")], 0).tolist()
     for name, ls in losses.items():
-        series[f"train_loss_{name}"] = [(i, ls[i]) for i in range(0, len(ls), max(1, len(ls) // 100))]
+        series[f"train_loss_{name}"] = thinned(ls)
     return series
 
 

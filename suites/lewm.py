@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers
+from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers, thinned
 from runners.progress import track
 from runners.rundir import cache_root
 
@@ -186,15 +186,12 @@ def _metrics(collapse: dict, planning: Planning, patch: PatchBaseline, surprise:
 def _series(histories: dict[str, dict], patch_history: dict) -> dict[str, list]:
     """Training curves, at most ~100 points each: every world model's prediction loss and regulariser,
     and the patch-token model's loss."""
-    def thin(values: list) -> list:
-        return [(i, values[i]) for i in range(0, len(values), max(1, len(values) // 100))]
-
     series = {}
     for name, h in histories.items():
         stride = max(1, len(h["pred_mse"]) // 100)  # one stride for both curves of a model
         series[f"train_pred_mse_{name}"] = [(i, h["pred_mse"][i]) for i in range(0, len(h["pred_mse"]), stride)]
         series[f"train_reg_{name}"] = [(i, h["reg"][i]) for i in range(0, len(h["reg"]), stride)]
-    series["train_loss_patch"] = thin(patch_history["loss"])
+    series["train_loss_patch"] = thinned(patch_history["loss"])
     return series
 
 
