@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from paper_dmpc.config import ModelConfig
 from paper_dmpc.data import episodes
 from paper_dmpc.diffusion import Diffusion, denoiser
 
@@ -105,20 +106,6 @@ class Normalizer(nn.Module):
 
     def unnorm(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         return x * getattr(self, f"{kind}_std") + getattr(self, f"{kind}_mean")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    horizon: int = 16  # F
-    denoiser: str = "mlp"  # mlp | transformer
-    hidden: int = 512
-    layers: int = 3
-    train_steps: int = 100  # diffusion steps in training
-    proposal_steps: int = 10  # DDIM steps when sampling actions
-    dynamics_steps: int = 10  # ... and states
-    gamma: float = 0.99
-    prediction: str = "v"  # what the denoiser outputs: v (default) or epsilon (see Diffusion)
-    clip: float = 5.0  # each DDIM step's x0 estimate clipped to +-clip (data standardised per dimension)
 
 
 def _net(cfg: ModelConfig, dim: int, cond: int) -> nn.Module:

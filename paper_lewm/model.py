@@ -11,32 +11,12 @@ and predicts each next one (teacher forcing, causal mask).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paper_lewm.config import ModelConfig
 from paper_lewm.sigreg import sigreg, vicreg
-
-
-@dataclass
-class ModelConfig:
-    image_size: int = 64
-    encoder: str = "cnn"  # cnn | vit
-    channels: tuple[int, ...] = (32, 64, 128, 128)
-    vit_patch: int = 8
-    vit_layers: int = 4
-    vit_heads: int = 4
-    dim: int = 128  # embedding width (the paper: 192)
-    projector_hidden: int = 512  # the paper: 2048
-    action_dim: int = 10  # frameskip x raw action dim
-    layers: int = 4  # predictor depth (the paper: 6)
-    heads: int = 4  # (the paper: 16 x 64)
-    head_dim: int = 32
-    mlp: int = 512  # (the paper: 2048)
-    dropout: float = 0.1
-    history: int = 3
 
 
 def projector(dim: int, hidden: int) -> nn.Sequential:

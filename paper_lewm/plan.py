@@ -15,17 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from paper_lewm.config import CEMConfig
 from paper_lewm.envs import TwoRoom
-
-
-@dataclass
-class CEMConfig:
-    samples: int = 300
-    iterations: int = 10  # the paper: 30 for Push-T, 10 for the others
-    elites: int = 30
-    horizon: int = 5  # action blocks (each ``frameskip`` env steps)
-    replan: int = 1  # blocks executed before replanning (the paper: all 5)
-    init_std: float = 1.0  # in z-scored action space
 
 
 def cem(cost: Callable[[torch.Tensor], torch.Tensor], problems: int, action_dim: int, cfg: CEMConfig,

@@ -26,6 +26,22 @@ from paper_pacbayes.recipe import Recipe
 from paper_pacbayes.subspace import SubspaceModel, build, n_params
 
 Progress = Callable[[Iterable, str], Iterable]
+# offsets of a run's seed (part of the results: changing one changes the numbers)
+RANDOM_LABELS_SEED = 10_000  # the random-label control's labels
+PRIOR_SPLIT_SEED = 20_000  # which training points train a data-dependent prior
+
+
+def random_labels(n: int, classes: int, seed: int) -> np.ndarray:
+    """n labels drawn uniformly from ``classes`` for the run's ``seed`` (the random-label control)."""
+    return np.random.default_rng(RANDOM_LABELS_SEED + seed).integers(0, classes, size=n)
+
+
+def prior_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the training points a data-dependent prior is trained on, the points the bound is computed on): a
+    permutation of the n points for the run's ``seed``, split after round(fraction * n)."""
+    perm = np.random.default_rng(PRIOR_SPLIT_SEED + seed).permutation(n)
+    k = int(round(fraction * n))
+    return perm[:k], perm[k:]
 
 
 def _no_progress(items: Iterable, description: str) -> Iterable:

@@ -13,9 +13,22 @@ from runners.errors import HarnessError
 
 
 def register(suite_cls) -> None:
+    """Store the suite's config under its name. A paper package's frozen config nested in it becomes a
+    read-only node, which overrides could not set: every node is made writable (``OmegaConf.to_object``
+    still builds the frozen dataclass)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import DictConfig, OmegaConf
 
-    ConfigStore.instance().store(name=suite_cls.name, node=suite_cls.config)
+    def writable(node: DictConfig) -> None:
+        OmegaConf.set_readonly(node, None)
+        for key in node:
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                writable(child)
+
+    node = OmegaConf.structured(suite_cls.config)
+    writable(node)
+    ConfigStore.instance().store(name=suite_cls.name, node=node)
 
 
 def config_keys(cfg_cls, prefix: str = "") -> list[str]:

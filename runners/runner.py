@@ -76,12 +76,18 @@ def pin_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+# each library's global generator, seeded; jax has none (its keys are explicit)
+SEEDERS = {"numpy": lambda numpy, seed: numpy.random.seed(seed), "torch": lambda torch, seed: torch.manual_seed(seed)}
+
+
 def seed_everything(seed: int) -> None:
+    """Seed Python's ``random`` and the global generators of numpy and torch, importing each that is
+    installed and not yet imported: a seed's run starts from the same state whether it is the first of
+    its process (before any suite imported torch) or not."""
     random.seed(seed)
-    if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed(seed)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
+    for name, seed_library in SEEDERS.items():
+        if name in sys.modules or importlib.util.find_spec(name) is not None:
+            seed_library(importlib.import_module(name), seed)
 
 
 def _check_result(result: Any, suite: str) -> RunResult:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from paper_pacbayes import compression, data  # noqa: E402
@@ -69,11 +68,10 @@ def main() -> None:
                              epochs=1, qat_epochs=1)
         t0 = time.perf_counter()
         if ddp:
-            perm = np.random.default_rng(20_000 + args.seed).permutation(len(ytr))
-            k = len(ytr) // 2
-            theta0 = compression.pretrain_prior(xtr[perm[:k]], ytr[perm[:k]], recipe, args.seed,
+            prior, rest = compression.prior_split(len(ytr), 0.5, args.seed)
+            theta0 = compression.pretrain_prior(xtr[prior], ytr[prior], recipe, args.seed,
                                                 1 if args.tiny else PRIOR_EPOCHS, device=args.device)
-            res = compression.compression_bound(xtr[perm[k:]], ytr[perm[k:]], xte, yte, recipe, args.seed,
+            res = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, args.seed,
                                                 theta0=theta0, device=args.device)
         else:
             res = compression.compression_bound(xtr, ytr, xte, yte, recipe, args.seed, device=args.device)

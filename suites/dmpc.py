@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from paper_dmpc.config import ModelConfig
 from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers, thinned
 from runners.jobs import JobPool, Task
 from runners.progress import Laps
@@ -147,7 +148,7 @@ def _agent(name: str, cfg, m: dict):
     if name == "abl_gaussian_proposal":
         return planner.SSR(m["gaussian_proposal"], m["dynamics"], j, cfg.samples)
     if name == "abl_single_step_proposal":
-        return planner.SSR(baselines.Repeated(m["proposal_1step"], cfg.horizon), m["dynamics"], j, cfg.samples)
+        return planner.SSR(baselines.Repeated(m["proposal_1step"], cfg.model.horizon), m["dynamics"], j, cfg.samples)
     if name == "abl_single_step_dynamics":
         return planner.SSR(m["proposal"], baselines.SingleStepDynamics(m["dynamics_1step"]), j, cfg.samples)
     raise ValueError(f"unknown agent {name!r}")
@@ -226,7 +227,7 @@ def _work(job: tuple) -> JobOut:
     play, play_returns = data.rollout(
         lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
         seeds.play, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
-    play_chunks = models.Chunks.build(play, cfg.horizon, cfg.gamma).mixed_with(_load_chunks(path),
+    play_chunks = models.Chunks.build(play, cfg.model.horizon, cfg.model.gamma).mixed_with(_load_chunks(path),
                                                                                 np.random.default_rng(seeds.play_mix))
     tuned, losses = models.train(copy.deepcopy(dynamics).requires_grad_(True), play_chunks,
                                  replace(tcfg, steps=cfg.finetune_steps))
@@ -234,7 +235,7 @@ def _work(job: tuple) -> JobOut:
     held, _ = data.rollout(
         lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
         seeds.play_heldout, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
-    held = models.Chunks.build(held, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks,
+    held = models.Chunks.build(held, cfg.model.horizon, cfg.model.gamma).subset(cfg.pred_chunks,
                                                                 np.random.default_rng(seeds.play_heldout_chunks))
     err = {f"pred_err_altered_{k}": models.rollout_error(m, *_true_futures(held), dynamics.norm.s_std, gen).tolist()
            for k, m in (("before", dynamics), ("after", tuned))}
@@ -292,11 +293,8 @@ def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
     n_eps = len(data.episodes(arrays))
     held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
     train_set, held_set = data.split_episodes(arrays, held)
-    mcfg = models.ModelConfig(horizon=cfg.horizon, denoiser=cfg.denoiser, hidden=cfg.hidden, layers=cfg.layers,
-                              train_steps=cfg.diffusion_steps, proposal_steps=cfg.proposal_steps,
-                              dynamics_steps=cfg.dynamics_steps, gamma=cfg.gamma, clip=cfg.clip,
-                              prediction=cfg.prediction)
-    chunks = models.Chunks.build(train_set, cfg.horizon, cfg.gamma)
+    mcfg = cfg.model
+    chunks = models.Chunks.build(train_set, cfg.model.horizon, cfg.model.gamma)
     norm = models.Normalizer(chunks)
     dims = (chunks.states.shape[1], chunks.actions.shape[2], norm)
     one = replace(mcfg, horizon=1)
@@ -309,7 +307,7 @@ def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
         built["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, *dims), None)
         built["proposal_1step"] = (models.ActionProposal(one, *dims), 1)
     student = baselines.BCPolicy(mcfg, *dims, chunk=cfg.replan) if cfg.distill else None
-    held_chunks = models.Chunks.build(held_set, cfg.horizon, cfg.gamma).subset(cfg.pred_chunks, rng)
+    held_chunks = models.Chunks.build(held_set, cfg.model.horizon, cfg.model.gamma).subset(cfg.pred_chunks, rng)
     tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
     return Prepared(chunks=chunks, held=held_chunks, norm=norm, tcfg=tcfg,
                     models=built, members=len(members), student=student)
@@ -505,17 +503,9 @@ class DMPCConfig(SuiteConfig):
     target: float = float("nan")  # normalised return that stops the learner; nan: D4RL's medium level
     require_target: bool = True  # data whose learner stopped below the target are not used (not "medium")
     heldout_fraction: float = 0.1  # episodes kept out of training for the prediction-error curve
-    # models
-    horizon: int = 16  # F
-    denoiser: str = "mlp"
-    hidden: int = 384
-    layers: int = 3
-    diffusion_steps: int = 100
-    proposal_steps: int = 10
-    dynamics_steps: int = 10
-    prediction: str = "v"  # what the denoisers output: v or epsilon (the paper's, per its reimplementations)
-    clip: float = 5.0  # DDIM's x0 estimates clipped to +-clip standard deviations
-    gamma: float = 0.99
+    # models: F (horizon), the denoisers, the diffusion schedule, v- or epsilon-prediction (the paper's, per its
+    # reimplementations), DDIM's x0 clip and the objective's discount
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(hidden=384))
     steps: int = 3000  # training steps per model
     batch: int = 256
     lr: float = 3e-4
@@ -549,8 +539,8 @@ class DMPCConfig(SuiteConfig):
     def __post_init__(self):
         if self.env not in ("hopper", "halfcheetah", "walker2d"):
             raise ValueError(f"env must be hopper, halfcheetah or walker2d, got {self.env!r}")
-        if self.prediction not in ("v", "epsilon"):
-            raise ValueError(f"prediction must be v or epsilon, got {self.prediction!r}")
+        if self.model.prediction not in ("v", "epsilon"):
+            raise ValueError(f"model.prediction must be v or epsilon, got {self.model.prediction!r}")
         if self.dataset not in ("medium", "medium-replay"):
             raise ValueError(f"dataset must be medium or medium-replay, got {self.dataset!r}")
         if self.learner not in ("", "crossq", "sac"):
@@ -570,22 +560,26 @@ class DMPCSuite(Suite):
     tiers = {
         # plumbing: seconds of CrossQ, a few training steps, one short episode; no score claims
         "smoke": ["max_learner_steps=1500", "learning_starts=500", "learner_eval_every=500", "update_every=500",
-                  "target=1e9", "require_target=false", "medium_transitions=3000", "horizon=4", "hidden=64",
-                  "layers=2", "diffusion_steps=20", "proposal_steps=3", "dynamics_steps=3", "steps=40", "batch=64",
+                  "target=1e9", "require_target=false", "medium_transitions=3000", "model.horizon=4",
+                  "model.hidden=64", "model.layers=2", "model.train_steps=20", "model.proposal_steps=3",
+                  "model.dynamics_steps=3", "steps=40", "batch=64",
                   "samples=8", "replan=2", "episodes=2", "max_steps=30", "members=2", "pred_chunks=32",
                   "play_episodes=4", "finetune_steps=10", "distill_episodes=2", "distill_steps=10"],
         # Hopper medium-replay: residual MLP denoisers (3 x 384), F = 16, 3000 steps per model, N = 64, replanning
         # every 4 steps; about 4.5 minutes per seed on 2 cores (2 single-thread workers)
         "small": ["threads=2"],
         # the paper's setting: transformer denoisers, F = 32, N = 64, replanning every step, 1000 x ... steps
-        "full": ["device=cuda", "denoiser=transformer", "horizon=32", "steps=200000", "batch=256", "lr=1e-4",
-                 "replan=1", "medium_transitions=1000000", "proposal_steps=32", "dynamics_steps=10",
-                 "diffusion_steps=1000", "threads=8"],  # data_path=... takes D4RL's or Minari's files
+        "full": ["device=cuda", "model.denoiser=transformer", "model.horizon=32", "steps=200000", "batch=256",
+                 "lr=1e-4", "replan=1", "medium_transitions=1000000", "model.proposal_steps=32",
+                 "model.dynamics_steps=10", "model.train_steps=1000", "threads=8"],  # data_path=... takes D4RL's or Minari's files
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
     expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
-    renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every"}
+    renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every",
+                    "diffusion_steps": "model.train_steps",
+                    **{k: f"model.{k}" for k in ("horizon", "denoiser", "hidden", "layers", "proposal_steps",
+                                                 "dynamics_steps", "prediction", "clip", "gamma")}}
     claims = (
         Claim("multistep_pred_err_ratio", "pred_err_ratio_multi_over_single", "le", _t(1.0),
               source=f"{PAPER}, Sec. 4 (multi-step dynamics avoid compounding error)",
@@ -668,11 +662,11 @@ class DMPCSuite(Suite):
             + (f"Each seed has its own dataset (learner seed {cfg.data_seed} + seed): the claims' intervals are over "
                "independently generated datasets, each with its own model initialisation."
                if self._own_data(cfg) else "Every seed uses one dataset."),
-            f"Models: {cfg.denoiser} denoisers ({cfg.layers} x {cfg.hidden}, residual; the paper: transformers of width "
-            f"256, 5 layers), F = {cfg.horizon} (the paper: likely 32), cosine schedule with {cfg.diffusion_steps} steps, "
-            f"{cfg.prediction}-prediction (the paper's reimplementations: epsilon, with which our MLP dynamics' first "
+            f"Models: {cfg.model.denoiser} denoisers ({cfg.model.layers} x {cfg.model.hidden}, residual; the paper: transformers of width "
+            f"256, 5 layers), F = {cfg.model.horizon} (the paper: likely 32), cosine schedule with {cfg.model.train_steps} steps, "
+            f"{cfg.model.prediction}-prediction (the paper's reimplementations: epsilon, with which our MLP dynamics' first "
             "DDIM step magnified the network's error 2000-fold), "
-            f"DDIM {cfg.proposal_steps} (proposal) / {cfg.dynamics_steps} (dynamics) steps, {cfg.steps} AdamW "
+            f"DDIM {cfg.model.proposal_steps} (proposal) / {cfg.model.dynamics_steps} (dynamics) steps, {cfg.steps} AdamW "
             f"steps of batch {cfg.batch} per model (the paper: ~1-2M), EMA {cfg.ema}.",
             f"Planner: N = {cfg.samples} samples, the best chunk's first {cfg.replan} action(s) executed before "
             "replanning (the paper: every step); MBOP-style baseline with the same N, F and J, "
@@ -685,15 +679,14 @@ class DMPCSuite(Suite):
             "single-step diffusion proposal whose one action is held over the chunk; single-step diffusion "
             "dynamics rolled out over the chunk.",
             f"Distillation: D-MPC runs {cfg.distill_episodes} episodes of its own (not the evaluation's) and an MLP "
-            f"({cfg.layers} x {cfg.hidden}, as BC) regresses the {cfg.replan} action(s) it executed from each planning "
+            f"({cfg.model.layers} x {cfg.model.hidden}, as BC) regresses the {cfg.replan} action(s) it executed from each planning "
             f"state, {cfg.distill_steps} steps; the paper's distillation data and network are not known to us.",
         ]
 
     def run(self, cfg: DMPCConfig, seed: int, out_dir: Path) -> RunResult:
         import torch
 
-        torch.set_num_threads(cfg.threads)
-        torch.manual_seed(seed)  # the models' initialisation (the harness seeds torch only if it was imported)
+        torch.set_num_threads(cfg.threads)  # torch's generator is seeded by the harness (the models' initialisation)
         laps = Laps()
         data = self._load_data(cfg, seed)
         prep = _prepare(cfg, seed, data.arrays)

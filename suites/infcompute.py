@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from paper_infcompute.corpus import CorpusSpec
 from runners.api import Claim, Invariant, RunResult, Suite, SuiteConfig, at_tiers
 from runners.progress import Laps, track
 from runners.rundir import cache_root
@@ -56,7 +57,7 @@ class Setup:
         from paper_infcompute import corpus as corpus_mod
         from paper_infcompute import train as tr
 
-        corpus = corpus_mod.load(_corpus_spec(cfg, cfg.train_bytes))
+        corpus = corpus_mod.load(cfg.data)
         cache = cache_root(cfg.cache_dir) / "infcompute"
         cache.mkdir(parents=True, exist_ok=True)
         setup = cls(cfg, seed, corpus, tr.windows(corpus.val, cfg.seq_len), cache)
@@ -78,7 +79,7 @@ class Setup:
         from paper_infcompute import train as tr
 
         c = self.cfg
-        return tr.RunConfig(model=self.model_cfg(d), corpus=data or _corpus_spec(c, c.train_bytes), epochs=epochs,
+        return tr.RunConfig(model=self.model_cfg(d), corpus=data or c.data, epochs=epochs,
                             lr=c.lr, weight_decay=wd, batch_size=c.batch_size, seed=RUNS_PER_SEED * self.seed + member,
                             device=c.device, precision=c.precision, **extra)
 
@@ -86,13 +87,6 @@ class Setup:
 def _distill_size(cfg) -> int:
     """The width distillation works at: the second (the paper's 300M), or the only one."""
     return cfg.sizes[1] if len(cfg.sizes) > 1 else cfg.sizes[0]
-
-
-def _corpus_spec(cfg, n_bytes: int):
-    from paper_infcompute import corpus as corpus_mod
-
-    return corpus_mod.CorpusSpec(source=cfg.corpus, pattern=cfg.pattern, train_bytes=n_bytes,
-                                 val_bytes=cfg.val_bytes, tokenizer=cfg.tokenizer)
 
 
 class Trainer:
@@ -185,8 +179,8 @@ class Fits:
 
 
 def _check(cfg) -> None:
-    if cfg.train_bytes not in cfg.data_sizes:
-        raise ValueError(f"data_sizes {cfg.data_sizes} must include train_bytes={cfg.train_bytes}")
+    if cfg.data.train_bytes not in cfg.data_sizes:
+        raise ValueError(f"data_sizes {cfg.data_sizes} must include data.train_bytes={cfg.data.train_bytes}")
     if cfg.paper_shapes and set(cfg.sizes) - set(PAPER_SHAPES):
         raise ValueError(f"paper_shapes: sizes must be among {sorted(PAPER_SHAPES)}, got {cfg.sizes}")
 
@@ -212,16 +206,16 @@ def _search(cfg, setup: Setup, trainer: Trainer) -> Searches:
                                          cfg.max_search_runs) for d in cfg.sizes}
         standard = {(n, d): threads.submit(search, d, {"epochs": cfg.standard_epochs},
                                            {"epochs": cfg.standard_start_epochs}, len(cfg.standard_epochs),
-                                           _corpus_spec(cfg, n), cfg.standard_wd)
+                                           replace(cfg.data, train_bytes=n), cfg.standard_wd)
                     for n in cfg.data_sizes for d in cfg.sizes}
         for _ in track(as_completed(standard.values()), "standard recipe (budgets x sizes)", total=len(standard)):
             pass
         for _ in track(as_completed(regularized.values()), "regularized search (sizes)", total=len(regularized)):
             pass
     standard = {k: f.result() for k, f in standard.items()}
-    best = {d: standard[(cfg.train_bytes, d)].loss for d in cfg.sizes}
+    best = {d: standard[(cfg.data.train_bytes, d)].loss for d in cfg.sizes}
     pair = (cfg.sizes[-1], min(cfg.sizes[:-1], key=best.get))
-    reruns = [setup.run_cfg(d, standard[(cfg.train_bytes, d)].best["epochs"], cfg.standard_wd, member=k)
+    reruns = [setup.run_cfg(d, standard[(cfg.data.train_bytes, d)].best["epochs"], cfg.standard_wd, member=k)
               for k in range(1, cfg.replicates) for d in pair]
     rerun = trainer.losses(reruns, "standard recipe replicates")
     gaps = [best[pair[0]] - best[pair[1]]] + [rerun[i] - rerun[i + 1] for i in range(0, len(rerun), 2)]
@@ -339,10 +333,10 @@ def _data_efficiency(cfg, searches: Searches, fits: Fits, ensembles: Ensembles, 
               "distill": distill.student["ensemble"]}
     out = {}
     for name, loss in losses.items():
-        low, point, high = pm.data_efficiency_bounds(fits.data, loss, cfg.train_bytes)
+        low, point, high = pm.data_efficiency_bounds(fits.data, loss, cfg.data.train_bytes)
         out[name] = {"loss": loss, "lowest": low, "point": point, "highest": high,
                      "measured_floor": pm.measured_efficiency_floor(cfg.data_sizes, [standard[n] for n in cfg.data_sizes],
-                                                                    loss, cfg.train_bytes)}
+                                                                    loss, cfg.data.train_bytes)}
     return out
 
 
@@ -366,7 +360,7 @@ def _metrics(cfg, searches: Searches, members: Members, ensembles: Ensembles, di
 
     from paper_infcompute import metrics as pm
 
-    standard, reg, curves = searches.standard_at(cfg.train_bytes), _regularized(cfg, fits), ensembles.curves
+    standard, reg, curves = searches.standard_at(cfg.data.train_bytes), _regularized(cfg, fits), ensembles.curves
     ref, student = distill.size, distill.student
     teacher_losses, noise = _teacher_noise(members, ensembles, ref)
     fitted = [(fits.regularized, fits.regularized_seeds.mean(0)), (fits.joint, [fits.ensemble[d].E for d in cfg.sizes]),
@@ -452,7 +446,7 @@ def _doubts(cfg, searches: Searches, fits: Fits, efficiency: dict, m: dict) -> d
             why[f"data_efficiency_{name}"] = (f"E_{name} moves by {used.E_spread:.3g} under leave-one-out refits, not "
                                               f"less than its gap to the standard recipe ({m['standard_best'] - e['loss']:.3g})")
     # a search that spent its budget uncertified did not find the optimum a claim is about
-    uncertified = [d for d in cfg.sizes if not searches.standard[(cfg.train_bytes, d)].certified]
+    uncertified = [d for d in cfg.sizes if not searches.standard[(cfg.data.train_bytes, d)].certified]
     if uncertified:
         _add(why, "standard_overfit_gap", f"the standard recipe's epoch search at d_model {uncertified} is uncertified")
     uncertified = [d for d in cfg.sizes if not searches.regularized[d].certified]
@@ -486,13 +480,13 @@ def _series(cfg, setup: Setup, searches: Searches, ensembles: Ensembles, fits: F
     """Loss against parameters per recipe (standard, regularized, ensemble asymptote and measured),
     the standard recipe's data law and epoch-search points, each width's ensemble against K."""
     n_params, curves = setup.n_params, ensembles.curves[cfg.combine]
-    standard, reg = searches.standard_at(cfg.train_bytes), _regularized(cfg, fits)
+    standard, reg = searches.standard_at(cfg.data.train_bytes), _regularized(cfg, fits)
     series = {"standard": [(n_params[d], standard[d]) for d in cfg.sizes],
               "regularized": [(n_params[d], reg[d]) for d in cfg.sizes],
               "ensemble_asymptote": [(n_params[d], fits.ensemble[d].E) for d in cfg.sizes],
               "ensemble_measured": [(n_params[d], curves[d][-1]) for d in cfg.sizes],
               "standard_data_law": list(_standard_by_data(cfg, searches).items())}
-    points = {(d, p[0][1]): loss for (n, d), r in searches.standard.items() if n == cfg.train_bytes
+    points = {(d, p[0][1]): loss for (n, d), r in searches.standard.items() if n == cfg.data.train_bytes
               for p, loss in r.evaluated.items()}
     for e in cfg.standard_epochs:  # the epoch search's points at the main budget
         series[f"standard_epochs_{e}"] = [(n_params[d], points[(d, e)]) for d in cfg.sizes if (d, e) in points]
@@ -529,11 +523,9 @@ def _info(cfg, setup: Setup, searches: Searches, members: Members, ensembles: En
 
 @dataclass
 class InfComputeConfig(SuiteConfig):
-    corpus: str = "stdlib"  # "stdlib" or a directory of text files / JSON-lines shards
-    pattern: str = "*.py"
-    tokenizer: str = "bytes"  # or a local gpt2.tiktoken vocabulary file
-    train_bytes: int = 12_500
-    val_bytes: int = 32_000
+    # the corpus: source "stdlib" or a directory of text files / JSON-lines shards, the files' pattern, the
+    # tokenizer ("bytes" or a local gpt2.tiktoken vocabulary file), and the training and held-out bytes
+    data: CorpusSpec = field(default_factory=lambda: CorpusSpec(train_bytes=12_500))
     data_sizes: list[int] = field(default_factory=lambda: [3125, 6250, 12_500, 25_000])  # standard data law
     seq_len: int = 64
     batch_size: int = 32
@@ -577,17 +569,17 @@ class InfComputeSuite(Suite):
     paper = PAPER
     description = "Standard vs regularized vs ensemble vs joint scaling, distillation and data efficiency under a fixed data budget"
     tiers = {
-        "smoke": ["train_bytes=6000", "val_bytes=8000", "data_sizes=[3000,6000,12000]", "sizes=[16,24,32]",
+        "smoke": ["data.train_bytes=6000", "data.val_bytes=8000", "data_sizes=[3000,6000,12000]", "sizes=[16,24,32]",
                   "standard_epochs=[8,16]", "standard_start_epochs=8", "epochs_grid=[8,16,32]", "wd_grid=[0.1,0.8,3.2]",
                   "search_start_epochs=16", "search_start_wd=0.8", "max_search_runs=4", "members=3",
                   "distill_tokens=20000", "distill_epochs=8", "replicates=1"],
         "small": [],
         # The paper's setup: 150M-1.4B Llama models, ~200M tokens of a real web corpus (DCLM-baseline
         # JSON-lines shards; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64, bf16, its grids,
-        # one GPU job per training run through submitit (SLURM). `corpus=` must name the shards.
+        # one GPU job per training run through submitit (SLURM). `data.source=` must name the shards.
         "full": ["device=cuda", "precision=bf16", "paper_shapes=true", "sizes=[512,768,1024,2048]",
-                 "corpus=???", "pattern=*.jsonl.gz", "tokenizer=???", "train_bytes=850000000",
-                 "val_bytes=18000000", "data_sizes=[850000000,1700000000,3400000000,6800000000]",
+                 "data.source=???", "data.pattern=*.jsonl.gz", "data.tokenizer=???", "data.train_bytes=850000000",
+                 "data.val_bytes=18000000", "data_sizes=[850000000,1700000000,3400000000,6800000000]",
                  "seq_len=4096", "batch_size=64", "standard_epochs=[1,2,4,8,16]", "standard_start_epochs=4",
                  "epochs_grid=[1,2,4,8,16,32,64]", "wd_grid=[0.1,0.2,0.4,0.8,1.6,3.2,6.4]",
                  "search_start_epochs=16", "search_start_wd=0.8", "max_search_runs=40", "lr=0.003",
@@ -597,6 +589,8 @@ class InfComputeSuite(Suite):
                  "+executor_options.timeout_min=2880"],
     }
     tier_requires = {"full": frozenset({"cuda"})}
+    renamed_keys = {"corpus": "data.source",
+                    **{k: f"data.{k}" for k in ("pattern", "tokenizer", "train_bytes", "val_bytes")}}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
     expected_minutes = {"smoke": 1.0, "small": 12.5}  # 2 cores, fresh clone (README)
     claims = (
@@ -653,8 +647,8 @@ class InfComputeSuite(Suite):
     def notes(self, cfg, tier):
         shapes = "the paper's 150M-1.4B shapes" if cfg.paper_shapes else f"{cfg.n_layers} layers"
         return [
-            f"Llama-style decoders ({shapes}), d_model {cfg.sizes}, {cfg.tokenizer} tokens, trained on "
-            f"{cfg.train_bytes} bytes of {cfg.corpus} text (the paper: 150M-1.4B parameters on 200M DCLM tokens).",
+            f"Llama-style decoders ({shapes}), d_model {cfg.sizes}, {cfg.data.tokenizer} tokens, trained on "
+            f"{cfg.data.train_bytes} bytes of {cfg.data.source} text (the paper: 150M-1.4B parameters on 200M DCLM tokens).",
             f"Learning rate fixed at {cfg.lr} (the paper also tunes it); epochs grid {cfg.epochs_grid}, "
             f"weight decay grid {cfg.wd_grid}; ensembles of {cfg.members} members, hyper-parameters per size "
             "from a two-point box (the single-model optimum, and the paper's 2x epochs / half weight decay), "
@@ -783,16 +777,16 @@ def _fig_data_efficiency(plt, out, r, cfg) -> None:
     x, y = zip(*r.series["standard_data_law"], strict=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     eff = r.info["data_efficiency"]
-    top = max([max(x)] + [v["point"] * cfg.train_bytes for v in eff.values() if np.isfinite(v["point"] or np.inf)])
+    top = max([max(x)] + [v["point"] * cfg.data.train_bytes for v in eff.values() if np.isfinite(v["point"] or np.inf)])
     grid = np.geomspace(min(x), top * 1.3, 200)
     ax.plot(grid, law(grid), "C3-", lw=1, label=f"standard data law: {law.A:.2f}/(D/{law.x0:.0f})^{law.alpha:.2f} + {law.E:.2f}")
     ax.plot(x, y, "C3o", label="standard recipe (best over sizes, epochs)")
-    ax.axvline(cfg.train_bytes, color="grey", lw=0.8, ls=":")
+    ax.axvline(cfg.data.train_bytes, color="grey", lw=0.8, ls=":")
     for i, (name, v) in enumerate(eff.items()):
         point = v["point"]
         label = f"{name}: {v['loss']:.3f}"
         if point is not None and np.isfinite(point):
-            ax.plot([point * cfg.train_bytes], [v["loss"]], marker="*", ms=12, ls="", color=f"C{i}",
+            ax.plot([point * cfg.data.train_bytes], [v["loss"]], marker="*", ms=12, ls="", color=f"C{i}",
                     label=label + f" -> {point:.2f}x data (lowest refit {v['lowest']:.2f}x)")
         else:
             ax.axhline(v["loss"], color=f"C{i}", ls="--", lw=1, label=label + " (below the law's asymptote)")

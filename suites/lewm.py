@@ -13,11 +13,12 @@ criterion; no oracle planner; the block teleported or recoloured for surprise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from paper_lewm.config import CEMConfig, ModelConfig
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers, thinned
 from runners.progress import track
 from runners.rundir import cache_root
@@ -76,23 +77,19 @@ def _windows(cfg, env, data: dict) -> tuple:
     out; both normalised with the training windows' action statistics."""
     from paper_lewm.train import Windows
 
-    n, frames = cfg.episodes, data.get("frames")
-    train = Windows.build(None if frames is None else frames[:n], data["actions"][:n], cfg.frameskip,
-                          cfg.history + 1, states=data["positions"][:n], render=env.render)
-    held = Windows.build(None if frames is None else frames[n:], data["actions"][n:], cfg.frameskip,
-                         cfg.history + 1, (train.mean, train.std), data["positions"][n:], env.render)
+    n, frames, length = cfg.episodes, data.get("frames"), cfg.model.history + 1
+    train = Windows.build(None if frames is None else frames[:n], data["actions"][:n], cfg.frameskip, length,
+                          states=data["positions"][:n], render=env.render)
+    held = Windows.build(None if frames is None else frames[n:], data["actions"][n:], cfg.frameskip, length,
+                         (train.mean, train.std), data["positions"][n:], env.render)
     return train, held
 
 
 def _train_world_models(cfg, seed: int, train, data_key: str, cache: Path) -> Trained:
     """One architecture trained three ways (cached): SIGReg (the paper), no regulariser, VICReg."""
-    from paper_lewm.model import ModelConfig
     from paper_lewm.train import TrainConfig, cached_train
 
-    mcfg = ModelConfig(image_size=cfg.image_size, encoder=cfg.encoder, vit_patch=cfg.vit_patch,
-                       vit_layers=cfg.vit_layers, vit_heads=cfg.vit_heads, channels=tuple(cfg.channels), dim=cfg.dim,
-                       projector_hidden=cfg.projector_hidden, action_dim=cfg.frameskip * 2, layers=cfg.layers,
-                       heads=cfg.heads, head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history)
+    mcfg = replace(cfg.model, channels=tuple(cfg.model.channels))
     variants = {"sigreg": ("sigreg", cfg.weight), "none": ("none", 0.0), "vicreg": ("vicreg", cfg.vicreg_weight)}
     models, histories = {}, {}
     for name, (reg, weight) in variants.items():
@@ -123,10 +120,8 @@ def _plan(cfg, seed: int, env, held, train, models: dict) -> Planning:
 
     episodes = plan.episodes_from(held.states, cfg.goal_offset, cfg.eval_episodes, PLANNING_EPISODES_SEED + seed,
                                   keep=env.block_moves if cfg.task == "pusht" else None)
-    ccfg = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
-                          horizon=cfg.horizon, replan=cfg.replan)
     planners = {k: v for k, v in _PLANNERS.items() if not (cfg.task == "pusht" and k == "oracle")}
-    results = {name: plan.evaluate(env, episodes, kind, ccfg, cfg.budget, cfg.frameskip, train.unblock,
+    results = {name: plan.evaluate(env, episodes, kind, cfg.cem, cfg.budget, cfg.frameskip, train.unblock,
                                    models.get(variant), seed)
                for name, (kind, variant) in track(list(planners.items()), "planning (CEM, all episodes batched)")}
     return Planning(episodes, results)
@@ -138,14 +133,14 @@ def _patch_baseline(cfg, seed: int, env, train, episodes, lewm) -> PatchBaseline
     from paper_lewm import plan
     from paper_lewm.patch_wm import PatchConfig, build, train_patch
 
-    pcfg = PatchConfig(depth=cfg.patch_depth, dim=cfg.dim, layers=cfg.layers, heads=cfg.heads,
-                       head_dim=cfg.head_dim, mlp=cfg.mlp, history=cfg.history, action_dim=cfg.frameskip * 2)
-    patch = build(lewm.encoder, pcfg, cfg.image_size, seed)
+    m = cfg.model  # the same predictor as LeWM's, over patch tokens
+    pcfg = PatchConfig(depth=cfg.patch_depth, dim=m.dim, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
+                       mlp=m.mlp, history=m.history, action_dim=m.action_dim)
+    patch = build(lewm.encoder, pcfg, m.image_size, seed)
     history = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
                           wrap=lambda it: track(it, "training the patch-token baseline"))
     sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
-    paper_cem = plan.CEMConfig(samples=cfg.cem_samples, iterations=cfg.cem_iterations, elites=cfg.cem_elites,
-                               horizon=cfg.horizon, replan=cfg.horizon)
+    paper_cem = replace(cfg.cem, replan=cfg.cem.horizon)
     results = {name: plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
                for name, model in track([("lewm_r5", lewm), ("patch", patch)], "planning: LeWM vs patch tokens")}
     return PatchBaseline(int(patch.tokens), history, results)
@@ -198,36 +193,23 @@ def _series(histories: dict[str, dict], patch_history: dict) -> dict[str, list]:
 @dataclass
 class LeWMConfig(SuiteConfig):
     task: str = "tworoom"  # tworoom | pusht
-    image_size: int = 32
     episodes: int = 300  # training episodes of the data policy
     heldout_episodes: int = 60
     episode_steps: int = 80
     policy_noise: float = 0.3  # fraction of uniformly random actions
     data_seed: int = 0  # the data are shared by every training seed
     frameskip: int = 5
-    history: int = 3
-    encoder: str = "cnn"  # cnn | vit (the paper: ViT-tiny/14 at 224 px)
-    vit_patch: int = 8
-    vit_layers: int = 4
-    vit_heads: int = 4
-    dim: int = 64
-    projector_hidden: int = 256
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    layers: int = 2
-    heads: int = 4
-    head_dim: int = 16
-    mlp: int = 256
+    # the world model; its image_size is the rendered frames', its history the training windows' (history + 1
+    # frames); its action_dim is frameskip x 2 (both tasks' actions are 2-D)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(
+        image_size=32, channels=(16, 32, 64), dim=64, projector_hidden=256, layers=2, head_dim=16, mlp=256))
     steps: int = 300
     batch: int = 64
     lr: float = 1e-3
     weight: float = 0.1  # SIGReg's lambda
     directions: int = 256  # SIGReg's M (the paper 1024; it reports M matters little)
     vicreg_weight: float = 1.0
-    cem_samples: int = 128
-    cem_iterations: int = 5
-    cem_elites: int = 12
-    horizon: int = 5
-    replan: int = 1
+    cem: CEMConfig = field(default_factory=lambda: CEMConfig(samples=128, iterations=5, elites=12))
     eval_episodes: int = 24
     goal_offset: int = 25
     budget: int = 50
@@ -242,6 +224,8 @@ class LeWMConfig(SuiteConfig):
     def __post_init__(self):
         if self.task not in ("tworoom", "pusht"):
             raise ValueError(f"task must be tworoom or pusht, got {self.task!r}")
+        if self.model.action_dim != 2 * self.frameskip:
+            raise ValueError(f"model.action_dim must be 2 x frameskip = {2 * self.frameskip}, got {self.model.action_dim}")
 
 
 _t = partial(at_tiers, tiers=("smoke", "small", "full"))
@@ -255,23 +239,29 @@ class LeWMSuite(Suite):
     description = "JEPA world model from pixels with SIGReg: no collapse, latent planning, surprise"
     tiers = {
         # plumbing: the paper's receding horizon (all 5 blocks, 2 plans per episode), a small CEM
-        "smoke": ["replan=5", "eval_episodes=16", "cem_samples=64", "cem_iterations=4", "cem_elites=8",
+        "smoke": ["cem.replan=5", "eval_episodes=16", "cem.samples=64", "cem.iterations=4", "cem.elites=8",
                   "patch_depth=3", "patch_steps=100", "patch_episodes=4"],
         # 32 px, 800 steps per model; CEM replans after every block (the stronger, cheap variant)
-        "small": ["episodes=600", "heldout_episodes=100", "steps=800", "eval_episodes=50", "cem_samples=128",
-                  "cem_iterations=6", "cem_elites=13", "directions=512", "threads=2", "patch_episodes=4",
+        "small": ["episodes=600", "heldout_episodes=100", "steps=800", "eval_episodes=50", "cem.samples=128",
+                  "cem.iterations=6", "cem.elites=13", "directions=512", "threads=2", "patch_episodes=4",
                   "patch_steps=200"],
         # the paper: 224 px, ViT-tiny/14, d 192, predictor 6 x (16 x 64), MLP 2048; SIGReg M 1024, lambda 0.1;
         # batch 128, AdamW 5e-5, ~10 epochs of 10,000 Two-Room episodes; CEM 300 x 10 (Two-Room), top 30,
         # all 5 blocks executed; 50 episodes; the patch baseline a ViT-S/14-sized frozen encoder's 256 tokens
-        "full": ["device=cuda", "image_size=224", "encoder=vit", "vit_patch=14", "vit_layers=12", "vit_heads=3",
-                 "dim=192", "projector_hidden=2048", "layers=6", "heads=16", "head_dim=64", "mlp=2048",
+        "full": ["device=cuda", "model.image_size=224", "model.encoder=vit", "model.vit_patch=14",
+                 "model.vit_layers=12", "model.vit_heads=3", "model.dim=192", "model.projector_hidden=2048",
+                 "model.layers=6", "model.heads=16", "model.head_dim=64", "model.mlp=2048",
                  "episodes=10000", "heldout_episodes=500", "episode_steps=92", "prerender=false", "steps=70000",
-                 "batch=128", "lr=5e-5", "directions=1024", "cem_samples=300", "cem_iterations=10",
-                 "cem_elites=30", "replan=5", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
+                 "batch=128", "lr=5e-5", "directions=1024", "cem.samples=300", "cem.iterations=10",
+                 "cem.elites=30", "cem.replan=5", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
                  "surprise_samples=1000", "threads=8"],
     }
     tier_requires = {"full": frozenset({"cuda"})}
+    renamed_keys = {**{k: f"model.{k}" for k in ("image_size", "encoder", "channels", "vit_patch", "vit_layers",
+                                                  "vit_heads", "dim", "projector_hidden", "layers", "heads",
+                                                  "head_dim", "mlp", "history")},
+                    **{f"cem_{k}": f"cem.{k}" for k in ("samples", "iterations", "elites")},
+                    "horizon": "cem.horizon", "replan": "cem.replan"}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
     expected_minutes = {"smoke": 2.0, "small": 14.0}  # 2 cores, fresh clone (README)
     claims = (
@@ -311,10 +301,10 @@ class LeWMSuite(Suite):
 
     def notes(self, cfg, tier):
         task = [
-            f"Two-Room at {cfg.image_size} px (the paper: 224), {cfg.episodes} training episodes of {cfg.episode_steps} "
+            f"Two-Room at {cfg.model.image_size} px (the paper: 224), {cfg.episodes} training episodes of {cfg.episode_steps} "
             f"steps from a noisy door-seeking expert ({cfg.policy_noise:.0%} random actions; the paper: 10,000 "
             "episodes)."] if cfg.task == "tworoom" else [
-            f"Push-T (pymunk, gym-pusht's scene with LeWM's relative actions) at {cfg.image_size} px (the paper: "
+            f"Push-T (pymunk, gym-pusht's scene with LeWM's relative actions) at {cfg.model.image_size} px (the paper: "
             f"224), {cfg.episodes} training episodes of {cfg.episode_steps} steps from a noisy scripted pusher "
             f"({cfg.policy_noise:.0%} random actions; the paper: ~18.7k replayed expert demonstrations, not "
             "available offline). Success: DINO-WM's criterion (agent and block within 20 px of the goal's, angle "
@@ -322,19 +312,19 @@ class LeWMSuite(Suite):
             "CEM candidate in pymunk is too slow on a CPU). Surprise: the block teleported or recoloured."]
         return [
             *task,
-            f"Encoder: a {len(cfg.channels)}-layer stride-2 CNN (the paper: ViT-tiny/14; it reports a ResNet does as "
-            f"well) and a BatchNorm projector to d = {cfg.dim} (the paper: 192); predictor {cfg.layers} AdaLN-zero "
-            f"causal blocks, MLP {cfg.mlp} (the paper: 6, 2048); history {cfg.history}, frameskip {cfg.frameskip}; "
+            f"Encoder: a {len(cfg.model.channels)}-layer stride-2 CNN (the paper: ViT-tiny/14; it reports a ResNet does as "
+            f"well) and a BatchNorm projector to d = {cfg.model.dim} (the paper: 192); predictor {cfg.model.layers} AdaLN-zero "
+            f"causal blocks, MLP {cfg.model.mlp} (the paper: 6, 2048); history {cfg.model.history}, frameskip {cfg.frameskip}; "
             f"{cfg.steps} AdamW steps of batch {cfg.batch} at lr {cfg.lr} (the paper: 10 epochs at 5e-5).",
             f"SIGReg: M = {cfg.directions} directions (the paper 1024), 17 knots on [0, 3], lambda = {cfg.weight}. "
             f"Ablations: lambda = 0, and VICReg (weight {cfg.vicreg_weight}) on the same architecture.",
-            f"CEM: {cfg.cem_samples} samples x {cfg.cem_iterations} iterations, top {cfg.cem_elites}, horizon "
-            f"{cfg.horizon} blocks of {cfg.frameskip} steps, replanning every {cfg.replan} block(s) (the paper: "
+            f"CEM: {cfg.cem.samples} samples x {cfg.cem.iterations} iterations, top {cfg.cem.elites}, horizon "
+            f"{cfg.cem.horizon} blocks of {cfg.frameskip} steps, replanning every {cfg.cem.replan} block(s) (the paper: "
             "300 x 10, top 30, all 5 blocks executed); goal "
             f"{cfg.goal_offset} env steps ahead on held-out trajectories, budget {cfg.budget}, {cfg.eval_episodes} "
             "episodes.",
             f"Patch-token baseline (DINO-WM-like): the SIGReg model's CNN frozen after {cfg.patch_depth} layers gives "
-            f"one token per patch ({(cfg.image_size // 2 ** cfg.patch_depth) ** 2} per frame; DINO-WM: 256 DINOv2 "
+            f"one token per patch ({(cfg.model.image_size // 2 ** cfg.patch_depth) ** 2} per frame; DINO-WM: 256 DINOv2 "
             f"tokens of width 384 - no DINOv2 weights offline), a frame-causal AdaLN-zero predictor trained "
             f"{cfg.patch_steps} steps on them; it and LeWM plan {cfg.patch_episodes} episodes with the same CEM, "
             "replanning every 5 blocks as the paper does, and the ratio of their seconds per plan is the speedup.",
@@ -367,7 +357,7 @@ class LeWMSuite(Suite):
         from paper_lewm.envs import TwoRoom
         from paper_lewm.pusht import PushT
 
-        return {"tworoom": TwoRoom, "pusht": PushT}[cfg.task](size=cfg.image_size)
+        return {"tworoom": TwoRoom, "pusht": PushT}[cfg.task](size=cfg.model.image_size)
 
     @staticmethod
     def _data(cfg, env, cache):
@@ -384,7 +374,7 @@ class LeWMSuite(Suite):
         else:
             from paper_lewm.envs import generate
 
-        spec = {"size": cfg.image_size, "episodes": cfg.episodes + cfg.heldout_episodes, "steps": cfg.episode_steps,
+        spec = {"size": cfg.model.image_size, "episodes": cfg.episodes + cfg.heldout_episodes, "steps": cfg.episode_steps,
                 "noise": cfg.policy_noise, "seed": cfg.data_seed, "env": repr(env),
                 **({} if cfg.prerender else {"frames": False})}
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -234,8 +234,6 @@ class PacBayesSuite(Suite):
             series[f"gp_{key}"] = list(zip(fr, res[key], strict=True))
 
     def _bounds(self, cfg, seed, metrics, series, info):
-        import numpy as np
-
         from paper_pacbayes import compression, data
 
         b = cfg.bound
@@ -254,7 +252,7 @@ class PacBayesSuite(Suite):
                        misc_bits=b.misc_bits, n_params=float(main["n_params"]))
 
         if b.random_labels:
-            rand = np.random.default_rng(10_000 + seed).integers(0, 10, size=len(ytr))
+            rand = compression.random_labels(len(ytr), 10, seed)
             r = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=track)
             info["bound_random_labels"] = r
             metrics["bound_random_labels"] = r["bound"]
@@ -277,9 +275,7 @@ class PacBayesSuite(Suite):
             series["width_compression_ratio"] = [(w[0], w[3]) for w in width_bits]
 
         if b.data_dependent_prior:
-            perm = np.random.default_rng(20_000 + seed).permutation(len(ytr))
-            k = int(round(b.prior_fraction * len(ytr)))
-            prior_idx, rest = perm[:k], perm[k:]
+            prior_idx, rest = compression.prior_split(len(ytr), b.prior_fraction, seed)
             theta0 = compression.pretrain_prior(xtr[prior_idx], ytr[prior_idx], recipe, seed, b.prior_epochs,
                                                 device=dev, progress=track)
             r = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, seed, theta0=theta0,

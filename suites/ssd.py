@@ -72,7 +72,7 @@ class Decoding:
 
         self.totals = {m: engine.Stats.total(p) for m, p in self.parts.items()}
         self.summaries = {m: t.summary() for m, t in self.totals.items()}
-        self.tokens_per_s = {m: s["tokens_per_s"] for m, s in self.summaries.items()}
+        self.tokens_per_s = {mode: summary["tokens_per_s"] for mode, summary in self.summaries.items()}
         self.best = max(("ssd_jit", "ssd_fast"), key=lambda m: self.tokens_per_s[m])  # the faster backup
         # Theorem 7 on the measured quantities (T_p and T_b in units of one verification): over all
         # prompts, and per prompt (the claim's units)
@@ -246,25 +246,25 @@ def _metrics(cfg, dec: Decoding, exact: Exactness, out: Outcomes, vllm: dict) ->
     in their own processes before ours)."""
     import numpy as np
 
-    s, tps, tot = dec.summaries, dec.tokens_per_s, dec.totals
+    summ, tps, tot = dec.summaries, dec.tokens_per_s, dec.totals  # per mode: summary, tokens/s, totals
     m = dict(vllm)
-    for b, summ in dec.batches.items():
-        if isinstance(summ, dict):
-            m.update({f"b{b}_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in summ.items()})
+    for b, batch in dec.batches.items():
+        if isinstance(batch, dict):  # per mode at batch size b (a string: why it was skipped)
+            m.update({f"b{b}_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in batch.items()})
             for backup in ("jit", "fast"):
-                m[f"b{b}_ssd_{backup}_all_hit_step_rate"] = summ[f"ssd_{backup}"]["all_hit_step_rate"]
-                m[f"b{b}_ssd_{backup}_hit_rate"] = summ[f"ssd_{backup}"]["hit_rate"]
-            m[f"b{b}_fast_over_jit"] = summ["ssd_fast"]["tokens_per_s"] / summ["ssd_jit"]["tokens_per_s"]
+                m[f"b{b}_ssd_{backup}_all_hit_step_rate"] = batch[f"ssd_{backup}"]["all_hit_step_rate"]
+                m[f"b{b}_ssd_{backup}_hit_rate"] = batch[f"ssd_{backup}"]["hit_rate"]
+            m[f"b{b}_fast_over_jit"] = batch["ssd_fast"]["tokens_per_s"] / batch["ssd_jit"]["tokens_per_s"]
     if exact.greedy is not None:
         m["greedy_exact_match"] = sum(exact.greedy) / len(exact.greedy)
     m.update({f"{mode}_tokens_per_s": v for mode, v in tps.items()})
     for mode in ("sd", "ssd_jit", "ssd_fast"):
-        m[f"{mode}_tokens_per_round"], m[f"{mode}_acceptance"] = s[mode]["tokens_per_round"], s[mode]["acceptance"]
+        m[f"{mode}_tokens_per_round"], m[f"{mode}_acceptance"] = summ[mode]["tokens_per_round"], summ[mode]["acceptance"]
     for mode in ("ssd_jit", "ssd_fast"):
-        m.update({f"{mode}_{k}": s[mode][k] for k in ("hit_rate", "length_hit_rate", "bonus_hit_rate")})
+        m.update({f"{mode}_{k}": summ[mode][k] for k in ("hit_rate", "length_hit_rate", "bonus_hit_rate")})
         m[f"{mode}_wait_ms_per_round"] = 1000 * tot[mode].wait_s / max(tot[mode].rounds, 1)
         m[f"{mode}_draft_busy_ms_per_round"] = 1000 * tot[mode].draft_busy_s / max(tot[mode].rounds, 1)
-    m["verify_ms_per_round"] = s["sd"]["verify_ms"]
+    m["verify_ms_per_round"] = summ["sd"]["verify_ms"]
     m["sd_draft_ms_per_round"] = 1000 * tot["sd"].draft_s / max(tot["sd"].rounds, 1)
     # the paper's framing: SSD gets extra hardware (its draft core) against single-core SD and AR;
     # equal hardware: against SD and AR that use both cores

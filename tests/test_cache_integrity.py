@@ -128,9 +128,10 @@ def test_dmpc_data_that_do_not_match_their_checksum_are_generated_again(tmp_path
 
 
 def test_lewm_episodes_that_do_not_read_whole_are_generated_again(tmp_path, capsys):
+    from paper_lewm.config import ModelConfig
     from suites.lewm import LeWMConfig, LeWMSuite
 
-    cfg = LeWMConfig(episodes=2, heldout_episodes=1, episode_steps=12, image_size=16)
+    cfg = LeWMConfig(episodes=2, heldout_episodes=1, episode_steps=12, model=ModelConfig(image_size=16))
     env = LeWMSuite._env(cfg)
     data, key = LeWMSuite._data(cfg, env, tmp_path)
     [entry] = tmp_path.glob("*.npz")

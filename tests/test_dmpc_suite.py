@@ -90,14 +90,19 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "r", "--no-publish", "max_sac_steps=10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "key 'max_sac_steps' of suite 'dmpc' is now 'max_learner_steps'" in err[0]
+    # the models' keys live in paper_dmpc's ModelConfig, nested as `model`
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "r", "--no-publish", "diffusion_steps=10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "key 'diffusion_steps' of suite 'dmpc' is now 'model.train_steps'" in err[0]
 
 
 def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
     cfg, _ = compose(DMPCSuite, "full", [])
-    assert (cfg.denoiser, cfg.horizon, cfg.samples, cfg.replan) == ("transformer", 32, 64, 1)
+    assert (cfg.model.denoiser, cfg.model.horizon, cfg.samples, cfg.replan) == ("transformer", 32, 64, 1)
     assert cfg.medium_transitions == 1_000_000 and cfg.device == "cuda"
     small, _ = compose(DMPCSuite, "small", [])
-    assert (small.env, small.dataset, small.denoiser, small.horizon) == ("hopper", "medium-replay", "mlp", 16)
+    assert (small.env, small.dataset, small.model.denoiser, small.model.horizon) == ("hopper", "medium-replay", "mlp", 16)
+    assert small.model.hidden == 384  # the suite's width, not paper_dmpc's default
     if torch_cuda():
         return
     assert main(["run", "dmpc", "--tier", "full", "--out", "f", "--no-publish"]) == 3

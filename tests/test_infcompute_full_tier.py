@@ -30,7 +30,7 @@ def gpu_script():
 
 
 def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, capsys):
-    cfg, _ = compose(InfComputeSuite, "full", ["corpus=/data/dclm", "tokenizer=/data/gpt2.tiktoken"])
+    cfg, _ = compose(InfComputeSuite, "full", ["data.source=/data/dclm", "data.tokenizer=/data/gpt2.tiktoken"])
     assert cfg.sizes == [512, 768, 1024, 2048] and cfg.paper_shapes and cfg.seq_len == 4096
     assert cfg.batch_size == 64 and cfg.precision == "bf16" and cfg.device == "cuda"
     assert cfg.wd_grid == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4] and cfg.epochs_grid == [1, 2, 4, 8, 16, 32, 64]
@@ -38,11 +38,14 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, 
     assert cfg.executor_options["gpus_per_node"] == 1
     # the corpus has no default at this tier: one line naming it
     assert main(["run", "infcompute", "--tier", "full", "--out", "m", "--no-publish"]) == 2
-    assert "corpus" in capsys.readouterr().err
+    assert "data.source" in capsys.readouterr().err
+    # the corpus' keys are paper_infcompute's CorpusSpec, nested as `data`: the old flat key names the new one
+    assert main(["run", "infcompute", "--tier", "full", "--out", "m", "--no-publish", "corpus=/data/dclm"]) == 2
+    assert "key 'corpus' of suite 'infcompute' is now 'data.source'" in capsys.readouterr().err
     if torch.cuda.is_available():
         return
     assert main(["run", "infcompute", "--tier", "full", "--out", "f", "--no-publish",
-                 "corpus=/data/dclm", "tokenizer=bytes"]) == 3
+                 "data.source=/data/dclm", "data.tokenizer=bytes"]) == 3
     summary = json.loads((harness_env / "f" / "summary.json").read_text())
     assert summary["status"] == "skipped" and "cuda" in summary["reason"]
 
@@ -58,14 +61,16 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
         with gzip.open(shards / f"shard_{i:02d}.jsonl.gz", "wt") as fh:
             fh.write("\n".join(json.dumps(d) for d in docs) + "\n")
     # the GPU script's CPU stand-in sizes, on the full tier's code paths
-    tiny = {k: getattr(gpu_script().TINY, k) for k in (
-        "n_layers", "sizes", "seq_len", "batch_size", "train_bytes", "val_bytes", "data_sizes", "standard_epochs", "standard_start_epochs",
+    stand_in = gpu_script().TINY
+    tiny = {k: getattr(stand_in, k) for k in (
+        "n_layers", "sizes", "seq_len", "batch_size", "data_sizes", "standard_epochs", "standard_start_epochs",
         "epochs_grid", "wd_grid", "search_start_epochs", "search_start_wd", "max_search_runs", "members",
         "distill_tokens", "distill_epochs", "workers")}
+    tiny.update({f"data.{k}": getattr(stand_in.data, k) for k in ("train_bytes", "val_bytes")})
     cfg, _ = compose(InfComputeSuite, "full", [
-        "device=cpu", f"corpus={shards}", "tokenizer=bytes", "paper_shapes=false", "executor_options.cluster=debug",
-        *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
-    assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.pattern == "*.jsonl.gz"
+        "device=cpu", f"data.source={shards}", "data.tokenizer=bytes", "paper_shapes=false",
+        "executor_options.cluster=debug", *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
+    assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.data.pattern == "*.jsonl.gz"
     suite = InfComputeSuite()
     result = suite.run(cfg, 0, tmp_path)
     m = result.metrics

@@ -36,7 +36,7 @@ def test_gpu_suite_run_runs_on_a_cpu_stand_in(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "lewm_gpu_train.json").read_text())
-    assert record["config"]["encoder"] == "vit" and set(record["train_seconds"]) == {"sigreg", "none", "vicreg", "patch"}
+    assert record["config"]["model"]["encoder"] == "vit" and set(record["train_seconds"]) == {"sigreg", "none", "vicreg", "patch"}
     m = record["metrics"]
     assert 0 <= m["success_lewm"] <= 1 and m["planning_speedup"] == pytest.approx(
         m["seconds_per_plan_patch"] / m["seconds_per_plan_lewm_r5"])
@@ -44,9 +44,10 @@ def test_gpu_suite_run_runs_on_a_cpu_stand_in(tmp_path):
 
 def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
     cfg, _ = compose(LeWMSuite, "full", [])
-    assert (cfg.image_size, cfg.encoder, cfg.vit_patch, cfg.dim) == (224, "vit", 14, 192)
-    assert (cfg.layers, cfg.heads, cfg.head_dim, cfg.mlp, cfg.projector_hidden) == (6, 16, 64, 2048, 2048)
-    assert (cfg.cem_samples, cfg.cem_iterations, cfg.cem_elites, cfg.replan) == (300, 10, 30, 5)
+    m, cem = cfg.model, cfg.cem
+    assert (m.image_size, m.encoder, m.vit_patch, m.dim) == (224, "vit", 14, 192)
+    assert (m.layers, m.heads, m.head_dim, m.mlp, m.projector_hidden) == (6, 16, 64, 2048, 2048)
+    assert (cem.samples, cem.iterations, cem.elites, cem.replan) == (300, 10, 30, 5)
     assert cfg.directions == 1024 and cfg.weight == 0.1 and cfg.batch == 128 and cfg.lr == 5e-5
     assert cfg.episodes == 10_000 and cfg.eval_episodes == 50 and cfg.device == "cuda"
     if torch.cuda.is_available():

@@ -49,3 +49,10 @@ def test_pusht_task_runs_the_same_protocol_without_the_oracle(harness_env, capsy
     assert main(["run", "lewm", "--tier", "smoke", "--out", "q", "--no-publish", "task=reacher"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "task must be tworoom or pusht, got 'reacher'" in err[0]
+    # the model's and the planner's keys are paper_lewm's configs, nested: old flat keys name the new ones
+    assert main(["run", "lewm", "--tier", "smoke", "--out", "q", "--no-publish", "dim=32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "key 'dim' of suite 'lewm' is now 'model.dim'" in err[0]
+    assert main(["run", "lewm", "--tier", "smoke", "--out", "q", "--no-publish", "frameskip=4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.action_dim must be 2 x frameskip = 8, got 10" in err[0]

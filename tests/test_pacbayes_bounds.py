@@ -71,3 +71,16 @@ def test_message_bits_parts():
     total = parts["coded_bits"] + 90 + 144
     assert parts["message_bits"] == total
     assert parts["prefix_free_bits"] == pytest.approx(total + 2 * math.log2(total))
+
+
+def test_prior_split_is_a_seeded_partition_and_random_labels_are_seeded():
+    from paper_pacbayes.compression import prior_split, random_labels
+
+    prior, rest = prior_split(101, 0.5, seed=3)
+    assert len(prior) == round(0.5 * 101) and len(prior) + len(rest) == 101
+    assert sorted(np.concatenate([prior, rest]).tolist()) == list(range(101))  # disjoint, and every point once
+    again, _ = prior_split(101, 0.5, seed=3)
+    other, _ = prior_split(101, 0.5, seed=4)
+    assert np.array_equal(prior, again) and not np.array_equal(prior, other)
+    labels = random_labels(500, 10, seed=3)
+    assert labels.min() >= 0 and labels.max() == 9 and np.array_equal(labels, random_labels(500, 10, seed=3))

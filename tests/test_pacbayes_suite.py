@@ -56,5 +56,6 @@ def test_gpu_script_runs_on_cpu_stand_in(tmp_path):
     names = [r["name"] for r in record["runs"]]
     assert names[0] == "mlp_d1024" and "cnn16_d250_ddp" in names
     ddp = next(r for r in record["runs"] if r["name"] == "cnn16_d250_ddp")
-    assert ddp["data_dependent_prior"] and ddp["n_train"] == 1347 - 1347 // 2
+    # half the points train the prior (the suite's split, paper_pacbayes.compression.prior_split): the bound uses the rest
+    assert ddp["data_dependent_prior"] and ddp["n_train"] == 1347 - round(0.5 * 1347)
     assert all(0 <= r["bound"] <= 1 and r["bound_recomputed_check"] for r in record["runs"])
