@@ -82,6 +82,7 @@ def _run_tier(session: nox.Session, tier: str) -> None:
             run_dirs.append(str(run_dir))
             # rewritten after every suite: stopping the job early still leaves a report of what finished
             session.run("paperclub", "report", *run_dirs, "--out", str(reports / "report"))
+            session.run("paperclub", "report", *run_dirs, "--results", str(reports / "RESULTS.md"))
             session.log(f"report of {len(run_dirs)} of {len(names)} suites: {reports / 'report'}.md")
         if status != "pass":
             failed.append(f"{name}: {status}")

@@ -356,9 +356,12 @@ def cmd_history(args) -> int:
 def cmd_report(args) -> int:
     import datetime as dt
 
-    from runners.report import write_report
+    from runners.report import write_report, write_results
 
     run_dirs = [Path(p) for p in args.run_dirs]
+    if args.results:
+        print(f"results: {write_results(run_dirs, Path(args.results))}")
+        return 0
     if args.out:
         prefix = Path(args.out)
     elif len(run_dirs) == 1:
@@ -432,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="markdown + HTML report")
     rep.add_argument("run_dirs", nargs="+")
     rep.add_argument("--out", default=None, help="output path prefix (writes PREFIX.md and PREFIX.html)")
+    rep.add_argument("--results", default=None, metavar="PATH",
+                     help="write only the results page (each run's claims and what was scaled) to PATH, e.g. RESULTS.md")
     rep.set_defaults(fn=cmd_report)
     ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

@@ -1,11 +1,13 @@
 """Markdown and standalone HTML report: claim table, metrics, notes and figures per run, and the
-history of its claim metrics over the published runs of that suite, tier and machine class."""
+history of its claim metrics over the published runs of that suite, tier and machine class; and the
+results page (``RESULTS.md``): each run's verdicts and what was scaled, nothing that needs its files."""
 
 from __future__ import annotations
 
 import base64
 import html
 import os
+from collections import Counter
 from pathlib import Path
 
 from runners.claims import n_label
@@ -143,3 +145,41 @@ def write_report(run_dirs: list[Path], out_prefix: Path) -> tuple[Path, Path]:
                                  f"<style>{style}</style></head><body><h1>paperclub report</h1>"
                                  f"{''.join(body)}</body></html>\n")
     return md_path, html_path
+
+
+RESULTS_HEADER = ["claim", "paper", "threshold", "measured (95% CI)", "n", "status"]
+STATUS_ORDER = ("pass", "fail", "inconclusive", "skipped")
+
+
+def status_counts(summary: dict) -> str:
+    """'4 pass, 1 fail, 3 inconclusive': the claims' statuses, in a fixed order."""
+    counts = Counter(c["status"] for c in summary["claims"])
+    return ", ".join(f"{counts[k]} {k}" for k in STATUS_ORDER if counts[k]) or "no claims"
+
+
+def write_results(run_dirs: list[Path], path: Path) -> Path:
+    """The results page: an overview line per run, then per run where it came from, its claims (the source
+    column left to the report) and what was scaled. Made from the runs' summaries alone, so the command
+    that wrote it (first line) writes it again."""
+    sections = list(_sections(run_dirs))
+    dirs = " ".join(str(d) for d in run_dirs)
+    md = ["# Results", "", f"Written by `paperclub report --results {Path(path).name} {dirs}` from those runs' "
+          "summaries; `paperclub report` on the same runs gives every metric, figure and source.", "",
+          _md_table(["suite", "tier", "claims", "machine", "git"],
+                    [[f"[{s['suite']}](#{s['suite']}-{s['tier']})", s["tier"], status_counts(s), s["hw_class"],
+                      s["env"]["git_sha"]] for _, s, _, _ in sections]), ""]
+    for _, s, _, _ in sections:
+        # no wall time: a run that found its models cached says nothing about how long the tier takes
+        meta = (f"hardware `{s['hw_class']}` ({s['env'].get('cpu_model', '?')}), seeds {s['seeds_done']} of "
+                f"{s['seeds']}, git `{s['env']['git_sha']}`, started {s['started_at']}")
+        md += [f"## {s['suite']} ({s['tier']})", "", meta, ""]
+        if s.get("reason"):
+            md += [f"**Reason:** {s['reason']}", ""]
+        rows = [row[:1] + row[2:7] for row in claim_rows(s)]  # without the metric name and the source
+        md += [_md_table(RESULTS_HEADER, rows), ""]
+        if s.get("notes"):
+            md += ["<details><summary>What was scaled or substituted at this tier</summary>", ""]
+            md += [f"- {n}" for n in s["notes"]] + ["", "</details>", ""]
+    path = Path(path)
+    atomic_write_text(path, "\n".join(md))
+    return path

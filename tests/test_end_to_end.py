@@ -131,6 +131,20 @@ def test_report_has_claims_and_embedded_figure(small_run, capsys):
     assert "### History" not in md  # one published run has no history yet
 
 
+def test_results_page_is_the_claims_and_notes_of_each_run(small_run, capsys, harness_env):
+    rc, out, err, run_dir = small_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert run(["report", str(run_dir), "--results", "RESULTS.md"], capsys)[0] == 0
+    page = (harness_env / "RESULTS.md").read_text()
+    assert f"`paperclub report --results RESULTS.md {run_dir}`" in page  # the command that writes it again
+    counts = ", ".join(f"{sum(c['status'] == k for c in summary['claims'])} {k}"
+                       for k in ("pass", "fail", "inconclusive", "skipped") if any(c["status"] == k for c in summary["claims"]))
+    assert f"| [toy](#toy-small) | small | {counts} | {summary['hw_class']} |" in page
+    assert "| claim | paper | threshold | measured (95% CI) | n | status |" in page
+    assert "| toy.mean | 1 | ~ 1 |" in page and "n = 400 samples per seed" in page
+    assert "fig-running-mean.png" not in page and "est_mean" not in page  # figures and metric names: the report's
+
+
 def test_crash_keeps_finished_seeds(harness_env, capsys):
     rc, out, err = run(["run", "toy", "--out", "c", "--no-publish", "crash_at_seed=1"], capsys)
     assert rc == 2
