@@ -118,6 +118,8 @@ def _series_metrics(series: dict, ts: int) -> list:
     for name, points in series.items():
         integral = all(float(x).is_integer() for x, _ in points)
         for i, (x, y) in enumerate(points):
+            if y is None:  # a non-finite point
+                continue
             step = int(x) if integral else i
             out.append(Metric(f"series/{name}", float(y), ts, step))
             if not integral:
@@ -185,7 +187,8 @@ def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
             **{f"input.{k}": str(v) for k, v in rec.get("inputs", {}).items()}})
         cid = child.info.run_id
         client.log_batch(cid, params=[Param("seed", str(seed))])
-        items = [Metric(k, float(v), ts, 0) for k, v in rec["metrics"].items()]
+        # a non-finite value is written as null (NaN is not JSON): left out here, as in the parent
+        items = [Metric(k, float(v), ts, 0) for k, v in rec["metrics"].items() if v is not None]
         items += [Metric("wall_s", float(rec["wall_s"]), ts, 0)]
         _metrics_batch(client, cid, items + _series_metrics(rec.get("series", {}), ts))
         client.log_artifact(cid, str(seed_file))

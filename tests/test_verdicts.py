@@ -22,6 +22,16 @@ def test_a_nan_seed_fails_the_claim_and_is_named(harness_env, capsys, monkeypatc
     assert summary["samples"]["est_mean"][1] is None and summary["seeds_done"] == [0, 1, 2]  # kept, with its seed
 
 
+def test_a_run_with_a_nan_seed_metric_still_publishes(harness_env, capsys):
+    import mlflow
+
+    assert main(["run", "toy", "--tier", "small", "--out", "p", "nan_at_seed=1"]) == 1
+    assert "failed" not in capsys.readouterr().err  # published; before, float(None) stopped the publish
+    runs = mlflow.search_runs(experiment_names=["paperclub/toy"], output_format="list")
+    seeds = {r.data.tags["seed"]: r.data.metrics for r in runs if "seed" in r.data.tags}
+    assert set(seeds) == {"0", "1", "2"} and "est_mean" not in seeds["1"] and "est_mean" in seeds["0"]
+
+
 def test_a_metric_from_one_of_three_seeds_fails(harness_env, capsys):
     rc, claims, summary, _ = claims_of(harness_env, capsys, "--tier", "small", "drop_at_seed=0")
     assert claims["toy.mean"]["status"] == "fail" and "seed 0 (missing)" in claims["toy.mean"]["reason"]
