@@ -4,6 +4,7 @@
     nox -s reproduce       -> the main job: `small` tier of every suite, then one report
     nox -s reproduce -- pacbayes          one suite (also: -- pacbayes --tier smoke)
     nox -s smoke | lint | bench | lock
+    nox -s image           -> build the CPU image, run every suite's smoke tier inside it (needs Docker)
 
 Environments are plain virtualenvs filled by pip, reused between runs. pip matters here:
 torch is pinned to ==2.13.0 and pip takes the CPU wheel from its configured find-links on
@@ -144,10 +145,20 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def image(session: nox.Session) -> None:
+    """Build containers/Dockerfile.cpu (the pinned base, or a Debian bookworm base made with debootstrap
+    where it cannot be pulled) and run every suite's smoke tier inside it with no network; the summaries
+    are checked from the host (containers/image.py, standard library only). Needs a Docker daemon: as
+    root on Debian, `apt-get install docker.io debootstrap` and start `dockerd`."""
+    session.run("python", "containers/image.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lock(session: nox.Session) -> None:
     """Regenerate the images' hashed lock files (containers/requirements-*.txt) from pyproject.toml.
     The CPU lock takes torch 2.13.0+cpu from PAPERCLUB_TORCH_WHEELS or pip's find-links when set,
-    else from PyTorch's CPU index."""
+    else from PyTorch's CPU index. `nox -s lock -- --verify` checks both locks against PyPI instead
+    (every pin installable on its image's platform, every hash one PyPI publishes)."""
     session.install("uv==0.13.9")
     session.run("python", "containers/locks.py", *session.posargs)
 

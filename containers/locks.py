@@ -2,6 +2,8 @@
 
     python containers/locks.py            # regenerate both (uv pip compile --generate-hashes)
     python containers/locks.py --check    # exit 1 if a lock is stale (no network needed)
+    python containers/locks.py --verify cuda   # against PyPI: every pin has a wheel for the platform, and
+                                               # every hash the lock holds is one PyPI publishes for it
 
 Each lock's first line records a digest of everything it was resolved from (the core
 dependencies, the image's extras, the build requirements and the image's overrides), so a test
@@ -22,7 +24,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +40,17 @@ PLATFORM = "x86_64-manylinux_2_28"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
+# Pure-Python packages PyPI has only as source; the images build them (everything else: wheels only).
+SDIST_ONLY = ("antlr4-python3-runtime",)
+
+
 @dataclass(frozen=True)
 class Image:
     name: str
     extras: tuple[str, ...]
     overrides: tuple[str, ...] = ()
+    # the wheels its base can install (the lock is resolved for PLATFORM, which fixes no glibc floor)
+    base_platform: str = PLATFORM
 
     @property
     def lock(self) -> Path:
@@ -46,9 +58,11 @@ class Image:
 
 
 IMAGES = {
-    "cpu": Image("cpu", ("suites", "rl", "ui"), overrides=("torch==2.13.0+cpu",)),
+    "cpu": Image("cpu", ("suites", "rl", "ui"), overrides=("torch==2.13.0+cpu",),
+                 base_platform="x86_64-manylinux_2_36"),  # Debian bookworm: glibc 2.36
     "cuda": Image("cuda", ("gpu", "llm", "suites", "rl", "ui"),
-                  overrides=("torch==2.14.0", "transformers>=5.16.1,<5.21", "numpy>=2.3,<2.4")),
+                  overrides=("torch==2.14.0", "transformers>=5.16.1,<5.21", "numpy>=2.3,<2.4"),
+                  base_platform="x86_64-manylinux_2_39"),  # Ubuntu 24.04: glibc 2.39 (llguidance needs > 2.28)
 }
 
 
@@ -91,6 +105,81 @@ def pinned(lock: Path) -> dict[str, str]:
         if m:
             out[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
     return out
+
+
+def locked_hashes(lock: Path) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, the sha256 digests the lock accepts for it)."""
+    out = {}
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text(encoding="utf-8")):
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", entry)
+        if m:
+            name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            out[name] = (m.group(2), set(re.findall(r"--hash=sha256:([0-9a-f]{64})", entry)))
+    return out
+
+
+def pypi_hashes(name: str, version: str) -> set[str] | None:
+    """The sha256 of every file PyPI's simple index lists for name==version (its JSON form, as pip reads
+    it); None where PyPI has no file of that release."""
+    req = urllib.request.Request(f"https://pypi.org/simple/{name}/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            files = json.load(r)["files"]
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    ours = [f for f in files if f"-{version}-" in f["filename"] or f["filename"].endswith((f"-{version}.tar.gz",
+                                                                                          f"-{version}.zip"))]
+    return {f["hashes"]["sha256"] for f in ours if "sha256" in f.get("hashes", {})} or None
+
+
+def hash_problems(lock: Path, published=pypi_hashes) -> tuple[list[str], list[str], int]:
+    """(problems, pins PyPI does not have, pins checked): a lock hash PyPI does not publish for that
+    release is a problem; a release PyPI lacks (PyTorch's +cpu builds) cannot be checked here."""
+    pins = locked_hashes(lock)
+    with ThreadPoolExecutor(8) as pool:
+        found = dict(zip(pins, pool.map(lambda kv: published(kv[0], kv[1][0]), pins.items()), strict=True))
+    problems, absent = [], []
+    for name, (version, hashes) in pins.items():
+        if found[name] is None:
+            absent.append(f"{name}=={version}")
+        elif not hashes or hashes - found[name]:
+            problems.append(f"{name}=={version}: {len(hashes - found[name])} of {len(hashes)} hash(es) are not "
+                            "among the files PyPI publishes for it")
+    return problems, absent, len(pins) - len(absent)
+
+
+def installable(image: Image) -> subprocess.CompletedProcess:
+    """uv's dry run of the image's install on its base's platform: every pin must have a wheel there, but
+    for the pure-Python packages PyPI has only as source (SDIST_ONLY)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        sys.exit("locks: needs uv (pip install uv)")
+    torch = _torch_cpu_source() if any("+cpu" in o for o in image.overrides) else []
+    with tempfile.TemporaryDirectory() as target:
+        return subprocess.run([uv, "pip", "install", "--dry-run", "--no-deps", "--only-binary", ":all:",
+                               *(a for pkg in SDIST_ONLY for a in ("--no-binary", pkg)), "--require-hashes",
+                               "--python-version", PYTHON, "--python-platform", image.base_platform,
+                               "--python", sys.executable, "--target", target, *torch, "-r", str(image.lock)],
+                              capture_output=True, text=True, cwd=ROOT)
+
+
+def verify(image: Image) -> int:
+    """Check a lock against PyPI without downloading it (what can be checked without the image's registry)."""
+    dry = installable(image)
+    resolved = re.search(r"Resolved (\d+) packages", dry.stderr + dry.stdout)
+    print(f"{image.lock.name}: uv's dry run for {image.base_platform}, CPython {PYTHON}: "
+          + (f"{resolved[1]} packages resolve, as wheels but {', '.join(SDIST_ONLY)} (source)"
+             if dry.returncode == 0 and resolved
+             else "FAILED\n" + (dry.stderr or dry.stdout)[-2000:]))
+    problems, absent, checked = hash_problems(image.lock)
+    print(f"{image.lock.name}: {checked} pins' hashes are all among PyPI's published files"
+          + (f"; not on PyPI, so not checked here: {', '.join(absent)}" if absent else ""))
+    for p in problems:
+        print(f"{image.lock.name}: {p}")
+    return 1 if problems or dry.returncode != 0 else 0
 
 
 def _torch_cpu_source() -> list[str]:
@@ -138,6 +227,7 @@ def stale() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only say whether the locks are current")
+    ap.add_argument("--verify", action="store_true", help="check the locks against PyPI (network; needs uv)")
     ap.add_argument("images", nargs="*", help=f"some of: {', '.join(IMAGES)} (default: all)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.images) - set(IMAGES))
@@ -147,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = stale()
         print("\n".join(problems) or "locks are current")
         return 1 if problems else 0
+    if args.verify:
+        return max(verify(IMAGES[name]) for name in args.images or IMAGES)
     for name in args.images or IMAGES:
         compile_lock(IMAGES[name])
         print(f"wrote {IMAGES[name].lock.relative_to(ROOT)}")

@@ -44,11 +44,20 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _with_defaults(inst: str, args: dict[str, str]) -> str:
+    """A FROM line with ${NAME} / $NAME replaced by the ARG's default (the base a plain build uses)."""
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), inst)
+
+
 def policy_violations(text: str) -> list[str]:
-    problems, lock_used = [], False
+    problems, lock_used, args = [], False, {}
     for inst, comments in instructions(text):
         word = inst.split(None, 1)[0].upper()
+        if word == "ARG" and "=" in inst:
+            name, default = inst.split(None, 1)[1].split("=", 1)
+            args[name] = default.strip('"')
         if word == "FROM":
+            inst = _with_defaults(inst, args)
             m = FROM.match(inst)
             if not m:
                 problems.append(f"unparsed FROM: {inst}")
@@ -74,7 +83,7 @@ def policy_violations(text: str) -> list[str]:
                     problems.append(f"lock file missing: {lock[0]}")
                 extra = [w for w in words if not w.startswith("-") and w not in {
                     "pip", "pip3", "uv", "install", "sync", "python", "-m", *lock} and not w.endswith("/pip")
-                    and not w.startswith("http")]
+                    and not w.startswith("http") and not re.fullmatch(r"[A-Z_]+=\S*", w)]  # env assignments
                 if extra:
                     problems.append(f"install names packages besides the lock: {extra}")
             elif own_project:
@@ -98,6 +107,8 @@ def test_policy_catches_what_it_should():
     assert any("not from a hashed lock: pip install requests" in p for p in found)
     assert any("without --require-hashes" in p for p in found)
     assert any("--no-deps and offline" in p for p in found)
+    # a base given as a build argument is held to its default
+    assert any("without a digest" in p for p in policy_violations("ARG BASE=python:3.11.14-slim\nFROM ${BASE}\n"))
     good = ("# digest unresolved: why\nFROM x/y:1.2.3\n"
             "RUN uv pip sync --require-hashes containers/requirements-cpu.txt && pip install --no-deps \\\n"
             "    --no-index -e .\n")
@@ -113,6 +124,8 @@ def test_dockerfile_policy(dockerfile):
     assert "PAPERCLUB_IMAGE=${IMAGE_REF}" in text, "runs must record the image reference (env.image)"
     name = dockerfile.suffix.lstrip(".")
     assert f"containers/requirements-{name}.txt" in text
+    if "--only-binary=:all:" in text:  # then each package PyPI has only as source is let through by name
+        assert all(f"--no-binary={pkg}" in text for pkg in locks.SDIST_ONLY)
 
 
 def test_both_images_exist():
@@ -190,3 +203,14 @@ def test_image_reference_reaches_the_summary_and_mlflow(harness_env, monkeypatch
     assert json.loads((harness_env / "r" / "summary.json").read_text())["env"]["image"] == ref
     runs = mlflow.search_runs(experiment_names=["paperclub/toy"], output_format="list")
     assert [r.data.tags.get("image") for r in runs if "mlflow.parentRunId" not in r.data.tags] == [ref]
+
+
+def test_lock_hashes_are_checked_against_what_the_index_publishes(tmp_path):
+    lock = tmp_path / "requirements-x.txt"
+    lock.write_text("# header\nsix==1.17.0 \\\n    --hash=sha256:" + "a" * 64 + "\n    # via x\n"
+                    "torch==2.13.0+cpu \\\n    --hash=sha256:" + "b" * 64 + "\n"
+                    "idna==3.20 \\\n    --hash=sha256:" + "c" * 64 + " \\\n    --hash=sha256:" + "d" * 64 + "\n")
+    index = {("six", "1.17.0"): {"a" * 64, "e" * 64}, ("idna", "3.20"): {"c" * 64}}  # no torch+cpu on the index
+    problems, absent, checked = locks.hash_problems(lock, published=lambda n, v: index.get((n, v)))
+    assert checked == 2 and absent == ["torch==2.13.0+cpu"]
+    assert problems == ["idna==3.20: 1 of 2 hash(es) are not among the files PyPI publishes for it"]
