@@ -8,14 +8,13 @@ width sweep, and a data-dependent prior). The science lives in paper_pacbayes/.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
 from paper_pacbayes.recipe import Recipe
 from runners.api import Claim, Preparation, RunResult, Suite, SuiteConfig, at_tiers
-from runners.progress import track
+from runners.progress import Laps, track
 
 PAPER_FMNIST_BOUND = 0.328  # Lotfi et al. 2022, FashionMNIST from scratch (data-independent prior)
 PAPER_CIFAR10_BOUND = 0.582  # Lotfi et al. 2022, CIFAR-10 from scratch
@@ -143,148 +142,18 @@ class PacBayesSuite(Suite):
         import torch
 
         torch.set_num_threads(cfg.threads)
-        metrics: dict[str, float] = {}
-        series: dict[str, list] = {}
-        info: dict = {}
-        steps = track(["polynomial", "double descent", "GP altered labels", "compression bound"],
-                      f"pacbayes seed {seed}")
-        info["time_s"] = {}
-        for step in steps:
-            t0 = time.perf_counter()
-            if step == "polynomial":
-                self._poly(cfg, seed, out_dir, metrics, info)
-            elif step == "double descent":
-                self._double_descent(cfg, seed, metrics, series)
-            elif step == "GP altered labels":
-                self._gp(cfg, seed, metrics, series)
-            else:
-                self._bounds(cfg, seed, metrics, series, info)
-            info["time_s"][step] = round(time.perf_counter() - t0, 2)
-        return RunResult(metrics=metrics, series=series, info=info,
+        laps = Laps()
+        poly = _benign_overfitting(cfg, seed, out_dir)
+        laps.done("polynomial")
+        dd = _double_descent(cfg, seed)
+        laps.done("double descent")
+        gp = _altered_labels(cfg, seed)
+        laps.done("GP altered labels")
+        bounds = _compression_bounds(cfg, seed)  # the long phase: its training has progress bars
+        laps.done("compression bound")
+        return RunResult(metrics=_metrics(cfg, poly, dd, gp, bounds), series=_series(dd, gp, bounds),
+                         info={**bounds.record(), "time_s": {k: round(v, 2) for k, v in laps.items()}},
                          artifacts={"poly_curves": str(out_dir / "poly_curves.npz")})
-
-    def _poly(self, cfg, seed, out_dir, metrics, info):
-        import numpy as np
-
-        from paper_pacbayes import poly
-
-        p = cfg.poly
-        res = poly.experiment(seed, n=p.n, degree=p.degree, gamma=p.gamma, noise=p.noise, design_kind=p.design,
-                              n_test=p.n_test)
-        fits = res["fits"]
-        metrics["poly_train_rmse"] = max(f["weighted"]["train_rmse"] for f in fits.values())
-        for name in ("simple", "structured"):
-            metrics[f"poly_test_rmse_{name}"] = fits[name]["weighted"]["test_rmse"]
-            metrics[f"poly_minnorm_test_rmse_{name}"] = fits[name]["min_norm"]["test_rmse"]
-            metrics[f"poly_unreg_test_rmse_{name}"] = fits[name]["interpolant"]["test_rmse"]
-        metrics["poly_noise_fit_rms"] = fits["noise"]["weighted"]["test_rmse"]
-        metrics["poly_unreg_ratio"] = (metrics["poly_unreg_test_rmse_structured"]
-                                       / metrics["poly_test_rmse_structured"])
-        arrays = {"x": res["x"], "x_test": res["x_test"]}
-        for name, f in fits.items():
-            arrays[f"{name}_y"], arrays[f"{name}_truth"] = f["y"], f["truth"]
-            for kind in ("weighted", "min_norm", "interpolant"):
-                arrays[f"{name}_{kind}"] = f[kind]["curve"]
-        np.savez_compressed(out_dir / "poly_curves.npz", **arrays)
-
-    def _double_descent(self, cfg, seed, metrics, series):
-        import numpy as np
-
-        from paper_pacbayes import double_descent
-
-        d = cfg.dd
-        res = double_descent.sweep(seed, n=d.n, n_test=d.n_test, widths=range(d.d_min, d.d_max, d.d_step),
-                                   informative=d.informative, l2=d.l2)
-        widths, test = res["widths"], np.array(res["test_error"])
-        peak = int(np.argmax(test))
-        metrics["dd_peak_width"] = float(widths[peak])
-        metrics["dd_peak_ratio"] = widths[peak] / d.n
-        metrics["dd_peak_test_error"] = float(test[peak])
-        metrics["dd_widest_test_error"] = float(test[-1])
-        metrics["dd_peak_over_widest"] = float(test[peak] / test[-1])
-        metrics["dd_neff_peak_ratio"] = widths[int(np.argmax(res["neff"]))] / d.n
-        for key in ("test_error", "train_error", "neff"):
-            series[f"dd_{key}"] = list(zip(widths, res[key], strict=True))
-
-    def _gp(self, cfg, seed, metrics, series):
-        import numpy as np
-
-        from paper_pacbayes import data, gp_labels
-
-        g = cfg.gp
-        xtr, ytr, xte, yte = data.load(g.dataset, cfg.data_dir or None)
-        rng = np.random.default_rng(seed)
-
-        def pair(x, y, n):
-            mask = np.isin(y, g.classes)
-            x, y = x[mask], (y[mask] == g.classes[1]).astype(float)
-            idx = rng.choice(len(y), size=min(n, len(y)), replace=False)
-            return x[idx].astype(np.float64), y[idx]
-
-        (a, b), (c, d) = pair(xtr, ytr, g.n), pair(xte, yte, g.n_test)
-        res = gp_labels.sweep(a, b, c, d, g.fractions, seed, noise_var=g.noise_var)
-        fr = res["fractions"]
-        i0, i8 = fr.index(0.0), min(range(len(fr)), key=lambda i: abs(fr[i] - 0.8))
-        metrics["gp_train_acc_min"] = min(res["train_acc"])
-        metrics["gp_log_ml_drop"] = res["log_ml_per_n"][i0] - res["log_ml_per_n"][i8]
-        metrics["gp_test_acc_drop"] = res["test_acc"][i0] - res["test_acc"][i8]
-        metrics["gp_test_acc_clean"] = res["test_acc"][i0]
-        metrics["gp_n_train"] = float(len(b))
-        for key in ("train_acc", "test_acc", "log_ml_per_n"):
-            series[f"gp_{key}"] = list(zip(fr, res[key], strict=True))
-
-    def _bounds(self, cfg, seed, metrics, series, info):
-        from paper_pacbayes import compression, data
-
-        b = cfg.bound
-        xtr, ytr, xte, yte = data.load(b.dataset, cfg.data_dir or None)
-        recipe = Recipe(**{f.name: getattr(b, f.name) for f in fields(Recipe)})
-        dev = cfg.device
-
-        main = compression.compression_bound(xtr, ytr, xte, yte, recipe, seed, device=dev, progress=track)
-        info["bound"] = main
-        metrics[f"bound_{b.dataset}"] = main["bound"]
-        metrics["bound_gap"] = main["bound"] - main["test_error_quantized"]
-        for key in ("bits", "train_error", "train_error_quantized", "test_error_quantized", "n_train",
-                    "compression_ratio", "coded_bits", "entropy_bits", "bound_mcallester", "bound_occam"):
-            metrics[key] = float(main[key])
-        metrics.update(delta=b.delta, subspace_dim=float(b.subspace_dim), levels=float(b.levels),
-                       misc_bits=b.misc_bits, n_params=float(main["n_params"]))
-
-        if b.random_labels:
-            rand = compression.random_labels(len(ytr), 10, seed)
-            r = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=track)
-            info["bound_random_labels"] = r
-            metrics["bound_random_labels"] = r["bound"]
-            metrics["train_error_quantized_random_labels"] = r["train_error_quantized"]
-            metrics["test_error_quantized_random_labels"] = r["test_error_quantized"]
-            metrics["bits_random_labels"] = r["bits"]
-
-        width_bits = []
-        for h in track(b.widths, "width sweep"):
-            r = main if h == b.hidden else compression.compression_bound(
-                xtr, ytr, xte, yte, replace(recipe, hidden=h), seed, device=dev)
-            width_bits.append((r["n_params"], r["bits"], r["bound"], r["compression_ratio"]))
-        width_bits.sort()
-        if width_bits:
-            bits = [w[1] for w in width_bits]
-            metrics["bits_width_spread"] = max(bits) / min(bits)
-            metrics["compression_ratio_growth"] = width_bits[-1][3] / width_bits[0][3]
-            series["width_bits"] = [(w[0], w[1]) for w in width_bits]
-            series["width_bound"] = [(w[0], w[2]) for w in width_bits]
-            series["width_compression_ratio"] = [(w[0], w[3]) for w in width_bits]
-
-        if b.data_dependent_prior:
-            prior_idx, rest = compression.prior_split(len(ytr), b.prior_fraction, seed)
-            theta0 = compression.pretrain_prior(xtr[prior_idx], ytr[prior_idx], recipe, seed, b.prior_epochs,
-                                                device=dev, progress=track)
-            r = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, seed, theta0=theta0,
-                                              device=dev, progress=track)
-            info["bound_data_dependent_prior"] = r
-            metrics[f"bound_{b.dataset}_ddp"] = r["bound"]
-            metrics["n_train_ddp"] = float(r["n_train"])
-            metrics["test_error_quantized_ddp"] = r["test_error_quantized"]
-            metrics["train_error_quantized_ddp"] = r["train_error_quantized"]
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):
@@ -323,6 +192,177 @@ class PacBayesSuite(Suite):
         if b.dataset == "digits":
             out.append("smoke tier: sklearn digits (n=1,347) stand in for FashionMNIST; bounds are loose by design.")
         return out
+
+
+@dataclass
+class DoubleDescent:
+    """Test and train error and the effective number of parameters by random-feature width."""
+
+    n: int
+    widths: list
+    curves: dict  # test_error, train_error, neff: one value per width
+
+
+@dataclass
+class AlteredLabels:
+    """The GP's train and test accuracy and log marginal likelihood per n by fraction of altered labels."""
+
+    n_train: int
+    fractions: list
+    curves: dict  # train_acc, test_acc, log_ml_per_n: one value per fraction
+
+    def at(self, key: str, fraction: float) -> float:
+        """``key`` at the fraction nearest ``fraction``."""
+        i = min(range(len(self.fractions)), key=lambda j: abs(self.fractions[j] - fraction))
+        return self.curves[key][i]
+
+
+@dataclass
+class Bounds:
+    """compression.compression_bound's records: the main bound, and where run, random labels, each width
+    (n_params, bits, bound, compression ratio; sorted by size) and a data-dependent prior."""
+
+    main: dict
+    random_labels: dict | None
+    widths: list
+    data_dependent_prior: dict | None
+
+    def record(self) -> dict:
+        return {"bound": self.main, **({"bound_random_labels": self.random_labels} if self.random_labels else {}),
+                **({"bound_data_dependent_prior": self.data_dependent_prior} if self.data_dependent_prior else {})}
+
+
+def _benign_overfitting(cfg, seed: int, out_dir: Path) -> dict:
+    """Fig. 1 a-c: each target's weighted, min-norm and interpolating fits (``poly.experiment``'s
+    "fits"); every curve is saved to poly_curves.npz for the figure."""
+    import numpy as np
+
+    from paper_pacbayes import poly
+
+    p = cfg.poly
+    res = poly.experiment(seed, n=p.n, degree=p.degree, gamma=p.gamma, noise=p.noise, design_kind=p.design,
+                          n_test=p.n_test)
+    arrays = {"x": res["x"], "x_test": res["x_test"]}
+    for name, f in res["fits"].items():
+        arrays[f"{name}_y"], arrays[f"{name}_truth"] = f["y"], f["truth"]
+        for kind in ("weighted", "min_norm", "interpolant"):
+            arrays[f"{name}_{kind}"] = f[kind]["curve"]
+    np.savez_compressed(out_dir / "poly_curves.npz", **arrays)
+    return res["fits"]
+
+
+def _double_descent(cfg, seed: int) -> DoubleDescent:
+    """Fig. 1 g: the random-feature sweep over widths."""
+    from paper_pacbayes import double_descent
+
+    d = cfg.dd
+    res = double_descent.sweep(seed, n=d.n, n_test=d.n_test, widths=range(d.d_min, d.d_max, d.d_step),
+                               informative=d.informative, l2=d.l2)
+    return DoubleDescent(d.n, res["widths"], {k: res[k] for k in ("test_error", "train_error", "neff")})
+
+
+def _altered_labels(cfg, seed: int) -> AlteredLabels:
+    """Fig. 1 d's analogue: GP label regression on two classes as a growing fraction of labels is altered."""
+    import numpy as np
+
+    from paper_pacbayes import data, gp_labels
+
+    g = cfg.gp
+    xtr, ytr, xte, yte = data.load(g.dataset, cfg.data_dir or None)
+    rng = np.random.default_rng(seed)
+
+    def pair(x, y, n):
+        mask = np.isin(y, g.classes)
+        x, y = x[mask], (y[mask] == g.classes[1]).astype(float)
+        idx = rng.choice(len(y), size=min(n, len(y)), replace=False)
+        return x[idx].astype(np.float64), y[idx]
+
+    (a, b), (c, d) = pair(xtr, ytr, g.n), pair(xte, yte, g.n_test)
+    res = gp_labels.sweep(a, b, c, d, g.fractions, seed, noise_var=g.noise_var)
+    return AlteredLabels(len(b), res["fractions"], {k: res[k] for k in ("train_acc", "test_acc", "log_ml_per_n")})
+
+
+def _compression_bounds(cfg, seed: int) -> Bounds:
+    """The compression bound on the true labels; where configured, on random labels, across widths at
+    fixed d, and with a prior trained on part of the training set (the bound on the rest)."""
+    from paper_pacbayes import compression, data
+
+    b, dev = cfg.bound, cfg.device
+    xtr, ytr, xte, yte = data.load(b.dataset, cfg.data_dir or None)
+    recipe = Recipe(**{f.name: getattr(b, f.name) for f in fields(Recipe)})
+    main = compression.compression_bound(xtr, ytr, xte, yte, recipe, seed, device=dev, progress=track)
+    random_labels = None
+    if b.random_labels:
+        rand = compression.random_labels(len(ytr), 10, seed)
+        random_labels = compression.compression_bound(xtr, rand, xte, yte, recipe, seed, device=dev, progress=track)
+    widths = []
+    for h in track(b.widths, "width sweep"):
+        r = main if h == b.hidden else compression.compression_bound(
+            xtr, ytr, xte, yte, replace(recipe, hidden=h), seed, device=dev)
+        widths.append((r["n_params"], r["bits"], r["bound"], r["compression_ratio"]))
+    prior = None
+    if b.data_dependent_prior:
+        prior_idx, rest = compression.prior_split(len(ytr), b.prior_fraction, seed)
+        theta0 = compression.pretrain_prior(xtr[prior_idx], ytr[prior_idx], recipe, seed, b.prior_epochs,
+                                            device=dev, progress=track)
+        prior = compression.compression_bound(xtr[rest], ytr[rest], xte, yte, recipe, seed, theta0=theta0,
+                                              device=dev, progress=track)
+    return Bounds(main, random_labels, sorted(widths), prior)
+
+
+def _metrics(cfg, fits: dict, dd: DoubleDescent, gp: AlteredLabels, bounds: Bounds) -> dict[str, float]:
+    """Every metric of a seed; the one place their names are written."""
+    import numpy as np
+
+    m = {"poly_train_rmse": max(f["weighted"]["train_rmse"] for f in fits.values())}
+    for name in ("simple", "structured"):
+        m[f"poly_test_rmse_{name}"] = fits[name]["weighted"]["test_rmse"]
+        m[f"poly_minnorm_test_rmse_{name}"] = fits[name]["min_norm"]["test_rmse"]
+        m[f"poly_unreg_test_rmse_{name}"] = fits[name]["interpolant"]["test_rmse"]
+    m["poly_noise_fit_rms"] = fits["noise"]["weighted"]["test_rmse"]
+    m["poly_unreg_ratio"] = m["poly_unreg_test_rmse_structured"] / m["poly_test_rmse_structured"]
+    test = np.array(dd.curves["test_error"])
+    peak = int(np.argmax(test))
+    m.update(dd_peak_width=float(dd.widths[peak]), dd_peak_ratio=dd.widths[peak] / dd.n,
+             dd_peak_test_error=float(test[peak]), dd_widest_test_error=float(test[-1]),
+             dd_peak_over_widest=float(test[peak] / test[-1]),
+             dd_neff_peak_ratio=dd.widths[int(np.argmax(dd.curves["neff"]))] / dd.n)
+    m.update(gp_train_acc_min=min(gp.curves["train_acc"]),
+             gp_log_ml_drop=gp.at("log_ml_per_n", 0.0) - gp.at("log_ml_per_n", 0.8),
+             gp_test_acc_drop=gp.at("test_acc", 0.0) - gp.at("test_acc", 0.8),
+             gp_test_acc_clean=gp.at("test_acc", 0.0), gp_n_train=float(gp.n_train))
+    b, main = cfg.bound, bounds.main
+    m.update({f"bound_{b.dataset}": main["bound"], "bound_gap": main["bound"] - main["test_error_quantized"]})
+    for key in ("bits", "train_error", "train_error_quantized", "test_error_quantized", "n_train",
+                "compression_ratio", "coded_bits", "entropy_bits", "bound_mcallester", "bound_occam"):
+        m[key] = float(main[key])
+    m.update(delta=b.delta, subspace_dim=float(b.subspace_dim), levels=float(b.levels), misc_bits=b.misc_bits,
+             n_params=float(main["n_params"]))
+    if bounds.random_labels:
+        r = bounds.random_labels
+        m.update(bound_random_labels=r["bound"], train_error_quantized_random_labels=r["train_error_quantized"],
+                 test_error_quantized_random_labels=r["test_error_quantized"], bits_random_labels=r["bits"])
+    if bounds.widths:
+        bits = [w[1] for w in bounds.widths]
+        m["bits_width_spread"] = max(bits) / min(bits)
+        m["compression_ratio_growth"] = bounds.widths[-1][3] / bounds.widths[0][3]
+    if bounds.data_dependent_prior:
+        r = bounds.data_dependent_prior
+        m.update({f"bound_{b.dataset}_ddp": r["bound"], "n_train_ddp": float(r["n_train"]),
+                  "test_error_quantized_ddp": r["test_error_quantized"],
+                  "train_error_quantized_ddp": r["train_error_quantized"]})
+    return m
+
+
+def _series(dd: DoubleDescent, gp: AlteredLabels, bounds: Bounds) -> dict[str, list]:
+    """The curves the figures draw: double descent and altered labels by width and fraction, and the
+    bound's bits, value and compression ratio by parameter count."""
+    series = {f"dd_{k}": list(zip(dd.widths, v, strict=True)) for k, v in dd.curves.items()}
+    series.update({f"gp_{k}": list(zip(gp.fractions, v, strict=True)) for k, v in gp.curves.items()})
+    if bounds.widths:
+        for i, name in ((1, "bits"), (2, "bound"), (3, "compression_ratio")):
+            series[f"width_{name}"] = [(w[0], w[i]) for w in bounds.widths]
+    return series
 
 
 def _present(data, name: str, path) -> bool:
