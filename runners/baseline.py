@@ -70,7 +70,8 @@ def _stats(values: list) -> dict:
     n = len(xs)
     if not n:
         return {"mean": None, "std": None, "n": 0}
-    mean = math.fsum(xs) / n
+    # equal values: that value and no spread (their rounded sum over n can miss the value by an ulp)
+    mean = xs[0] if all(x == xs[0] for x in xs) else math.fsum(xs) / n
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
     return {"mean": mean, "std": std, "n": n}
 

@@ -78,6 +78,10 @@ def test_calibrated_tolerance_is_a_99_percent_prediction_interval():
     # t_{0.995, 2} = 9.924843 (tables); sd 1; sqrt(1 + 1/3)
     assert tol["accuracy"]["abs"] == pytest.approx(9.924843 * math.sqrt(4 / 3), rel=1e-6)
     assert tol["accuracy"]["runs"] == 3 and "only_some" not in tol  # not every run measured it
+    # three equal means do not vary, though fsum(3 x) / 3 misses x by an ulp for this one (infcompute's value)
+    x = 1.977643098727905
+    same = calibration([run_summary(str(i), {"spread": x}) for i in range(3)])["spread"]
+    assert same["std"] == 0.0 and same["abs"] == 0.0 and same["mean"] == x
 
 
 @pytest.mark.parametrize(("runs", "message"), [
