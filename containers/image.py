@@ -128,9 +128,14 @@ def ca_bundle() -> str | None:
     return None
 
 
+@functools.cache
+def _pip_settings() -> str:
+    """What `pip config list` prints here (asked once)."""
+    return subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+
+
 def _pip_config(key: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    m = re.search(rf"^(?:global|:env:)\.{re.escape(key)}='([^']*)'", out, re.M)
+    m = re.search(rf"^(?:global|:env:)\.{re.escape(key)}='([^']*)'", _pip_settings(), re.M)
     return m[1] if m else ""
 
 

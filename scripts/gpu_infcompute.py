@@ -34,8 +34,7 @@ GPU = InfComputeConfig(
     wd_grid=[0.1, 0.4, 0.8, 1.6, 3.2, 6.4], search_start_epochs=16, search_start_wd=1.6, max_search_runs=10,
     members=5, distill_tokens=3_200_000, distill_weight=0.75, distill_epochs=16, workers=4)
 TINY = replace(GPU, device="cpu", precision="bf16", data=CorpusSpec(train_bytes=3000, val_bytes=2000),
-               data_sizes=[1500, 3000, 6000],
-               seq_len=16, batch_size=8, n_layers=1, sizes=[16, 24, 32], standard_epochs=[1, 2], standard_start_epochs=1, epochs_grid=[1, 2, 4],
+               data_sizes=[1500, 3000, 6000], seq_len=16, batch_size=8, n_layers=1, sizes=[16, 24, 32], standard_epochs=[1, 2], standard_start_epochs=1, epochs_grid=[1, 2, 4],
                wd_grid=[0.1, 0.8, 3.2], search_start_epochs=2, search_start_wd=0.8, max_search_runs=3, members=3,
                distill_tokens=2000, distill_epochs=1, workers=2)
 

@@ -118,22 +118,21 @@ def suite_run(args, device, out_dir: Path) -> None:
     and 300 for the patch baseline, which plans on 20 of the 50 episodes (its plans take ~25x longer)."""
     from dataclasses import asdict, replace
 
-    from paper_lewm.config import CEMConfig
-    from paper_lewm.config import ModelConfig as Net
+    from paper_lewm.config import CEMConfig, ModelConfig
     from suites.lewm import LeWMConfig, LeWMSuite
 
     cfg = LeWMConfig(device=device.type, threads=8, episodes=600, heldout_episodes=100, steps=1500, batch=128, lr=3e-4,
                      directions=1024, eval_episodes=50, patch_depth=12, patch_steps=300, patch_episodes=20,
                      surprise_samples=500, cache_dir=args.cache,
-                     model=Net(image_size=64, encoder="vit", vit_patch=8, vit_layers=12, vit_heads=3, dim=192,
-                               projector_hidden=2048, layers=6, heads=16, head_dim=64, mlp=2048),
+                     model=ModelConfig(image_size=64, encoder="vit", vit_patch=8, vit_layers=12, vit_heads=3,
+                                       dim=192, projector_hidden=2048, layers=6, heads=16, head_dim=64, mlp=2048),
                      cem=CEMConfig(samples=300, iterations=10, elites=30, replan=5))
     if args.tiny:
         cfg = replace(cfg, threads=1, episodes=12, heldout_episodes=8, episode_steps=40, steps=3, batch=8,
                       directions=16, eval_episodes=4, patch_depth=1, patch_steps=2, patch_episodes=2,
                       surprise_samples=8, diag_windows=16,
-                      model=Net(image_size=16, encoder="vit", vit_patch=8, vit_layers=1, vit_heads=2, dim=16,
-                                projector_hidden=32, layers=1, heads=2, head_dim=8, mlp=32),
+                      model=ModelConfig(image_size=16, encoder="vit", vit_patch=8, vit_layers=1, vit_heads=2,
+                                        dim=16, projector_hidden=32, layers=1, heads=2, head_dim=8, mlp=32),
                       cem=CEMConfig(samples=8, iterations=1, elites=2, replan=5))
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

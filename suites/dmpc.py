@@ -294,7 +294,7 @@ def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
     held = set(rng.choice(n_eps, max(1, int(cfg.heldout_fraction * n_eps)), replace=False).tolist())
     train_set, held_set = data.split_episodes(arrays, held)
     mcfg = cfg.model
-    chunks = models.Chunks.build(train_set, cfg.model.horizon, cfg.model.gamma)
+    chunks = models.Chunks.build(train_set, mcfg.horizon, mcfg.gamma)
     norm = models.Normalizer(chunks)
     dims = (chunks.states.shape[1], chunks.actions.shape[2], norm)
     one = replace(mcfg, horizon=1)
@@ -307,7 +307,7 @@ def _prepare(cfg, seed: int, arrays: dict) -> Prepared:
         built["gaussian_proposal"] = (baselines.GaussianProposal(mcfg, *dims), None)
         built["proposal_1step"] = (models.ActionProposal(one, *dims), 1)
     student = baselines.BCPolicy(mcfg, *dims, chunk=cfg.replan) if cfg.distill else None
-    held_chunks = models.Chunks.build(held_set, cfg.model.horizon, cfg.model.gamma).subset(cfg.pred_chunks, rng)
+    held_chunks = models.Chunks.build(held_set, mcfg.horizon, mcfg.gamma).subset(cfg.pred_chunks, rng)
     tcfg = models.TrainConfig(steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, ema=cfg.ema, seed=seed)
     return Prepared(chunks=chunks, held=held_chunks, norm=norm, tcfg=tcfg,
                     models=built, members=len(members), student=student)
@@ -571,7 +571,8 @@ class DMPCSuite(Suite):
         # the paper's setting: transformer denoisers, F = 32, N = 64, replanning every step, 1000 x ... steps
         "full": ["device=cuda", "model.denoiser=transformer", "model.horizon=32", "steps=200000", "batch=256",
                  "lr=1e-4", "replan=1", "medium_transitions=1000000", "model.proposal_steps=32",
-                 "model.dynamics_steps=10", "model.train_steps=1000", "threads=8"],  # data_path=... takes D4RL's or Minari's files
+                 "model.dynamics_steps=10", "model.train_steps=1000", "threads=8"],
+        # (full: data_path=... takes D4RL's or Minari's files)
     }
     tier_requires = {"full": frozenset({"cuda"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
@@ -652,6 +653,7 @@ class DMPCSuite(Suite):
     def notes(self, cfg, tier):
         from paper_dmpc import data
 
+        m = cfg.model
         return [
             f"Data: Gymnasium v5 local data ({cfg.env}-{cfg.dataset}), {data.LEARNERS[self._data_spec(cfg, 0).learner]} "
             f"(sbx; D4RL used SAC) in D4RL's loop ({cfg.update_every} environment steps, then as many gradient "
@@ -662,11 +664,11 @@ class DMPCSuite(Suite):
             + (f"Each seed has its own dataset (learner seed {cfg.data_seed} + seed): the claims' intervals are over "
                "independently generated datasets, each with its own model initialisation."
                if self._own_data(cfg) else "Every seed uses one dataset."),
-            f"Models: {cfg.model.denoiser} denoisers ({cfg.model.layers} x {cfg.model.hidden}, residual; the paper: transformers of width "
-            f"256, 5 layers), F = {cfg.model.horizon} (the paper: likely 32), cosine schedule with {cfg.model.train_steps} steps, "
-            f"{cfg.model.prediction}-prediction (the paper's reimplementations: epsilon, with which our MLP dynamics' first "
+            f"Models: {m.denoiser} denoisers ({m.layers} x {m.hidden}, residual; the paper: transformers of width "
+            f"256, 5 layers), F = {m.horizon} (the paper: likely 32), cosine schedule with {m.train_steps} steps, "
+            f"{m.prediction}-prediction (the paper's reimplementations: epsilon, with which our MLP dynamics' first "
             "DDIM step magnified the network's error 2000-fold), "
-            f"DDIM {cfg.model.proposal_steps} (proposal) / {cfg.model.dynamics_steps} (dynamics) steps, {cfg.steps} AdamW "
+            f"DDIM {m.proposal_steps} (proposal) / {m.dynamics_steps} (dynamics) steps, {cfg.steps} AdamW "
             f"steps of batch {cfg.batch} per model (the paper: ~1-2M), EMA {cfg.ema}.",
             f"Planner: N = {cfg.samples} samples, the best chunk's first {cfg.replan} action(s) executed before "
             "replanning (the paper: every step); MBOP-style baseline with the same N, F and J, "
@@ -679,7 +681,7 @@ class DMPCSuite(Suite):
             "single-step diffusion proposal whose one action is held over the chunk; single-step diffusion "
             "dynamics rolled out over the chunk.",
             f"Distillation: D-MPC runs {cfg.distill_episodes} episodes of its own (not the evaluation's) and an MLP "
-            f"({cfg.model.layers} x {cfg.model.hidden}, as BC) regresses the {cfg.replan} action(s) it executed from each planning "
+            f"({m.layers} x {m.hidden}, as BC) regresses the {cfg.replan} action(s) it executed from each planning "
             f"state, {cfg.distill_steps} steps; the paper's distillation data and network are not known to us.",
         ]
 
