@@ -202,6 +202,22 @@ class Suite:
         """What this config needs made (and cached) before ``seeds`` run; cheap to call: it only looks."""
         return []
 
+    def preflight(self, cfg: Any) -> list:
+        """What ``cfg`` needs beyond the tier's requirements, each checked here in seconds
+        (``runners.preflight`` helpers: each phase's memory estimate, data, weights, disk)."""
+        return []
+
+    def rehearsal(self, cfg: Any) -> list[str]:
+        """Overrides that turn the run of ``cfg`` into its rehearsal (``paperclub run --rehearse``): every
+        phase at its real shapes (model sizes, batches, candidates), a few steps, episodes or prompts each."""
+        return []
+
+    def phase_steps(self, cfg: Any) -> dict[str, float]:
+        """The work of each phase (a name given to ``Laps.done``) under ``cfg``, in a unit its time grows
+        linearly with (training steps, planned episodes, prompts); the rehearsal projects a phase's time
+        by the ratio of the real config's to its own. A phase not named is projected at its measured time."""
+        return {}
+
     def seed_unit(self, cfg: Any) -> str:
         """What one seed is, as claims over seeds name it: "seeds", or e.g. "datasets" where each seed
         makes its own data (an interval over them is then over datasets)."""

@@ -39,7 +39,7 @@ def cmd_list(args) -> int:
         table.add_column(col)
     for name in sorted(registry.available()):
         cls = registry.load(name)
-        unmet = unmet_requirements(frozenset(r for r in cls.requires if r not in ("cuda", "gpu")))
+        unmet = unmet_requirements(frozenset(cls.requires), device="cpu")  # packages; GPUs are the tier's
         req = ", ".join(sorted(cls.requires)) or "-"
         req += "".join(f"; {t}: {', '.join(sorted(r))}" for t, r in cls.tier_requires.items())
         if unmet:
@@ -114,6 +114,45 @@ def _execute(suite_cls, tier: str, seeds: list[int], overrides: list[str], out_d
     return execute(suite_cls, cfg, plain, tier=tier, seeds=seeds, out_dir=out_dir)
 
 
+def _print_rehearsal(record: dict, out_dir: Path) -> None:
+    from rich.table import Table
+
+    from runners.report import fmt
+
+    table = Table(title=f"{record['suite']} / {record['tier']} rehearsal on {record['hw_class']}")
+    for col in ("phase", "seconds", "steps (here / real)", "s per step", "peak memory (GB)", "projected (h)"):
+        table.add_column(col, overflow="fold")
+    for r in record["phases"]:
+        steps = "-" if r["steps_rehearsed"] is None else f"{r['steps_rehearsed']:g} / {r['steps_real']:g}"
+        memory = ", ".join(f"{k} {v:.2f}" for k, v in r["peak_memory_gb"].items())
+        table.add_row(r["phase"], fmt(r["seconds"]), steps, fmt(r["seconds_per_step"]), memory,
+                      f"{r['projected_seconds'] / 3600:.2f}")
+    table.caption = (f"outside phases {record['seconds_outside_phases']:.1f} s; projected per seed "
+                     f"{record['projected_seconds_per_seed'] / 3600:.2f} h; {record['seeds']} seed(s): "
+                     f"{record['projected_hours']:.1f} h, {record['projected_gpu_hours']:.1f} GPU-hours "
+                     f"({record['gpus']} GPU(s))")
+    _console().print(table)
+    for need in record["preflight"]:
+        print(f"estimate: {need['what']}: {need['needed']}")
+    for line in record["real_run_short"]:
+        print(f"the real run would be short: {line}")
+    print(f"rehearsal record: {out_dir / 'rehearsal.json'}")
+
+
+def _preflight(suite_cls, tier: str, overrides: list[str]) -> str:
+    """The preflight verdict of one config, printed one line per finding; a shortfall raises."""
+    from runners.config import compose
+    from runners.preflight import check
+
+    cfg, _ = compose(suite_cls, tier, overrides)
+    verdict = check(suite_cls, cfg, tier)
+    if verdict.status == "short":
+        raise HarnessError(f"preflight of {suite_cls.name}/{tier}: " + " | ".join(n.line() for n in verdict.short))
+    for line in verdict.lines():
+        print(f"preflight {suite_cls.name}/{tier}: {line}")
+    return verdict.status
+
+
 def cmd_run(args) -> int:
     from runners.config import sweep_argv
     from runners.rundir import ensure_writable_dir
@@ -122,6 +161,18 @@ def cmd_run(args) -> int:
     tier = args.tier
     suite_cls, seeds = _suite_and_seeds(args.suite, tier, args.seeds)
     publish = not args.no_publish and os.environ.get("PAPERCLUB_NO_PUBLISH", "") in ("", "0")
+    if (args.preflight or args.rehearse) and args.multirun:
+        raise HarnessError("--preflight and --rehearse check one config: leave out -m")
+    if args.rehearse:
+        from runners.rehearsal import rehearse
+
+        out_dir = Path(args.out) if args.out else Path(f"{default_run_dir(suite_cls.name, tier)}_rehearsal")
+        _print_rehearsal(rehearse(suite_cls, tier, args.overrides, out_dir), out_dir)
+        return 0
+    if args.preflight:
+        return {"ok": 0, "skipped": 3}[_preflight(suite_cls, tier, args.overrides)]
+    if tier == "full" and not args.multirun:  # before hours of work: what it will need
+        _preflight(suite_cls, tier, args.overrides)
     if args.multirun:
         from runners.rundir import load_summary
         from runners.sweep import multirun
@@ -396,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run directory (default results/runs/<utc>_<suite>_<tier>_<sha>)")
     r.add_argument("--no-publish", action="store_true", help="do not log to MLflow at the end")
     r.add_argument("-m", "--multirun", action="store_true", help="Hydra sweep: key=a,b and hydra/launcher=...")
+    r.add_argument("--preflight", action="store_true",
+                   help="only check what the run needs (GPUs, each phase's memory, data, weights, disk); exit 2 if short")
+    r.add_argument("--rehearse", action="store_true",
+                   help="every phase at its real shapes for a few steps: peak memory, seconds per step, projected "
+                        "hours and GPU-hours of the real run")
     r.add_argument("overrides", nargs="*", help="Hydra overrides key=value")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compare", help="regression verdict against the accepted baseline")

@@ -63,10 +63,10 @@ def step_for(name: str, tier: str, hw: str, runs: Path) -> Step:
     from runners.runner import unmet_requirements
 
     cls = registry.load(name)
-    unmet = unmet_requirements(cls.requirements(tier))
+    cfg, _ = compose(cls, tier, [])
+    unmet = unmet_requirements(cls.requirements(tier), getattr(cfg, "device", "cpu"))
     if unmet:
         return Step(name, None, "not run here", unmet=list(unmet))
-    cfg, _ = compose(cls, tier, [])
     got = measured_minutes(name, tier, hw, runs)
     if got is None and tier in cls.expected_minutes:
         got = (cls.expected_minutes[tier], "the suite's estimate (2 cores)")

@@ -67,9 +67,15 @@ class Laps(dict):
         super().__init__()
         self.start = self._last = time.perf_counter()
 
-    def done(self, phase: str) -> None:
+    def done(self, phase: str, parts: dict[str, float] | None = None) -> None:
+        """End ``phase`` (recorded with its peak memory: ``runners.phases``). ``parts``: the seconds its
+        kinds of work took (jobs of a pool, which may overlap), recorded as phases of their own that
+        share the phase's wall time in proportion."""
+        from runners import phases
+
         now = time.perf_counter()
         self[phase], self._last = now - self._last, now
+        phases.record(phase, self[phase], parts)
 
     def total(self) -> float:
         return time.perf_counter() - self.start

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from runners import progress
+from runners import phases, progress
 from runners.api import RunResult, Suite
 from runners.claims import check_invariant, evaluate, run_status
 from runners.errors import HarnessError
@@ -51,19 +51,45 @@ def default_run_dir(suite: str, tier: str, root: Path | None = None) -> Path:
     return (root or Path("results") / "runs") / f"{stamp}_{suite}_{tier}_{sha}"
 
 
-def unmet_requirements(requires: frozenset[str], device: str = "cpu") -> list[str]:
-    """Human-readable reasons for every requirement this environment does not meet."""
-    reasons = []
-    for req in sorted(requires):
-        if req in ("cuda", "gpu"):
-            if importlib.util.find_spec("torch") is None:
-                reasons.append(f"{req}: torch is not installed")
-                continue
-            import torch
+GPU_REQUIREMENT = re.compile(r"^(?P<key>gpus|gpu_mem)>=(?P<n>\d+(?:\.\d+)?)(?P<unit>GB)?$")
 
-            if not torch.cuda.is_available():
-                reasons.append(f"{req}: no CUDA device visible")
-        elif importlib.util.find_spec(req) is None:
+
+def _gpu_reasons(requires: frozenset[str]) -> list[str]:
+    """Why the visible GPUs do not meet ``cuda``, ``gpus>=N`` (N visible devices) or ``gpu_mem>=XGB`` (each of
+    the devices used has at least X GB, 1e9 bytes)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    want = {m["key"]: float(m["n"]) for r in requires if (m := GPU_REQUIREMENT.match(r))}
+    n = int(want.get("gpus", 1))
+    if count < n:
+        return [f"gpus>={n}: {count} cuda device(s) visible"]
+    if "gpu_mem" in want:
+        small = [(i, torch.cuda.get_device_properties(i).total_memory / 1e9) for i in range(n)]
+        small = [(i, gb) for i, gb in small if gb < want["gpu_mem"]]
+        if small:
+            return [f"gpu_mem>={want['gpu_mem']:g}GB: " + ", ".join(f"cuda:{i} has {gb:.0f} GB" for i, gb in small)]
+    return []
+
+
+def unmet_requirements(requires: frozenset[str], device: str | None = None) -> list[str]:
+    """Human-readable reasons for every requirement this environment does not meet.
+
+    GPU requirements (``cuda``, ``gpu``, ``gpus>=N``, ``gpu_mem>=XGB``) are checked together, and not
+    at all where the config's ``device`` is the CPU (a CPU stand-in of a GPU tier); any other
+    requirement names a Python package that must be importable."""
+    bad = [r for r in requires if r not in ("cuda", "gpu") and "=" in r and not GPU_REQUIREMENT.match(r)]
+    if bad:
+        raise HarnessError(f"unknown requirement(s) {sorted(bad)}: use gpus>=N or gpu_mem>=XGB")
+    gpu = frozenset(r for r in requires if r in ("cuda", "gpu") or GPU_REQUIREMENT.match(r))
+    reasons = []
+    if gpu and not (device or "").startswith("cpu"):
+        if importlib.util.find_spec("torch") is None:
+            reasons.append(f"{', '.join(sorted(gpu))}: torch is not installed")
+        else:
+            reasons += _gpu_reasons(gpu)
+    for req in sorted(requires - gpu):
+        if importlib.util.find_spec(req) is None:
             reasons.append(f"{req}: Python package {req!r} is not installed")
     return reasons
 
@@ -263,7 +289,8 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
                 ts = time.perf_counter()
                 seed_everything(seed)
                 try:
-                    result = _check_result(suite.run(cfg, seed, seed_dir), suite_cls.name)
+                    with phases.recording(seed_dir):
+                        result = _check_result(suite.run(cfg, seed, seed_dir), suite_cls.name)
                 except Exception as exc:  # a suite's crash (or a malformed result) ends the run as "error"
                     tb = traceback.format_exc()
                     with contextlib.suppress(OSError):  # a full disk may be why it crashed

@@ -376,6 +376,13 @@ def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
                        for k, v in done.items()})
 
 
+def _job_kinds(jobs: dict[str, dict]) -> dict[str, float]:
+    """The graph's job-seconds by kind: training the models, and running the agents (their episodes, and
+    the fine-tuning and distillation that happen between an agent's episodes)."""
+    training = sum(j["seconds"] for k, j in jobs.items() if k.startswith("train/") and k != "train/distilled")
+    return {"model_training": training, "agent_evaluation": sum(j["seconds"] for j in jobs.values()) - training}
+
+
 def _prediction_errors(seed: int, prep: Prepared, trained: dict) -> dict:
     """Open-loop state error (per-dimension std units) at 1..F steps ahead on the held-out chunks: the
     multi-step diffusion dynamics, the single-step diffusion model rolled out, the one-step ensemble."""
@@ -574,7 +581,7 @@ class DMPCSuite(Suite):
                  "model.dynamics_steps=10", "model.train_steps=1000", "threads=8"],
         # (full: data_path=... takes D4RL's or Minari's files)
     }
-    tier_requires = {"full": frozenset({"cuda"})}
+    tier_requires = {"full": frozenset({"gpus>=1"})}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
     expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
     renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every",
@@ -632,6 +639,45 @@ class DMPCSuite(Suite):
                             (data.folder_of(spec) / "meta.json").is_file(),
                             _DATA_MINUTES.get((cfg.env, spec.learner), 60.0))
                 for spec in sorted(specs, key=lambda sp: sp.seed)]
+
+    def rehearsal(self, cfg):
+        """The same models, batch, N, F and episodes side by side; a few training and control steps."""
+        few = {"steps": 20, "max_steps": 20, "finetune_steps": 20, "distill_steps": 20, "play_episodes": 2,
+               "distill_episodes": 2}
+        return [f"{k}={min(v, getattr(cfg, k))}" for k, v in few.items()]
+
+    def phase_steps(self, cfg):
+        """Training steps per model, and control steps per evaluation episode (episodes run side by side)."""
+        return {"model_training": cfg.steps, "agent_evaluation": cfg.max_steps}
+
+    def preflight(self, cfg):
+        """The data (given by path, cached, or the minutes to make them), and the training peak on the
+        device: every model resident (fp32, with AdamW and EMA) and one batch's activations."""
+        import torch
+
+        from paper_dmpc.diffusion import denoiser
+        from runners import preflight as pf
+        from runners.rundir import cache_root
+
+        m = cfg.model
+        if cfg.data_path:
+            needs = [pf.present("the dataset (data_path)", cfg.data_path)]
+        else:
+            needs = [pf.Need(p.what, "cached, or made first", "cached" if p.cached else f"to be made: about "
+                             f"{p.minutes:.0f} min", True) for p in self.preparation(cfg, [0])]
+        s_dim, a_dim = {"hopper": (11, 3), "halfcheetah": (17, 6), "walker2d": (17, 6)}[cfg.env]
+        with torch.device("meta"):
+            nets = [denoiser(m.denoiser, m.horizon, a_dim, s_dim), denoiser(m.denoiser, m.horizon, s_dim,
+                                                                             s_dim + m.horizon * a_dim)]
+        params = 2 * sum(p.numel() for net in nets for p in net.parameters())  # both, and their 1-step twins
+        tokens = m.horizon + 2 if m.denoiser == "transformer" else 1
+        width = 256 if m.denoiser == "transformer" else m.hidden
+        activations = pf.transformer_activation_bytes(cfg.batch, tokens, width, 5 if m.denoiser == "transformer"
+                                                      else m.layers, 8)
+        needs.append(pf.memory("model_training", cfg.device, pf.training_bytes(
+            params * (1 + cfg.ablations), activations)))
+        needs.append(pf.free_disk("the data cache", cache_root(), 1.0))
+        return needs
 
     def seed_unit(self, cfg):
         return "datasets" if self._own_data(cfg) else "seeds"
@@ -694,7 +740,7 @@ class DMPCSuite(Suite):
         prep = _prepare(cfg, seed, data.arrays)
         laps.done("setup")
         graph = _train_and_evaluate(cfg, seed, prep)
-        laps.done("models_and_agents")
+        laps.done("models_and_agents", _job_kinds(graph.jobs))
         errors = _prediction_errors(seed, prep, graph.models)
         laps.done("prediction_error")
         metrics, inconclusive = _metrics(cfg, data.meta, graph, errors)

@@ -588,7 +588,7 @@ class InfComputeSuite(Suite):
                  "+executor_options.gpus_per_node=1", "+executor_options.tasks_per_node=1",
                  "+executor_options.timeout_min=2880"],
     }
-    tier_requires = {"full": frozenset({"cuda"})}
+    tier_requires = {"full": frozenset({"gpus>=1"})}
     renamed_keys = {"corpus": "data.source",
                     **{k: f"data.{k}" for k in ("pattern", "tokenizer", "train_bytes", "val_bytes")}}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
@@ -676,6 +676,43 @@ class InfComputeSuite(Suite):
         ]
 
     # ------------------------------------------------------------------ run
+    def rehearsal(self, cfg):
+        """Every run of the sweep at its real model, sequence and batch shapes on a thousandth of the text
+        (at least four batches) and of the synthetic tokens, one job at a time here (the projection is then
+        GPU-hours: a GPU per job)."""
+        train = min(cfg.data.train_bytes, max(cfg.data.train_bytes // 1000, 4 * cfg.batch_size * (cfg.seq_len + 1)))
+        sizes = ",".join(str(max(1, n * train // cfg.data.train_bytes)) for n in cfg.data_sizes)
+        return [f"data.train_bytes={train}", f"data_sizes=[{sizes}]",
+                f"distill_tokens={max(1, cfg.distill_tokens * train // cfg.data.train_bytes)}", "executor=process",
+                "workers=1"]
+
+    def phase_steps(self, cfg):
+        """Training tokens per epoch (every run of every phase passes over ``data.train_bytes`` of text;
+        the searches may take other paths on other data) and the distillation's synthetic tokens."""
+        return {"standard_and_regularized": cfg.data.train_bytes, "ensemble_training": cfg.data.train_bytes,
+                "distillation": cfg.distill_tokens + cfg.data.train_bytes}
+
+    def preflight(self, cfg):
+        """The corpus and tokenizer, and one training step's peak on the device: the largest model's
+        weights with AdamW and EMA, its activations for a batch of ``seq_len`` tokens, and the
+        logits (bf16 and the fp32 copy for the cross-entropy) of the whole batch."""
+        from runners import preflight as pf
+
+        needs = [pf.present("the corpus (data.source)", cfg.data.source)] if cfg.data.source != "stdlib" else []
+        if cfg.data.tokenizer not in ("bytes", "gpt2"):
+            needs.append(pf.present("the tokenizer (data.tokenizer)", cfg.data.tokenizer))
+        vocab = 256 if cfg.data.tokenizer == "bytes" else 50_257
+        d = max(cfg.sizes)
+        layers = PAPER_SHAPES[d][1] if cfg.paper_shapes else cfg.n_layers
+        params = 12 * layers * d * d + 2 * vocab * d
+        width_bytes = 2 if cfg.precision == "bf16" else 4
+        activations = pf.transformer_activation_bytes(cfg.batch_size, cfg.seq_len, d, layers, max(1, d // 64),
+                                                      bytes_per_value=width_bytes, flash=cfg.device != "cpu")
+        logits = cfg.batch_size * cfg.seq_len * vocab * (width_bytes + 4)
+        needs.append(pf.memory("standard_and_regularized", cfg.device, pf.training_bytes(params, activations + logits)))
+        needs.append(pf.free_disk("the run cache", cache_root(cfg.cache_dir), 20 * params * len(cfg.sizes) / pf.GB + 1))
+        return needs
+
     def run(self, cfg: InfComputeConfig, seed: int, out_dir: Path) -> RunResult:
         import torch
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from paper_lewm.config import CEMConfig, ModelConfig
 from runners.api import Claim, RunResult, Suite, SuiteConfig, at_tiers, thinned
-from runners.progress import track
+from runners.progress import Laps, track
 from runners.rundir import cache_root
 
 PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
@@ -127,18 +127,25 @@ def _plan(cfg, seed: int, env, held, train, models: dict) -> Planning:
     return Planning(episodes, results)
 
 
-def _patch_baseline(cfg, seed: int, env, train, episodes, lewm) -> PatchBaseline:
-    """The patch-token world model (LeWM's encoder, a predictor over patch tokens) trained, then it and
-    LeWM plan the first ``patch_episodes`` episodes with the paper's CEM (replanning after the horizon)."""
-    from paper_lewm import plan
+def _patch_model(cfg, seed: int, train, lewm):
+    """The patch-token world model (LeWM's frozen encoder, a predictor of LeWM's shape over its patch
+    tokens), trained: (model, history)."""
     from paper_lewm.patch_wm import PatchConfig, build, train_patch
 
-    m = cfg.model  # the same predictor as LeWM's, over patch tokens
+    m = cfg.model
     pcfg = PatchConfig(depth=cfg.patch_depth, dim=m.dim, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
                        mlp=m.mlp, history=m.history, action_dim=m.action_dim)
     patch = build(lewm.encoder, pcfg, m.image_size, seed)
     history = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
                           wrap=lambda it: track(it, "training the patch-token baseline"))
+    return patch, history
+
+
+def _patch_planning(cfg, seed: int, env, train, episodes, lewm, patch, history) -> PatchBaseline:
+    """LeWM and the patch-token model plan the first ``patch_episodes`` episodes with the paper's CEM
+    (replanning after the horizon)."""
+    from paper_lewm import plan
+
     sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
     paper_cem = replace(cfg.cem, replan=cfg.cem.horizon)
     results = {name: plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
@@ -256,7 +263,7 @@ class LeWMSuite(Suite):
                  "cem.elites=30", "cem.replan=5", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
                  "surprise_samples=1000", "threads=8"],
     }
-    tier_requires = {"full": frozenset({"cuda"})}
+    tier_requires = {"full": frozenset({"gpus>=1"})}
     renamed_keys = {**{k: f"model.{k}" for k in ("image_size", "encoder", "channels", "vit_patch", "vit_layers",
                                                   "vit_heads", "dim", "projector_hidden", "layers", "heads",
                                                   "head_dim", "mlp", "history")},
@@ -336,20 +343,80 @@ class LeWMSuite(Suite):
         import torch
 
         torch.set_num_threads(cfg.threads)
+        laps = Laps()
         cache = cache_root(cfg.cache_dir) / "lewm"
         env = self._env(cfg)
         data, data_key = self._data(cfg, env, cache)
         train, held = _windows(cfg, env, data)
+        laps.done("data")
         trained = _train_world_models(cfg, seed, train, data_key, cache)
+        laps.done("training")
         collapse = _collapse(cfg, seed, env, held, trained.models)
+        laps.done("collapse")
         planning = _plan(cfg, seed, env, held, train, trained.models)
-        patch = _patch_baseline(cfg, seed, env, train, planning.episodes, trained.models["sigreg"])
-        surprise = _surprise(cfg, seed, env, held, trained.models["sigreg"])
+        laps.done("planning")
+        lewm = trained.models["sigreg"]
+        patch_model, patch_history = _patch_model(cfg, seed, train, lewm)
+        laps.done("patch_training")
+        patch = _patch_planning(cfg, seed, env, train, planning.episodes, lewm, patch_model, patch_history)
+        laps.done("patch_planning")
+        surprise = _surprise(cfg, seed, env, held, lewm)
+        laps.done("surprise")
         info = {"data_key": data_key, "train_seconds": {**{k: h["seconds"] for k, h in trained.histories.items()},
                                                         "patch": patch.history["seconds"]},
                 "collapse": collapse, "episodes": planning.record(), "surprise": surprise}
         return RunResult(metrics=_metrics(collapse, planning, patch, surprise),
                          series=_series(trained.histories, patch.history), info=info)
+
+    def rehearsal(self, cfg):
+        """The same frames, models, batches and CEM; fewer episodes of data, steps and planned episodes."""
+        few = {"episodes": 200, "heldout_episodes": 40, "steps": 20, "patch_steps": 20, "eval_episodes": 4,
+               "patch_episodes": 2, "surprise_samples": 50}
+        return [f"{k}={min(v, getattr(cfg, k))}" for k, v in few.items()]
+
+    def phase_steps(self, cfg):
+        """Episodes generated, training steps of the three models, planned episodes (every planner),
+        the patch model's steps and planned episodes, and surprise samples."""
+        return {"data": cfg.episodes + cfg.heldout_episodes, "training": 3 * cfg.steps, "planning": cfg.eval_episodes,
+                "patch_training": cfg.patch_steps, "patch_planning": cfg.patch_episodes,
+                "surprise": cfg.surprise_samples}
+
+    def preflight(self, cfg):
+        """Each phase's peak on the device: training (weights, AdamW, EMA and a ViT's or CNN's activations
+        over batch x (history + 1) frames), and the largest batched forward of planning, where every
+        episode's CEM candidates go through the predictor at once (one layer's activations live at a
+        time; fused attention)."""
+        import torch
+
+        from paper_lewm.model import LeWM
+        from runners import preflight as pf
+
+        m, cem = cfg.model, cfg.cem
+        with torch.device("meta"):
+            params = sum(p.numel() for p in LeWM(m).parameters())
+        frames = cfg.batch * (m.history + 1)
+        if m.encoder == "vit":
+            patches, patch_width = (m.image_size // m.vit_patch) ** 2, m.dim
+            encoder = pf.transformer_activation_bytes(frames, patches + 1, m.dim, m.vit_layers, m.vit_heads)
+        else:
+            patches, patch_width = (m.image_size // 2 ** cfg.patch_depth) ** 2, m.channels[cfg.patch_depth - 1]
+            encoder = 4.0 * frames * m.image_size ** 2 * sum(m.channels)
+        inner = m.heads * m.head_dim
+
+        def planning_bytes(episodes: int, tokens_per_frame: int) -> float:
+            tokens = episodes * cem.samples * m.history * tokens_per_frame  # the predictor's window
+            return 4.0 * tokens * (4 * inner + 2 * m.mlp + 2 * max(m.dim, patch_width))
+
+        dev = cfg.device
+        needs = [pf.memory("training", dev, pf.training_bytes(params, encoder + pf.transformer_activation_bytes(
+                     cfg.batch, m.history + 1, m.dim, m.layers, m.heads, mlp_ratio=m.mlp / m.dim))),
+                 pf.memory("planning", dev, 4 * params + planning_bytes(cfg.eval_episodes, 1)),
+                 pf.memory("patch_planning", dev, 8 * params + planning_bytes(cfg.patch_episodes, patches))]
+        if not cfg.prerender:
+            return needs + [pf.free_disk("the data cache", cache_root(cfg.cache_dir), 1.0)]
+        frames_bytes = (cfg.episodes + cfg.heldout_episodes) * (cfg.episode_steps + 1) * 3 * m.image_size ** 2
+        return needs + [pf.memory("data (every frame pre-rendered)", "cpu", frames_bytes),
+                        pf.free_disk("the data cache", cache_root(cfg.cache_dir), 2 * frames_bytes / pf.GB + 0.1)]
 
     @staticmethod
     def _env(cfg):

@@ -99,7 +99,7 @@ class PacBayesSuite(Suite):
                  "bound.qat_lr=3e-3", "bound.widths=[16,32,64]", "bound.prior_epochs=30",
                  "gp.dataset=cifar10", "gp.classes=[0,1]", "gp.n=10000", "gp.n_test=2000"],
     }
-    tier_requires = {"full": frozenset({"cuda"})}
+    tier_requires = {"full": frozenset({"gpus>=1"})}
     default_seeds = {"smoke": 1, "small": 5, "full": 5}
     expected_minutes = {"smoke": 0.5, "small": 4.0}  # 2 cores, fresh clone (README)
     claims = (
@@ -167,6 +167,41 @@ class PacBayesSuite(Suite):
         if "width_bits" in results[0].series:
             _fig_width(plt, out, results)
         return out.paths
+
+    def rehearsal(self, cfg):
+        """The same data, GP and subspace sizes; one epoch of each training (the GP and the sweeps run whole)."""
+        return ["bound.epochs=1", "bound.qat_epochs=1", "bound.prior_epochs=1"]
+
+    def phase_steps(self, cfg):
+        """The compression bound's work in epochs over the training set: every bound's subspace and QAT
+        epochs (true labels, random labels, each other width; the data-dependent one on the rest of the
+        data) and the prior's epochs on its part."""
+        b = cfg.bound
+        per_bound = b.epochs + b.qat_epochs
+        bounds = 1 + b.random_labels + len([w for w in b.widths if w != b.hidden])
+        prior = b.data_dependent_prior * (b.prior_epochs * b.prior_fraction + per_bound * (1 - b.prior_fraction))
+        return {"compression bound": bounds * per_bound + prior}
+
+    def preflight(self, cfg):
+        from paper_pacbayes import data
+        from runners import preflight
+        from runners.rundir import cache_root
+
+        urls = {"fmnist": data.FMNIST_URL + data.FMNIST_FILES["train_images"],
+                **{name: data.CIFAR_URL + spec["tarball"] for name, spec in data.CIFAR.items()}}
+        needs = [preflight.fetchable(f"{name} data", _present(data, name, cfg.data_dir or None), urls[name])
+                 for name in sorted({cfg.gp.dataset, cfg.bound.dataset} - {"digits"})]
+        g, b = cfg.gp, cfg.bound
+        # the GP's float64 kernel, its Cholesky factor and the test cross-kernel, on the CPU
+        needs.append(preflight.memory("GP altered labels", "cpu", 8 * (2 * g.n * g.n + g.n * g.n_test)))
+        # the standardised training and test images on the device, and a batch's activations (at most
+        # `hidden` x 4 channels at the input's resolution, kept for the backward pass)
+        images = {"fmnist": (60_000, 10_000, 784), "cifar10": (50_000, 10_000, 3072), "cifar100": (50_000, 10_000, 3072),
+                  "digits": (1_347, 450, 64)}[b.dataset]
+        activations = 4 * b.batch_size * images[2] * 4 * b.hidden * (2 if b.arch == "cnn" else 0.01)
+        needs.append(preflight.memory("compression bound", cfg.device, 4 * (images[0] + images[1]) * images[2] + activations))
+        needs.append(preflight.free_disk("the data cache", cache_root(), 0.5 * (b.dataset != "digits") + 0.1))
+        return needs
 
     def preparation(self, cfg, seeds):
         from paper_pacbayes import data

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.api import Claim, Invariant, Preparation, RunResult, Suite, SuiteConfig, at_tiers
-from runners.progress import track
+from runners.progress import Laps, track
 from runners.rundir import cache_root
 
 
@@ -376,6 +376,8 @@ class SSDConfig(SuiteConfig):
     prompt_set: str = "stdlib"  # stdlib (offline, ships with Python) | paper (HumanEval, Alpaca, GSM8K, UltraFeedback)
     prompts_per_set: int = 128  # prompt_set=paper: the first n of each set (the paper: 128)
     target_device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layers split over GPUs A..B)
+    # (``device`` names where the run's GPU requirements apply: cuda at the full tier; the models go to
+    # target_device and draft_device)
     draft_device: str = "cpu"
     batch_sizes: list[int] = field(default_factory=list)  # batched runs beside batch 1 (all modes, both backups)
     vllm: bool = False  # also time vLLM's draft-model SD and AR (where vllm is installed)
@@ -383,6 +385,11 @@ class SSDConfig(SuiteConfig):
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
+# parameters and vocabulary of the hub pairs' models (their model cards), for the preflight's estimates
+HUB_PARAMS = {"llama-3.1-70b-instruct": 70.6e9, "llama-3.2-1b-instruct": 1.24e9, "qwen3-32b": 32.8e9,
+              "qwen3-0.6b": 0.6e9}
+HUB_VOCAB = {"llama-3.1-70b-instruct": 128_256, "qwen3-32b": 151_936}
+
 
 
 class SSDSuite(Suite):
@@ -399,12 +406,13 @@ class SSDSuite(Suite):
                   "offline_chunks=6", "offline_len=160", "offline_fan_outs=[1,2,4,8,16,32]", "batch_sizes=[4]"],
         # the paper's Table 1 setup: Llama-3.1-70B (4 GPUs) / Llama-3.2-1B (a 5th), batch 1, greedy,
         # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
-        "full": ["pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
+        "full": ["device=cuda", "pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
                  "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "draft_device=cuda:4", "greedy_eps=0.25",
                  "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
                  "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
     }
-    tier_requires = {"full": frozenset({"cuda"})}
+    # the paper's layout: a 70B target over four 80 GB GPUs, the draft on a fifth
+    tier_requires = {"full": frozenset({"gpus>=5", "gpu_mem>=80GB"})}
     default_seeds = {"smoke": 1, "small": 1, "full": 1}
     expected_minutes = {"smoke": 0.5, "small": 11.0}  # 2 cores, once the models are converted (README)
     claims = (
@@ -458,6 +466,38 @@ class SSDSuite(Suite):
                   source="the top-(F+1) candidate sets nest, so the miss rate cannot rise with F and the "
                          "least-squares slope of log miss on log F cannot be positive"),
     )
+
+    def rehearsal(self, cfg):
+        """The same models, tokens, K, F and batches; two prompts of each set, two chunks of held-out text."""
+        return [f"{k}={min(2, getattr(cfg, k))}" for k in ("prompts_per_set", "prompts", "offline_chunks")]
+
+    def phase_steps(self, cfg):
+        """Prompts decoded (every mode; and again for exactness) and chunks of held-out text scored."""
+        prompts = cfg.prompts_per_set * 4 if cfg.prompt_set == "paper" else cfg.prompts
+        return {"vllm": prompts, "decode": prompts, "exactness": prompts, "outcome_prediction": cfg.offline_chunks}
+
+    def preflight(self, cfg):
+        """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
+        bf16 weights split over its GPUs with 10% for the KV cache and activations, the draft's on its
+        own, and the offline statistics' fp32 logits of every held-out token on the target's first GPU."""
+        from paper_ssd import models
+        from runners import preflight as pf
+
+        pair = models.PAIRS.get(cfg.pair)
+        if not isinstance(pair, tuple) or not isinstance(pair[0], models.HubModel):
+            return []
+        from huggingface_hub import try_to_load_from_cache
+
+        needs = [pf.hub_access(m.hub_id, bool(given) or isinstance(try_to_load_from_cache(m.hub_id, "config.json"), str),
+                               gated=m.hub_id.startswith("meta-llama/"))
+                 for m, given in zip(pair, (cfg.target_path, cfg.draft_path), strict=True)]
+        target_gpus = models.parse_devices(cfg.target_device)
+        target_b, draft_b = (HUB_PARAMS[m.name] * 2 * 1.1 for m in pair)
+        logits = 4.0 * cfg.offline_chunks * cfg.offline_len * HUB_VOCAB[pair[0].name]
+        needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
+                  for i, d in enumerate(target_gpus)]
+        needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
+        return needs
 
     def preparation(self, cfg, seeds):
         from paper_ssd import models
@@ -520,17 +560,23 @@ class SSDSuite(Suite):
         from paper_infcompute import corpus as corpus_mod
 
         torch.set_num_threads(cfg.threads)
+        laps = Laps()
         cache = cache_root(cfg.cache_dir) / "ssd"
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
         pair = _tiny_prompts(cfg, text, tiny) if cfg.pair == "tiny" else _hf_pair(cfg, seed, text, cache)
+        laps.done("models_and_prompts")
         vllm, vllm_facts = {}, {}
         if cfg.vllm and pair.where:  # before our models take the GPUs; in its own processes
             vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
+            laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
         dec = _decode(cfg, seed, pair, target, draft)
+        laps.done("decode")
         exact = _exactness(cfg, seed, pair, tiny, text, target, dec)
+        laps.done("exactness")
         out = _outcome_prediction(cfg, pair, target, draft)
+        laps.done("outcome_prediction")
         metrics = _metrics(cfg, dec, exact, out, vllm)
         return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=_units(dec, exact, out),
                          info=_info(cfg, text, pair, vllm_facts, dec, exact, out))

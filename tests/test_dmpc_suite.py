@@ -68,6 +68,17 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "p", "--no-publish", f"data_path={npz}"]) == 3
     by_path = json.loads((harness_env / "p" / "seed_0" / "metrics.json").read_text())
     assert by_path["info"]["data"]["label"].endswith("(given by path)")
+    # the full tier's rehearsal on a CPU stand-in of it (these data; transformer denoisers at F = 4)
+    stand_in = ["device=cpu", f"data_path={npz}", "model.horizon=4", "model.train_steps=20", "model.proposal_steps=2",
+                "model.dynamics_steps=2", "batch=32", "episodes=2", "samples=4", "members=2", "pred_chunks=16",
+                "max_steps=30", "workers=1", "threads=2"]
+    assert main(["run", "dmpc", "--tier", "full", "--rehearse", "--out", "reh", *stand_in]) == 0
+    record = json.loads((harness_env / "reh" / "rehearsal.json").read_text())
+    rows = {r["phase"]: r for r in record["phases"]}
+    assert list(rows) == ["setup", "model_training", "agent_evaluation", "prediction_error"]
+    assert (rows["model_training"]["steps_rehearsed"], rows["model_training"]["steps_real"]) == (20, 200_000)
+    assert (rows["agent_evaluation"]["steps_rehearsed"], rows["agent_evaluation"]["steps_real"]) == (20, 30)
+    assert record["config"]["model"]["denoiser"] == "transformer" and record["seeds"] == 3
     assert by_path["info"]["chunks"] == seed["info"]["chunks"]
     # the data's identity is in every summary: the same data by path are the same dataset
     assert seed["inputs"] == {"dataset": seed["info"]["data"]["content_sha256"]} == by_path["inputs"]

@@ -92,3 +92,22 @@ def test_gpu_script_cpu_stand_in_writes_its_record(tmp_path):
     assert record["metrics"]["ensemble_gain_min"] >= 0 and record["wall_s"] > 0
     assert len(list((tmp_path / "out").glob("fig-*.png"))) == 4
     assert json.loads(proc.stdout.strip().splitlines()[-1])["standard_best"] > 0
+
+
+def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    stand_in = gpu_script().TINY
+    tiny = {k: getattr(stand_in, k) for k in ("n_layers", "sizes", "seq_len", "batch_size", "standard_epochs",
+                                              "standard_start_epochs", "epochs_grid", "wd_grid", "search_start_epochs",
+                                              "search_start_wd", "max_search_runs", "members", "distill_epochs")}
+    real = ["device=cpu", "data.source=stdlib", "data.pattern=*.py", "data.tokenizer=bytes", "paper_shapes=false", "data.train_bytes=400000",
+            "data.val_bytes=4000", "data_sizes=[100000,200000,400000]", "distill_tokens=400000", "replicates=1",
+            *(f"{k}={json.dumps(v)}" for k, v in tiny.items())]
+    assert main(["run", "infcompute", "--tier", "full", "--rehearse", "--out", "r", *real]) == 0
+    record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
+    train = max(400, 4 * tiny["batch_size"] * (tiny["seq_len"] + 1))  # a thousandth, or four batches
+    assert record["config"]["data"]["train_bytes"] == train and record["config"]["executor"] == "process"
+    rows = {r["phase"]: r for r in record["phases"]}
+    assert list(rows) == ["standard_and_regularized", "ensemble_training", "ensemble_eval", "distillation"]
+    assert rows["ensemble_training"]["steps_real"] / rows["ensemble_training"]["steps_rehearsed"] == 400000 / train
+    assert record["gpus"] == 0 and record["projected_seconds_per_seed"] > record["seconds"]

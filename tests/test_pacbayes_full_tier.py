@@ -54,13 +54,31 @@ def test_full_tier_needs_cuda_and_is_skipped_on_cpu(harness_env, capsys):
     assert summary["status"] == "skipped" and "cuda" in summary["reason"]
 
 
+def _stand_in(tarball) -> list[str]:
+    """The full tier on CPU at tiny sizes."""
+    return ["device=cpu", f"data_dir={tarball}", "bound.hidden=4", "bound.subspace_dim=50", "bound.epochs=2",
+            "bound.qat_epochs=1", "bound.widths=[4,8]", "bound.prior_epochs=1", "bound.batch_size=64",
+            "gp.n=40", "gp.n_test=6", "dd.d_step=25"]
+
+
+def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    assert main(["run", "pacbayes", "--tier", "full", "--rehearse", "--out", "r", *_stand_in(fake_cifar10(harness_env))]) == 0
+    record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
+    assert [r["phase"] for r in record["phases"]] == ["polynomial", "double descent", "GP altered labels",
+                                                      "compression bound"]
+    bound = record["phases"][-1]
+    # epochs: 3 bounds (true labels, random labels, width 8) x (1 + 1), the prior's 1 x 0.5 and the
+    # data-dependent bound's 2 x 0.5; the real run: 3 x (2 + 1) + 1 x 0.5 + 3 x 0.5
+    assert (bound["steps_rehearsed"], bound["steps_real"]) == (7.5, 11.0)
+    assert bound["projected_seconds"] == pytest.approx(bound["seconds"] * 11 / 7.5)
+    assert record["seeds"] == 5 and record["config"]["bound"]["epochs"] == 1  # the rehearsal's, not the real run's
+
+
 def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(tmp_path / "cache"))
     tarball = fake_cifar10(tmp_path)
-    cfg, _ = compose(PacBayesSuite, "full", [
-        "device=cpu", f"data_dir={tarball}", "bound.hidden=4", "bound.subspace_dim=50", "bound.epochs=1",
-        "bound.qat_epochs=1", "bound.widths=[4,8]", "bound.prior_epochs=1", "bound.batch_size=64",
-        "gp.n=40", "gp.n_test=6", "dd.d_step=25"])
+    cfg, _ = compose(PacBayesSuite, "full", [*_stand_in(tarball), "bound.epochs=1"])
     assert cfg.bound.arch == "cnn" and cfg.bound.dataset == "cifar10" and cfg.gp.classes == [0, 1]
     suite = PacBayesSuite()
     result = suite.run(cfg, 0, tmp_path)

@@ -29,6 +29,7 @@ class ToyConfig(SuiteConfig):
     miss_at_seed: int = -1  # this seed's estimate misses (an exactness unit that fails)
     bias: float = 0.0  # added to every seed's estimate
     break_invariant: bool = False  # report a negative absolute error
+    extra_gb: float = 0.0  # added to the preflight's memory estimate of the draw
 
 
 class ToySuite(Suite):
@@ -50,13 +51,28 @@ class ToySuite(Suite):
     )
     invariants = (Invariant("toy.error_nonnegative", "abs_error", "ge", 0.0, source="an absolute value"),)
 
+    def rehearsal(self, cfg):
+        return [f"n={min(cfg.n, 1000)}"]
+
+    def preflight(self, cfg):
+        from runners import preflight
+
+        return [preflight.memory("draw", cfg.device, 8 * cfg.n + cfg.extra_gb * preflight.GB)]
+
+    def phase_steps(self, cfg):
+        return {"draw": cfg.n}
+
     def run(self, cfg: ToyConfig, seed: int, out_dir: Path) -> RunResult:
         import numpy as np
 
         if seed == cfg.crash_at_seed:
             raise RuntimeError(f"planned crash at seed {seed}")
+        from runners.progress import Laps
+
+        laps = Laps()
         time.sleep(cfg.sleep_s)
         x = np.random.default_rng(seed).normal(cfg.mean, cfg.noise, cfg.n)
+        laps.done("draw")
         running = np.cumsum(x) / np.arange(1, cfg.n + 1)
         steps = np.unique(np.linspace(1, cfg.n, 10).astype(int))
         (out_dir / "samples.npy").write_bytes(x.astype("<f8").tobytes())
@@ -66,6 +82,7 @@ class ToySuite(Suite):
                    "within_tol": float(abs(base - cfg.mean) <= 0.3), **({"Abs-Error": 0.0} if cfg.bad_metric_name else {})}
         if seed == cfg.drop_at_seed:
             del metrics["est_mean"]
+        laps.done("summarise")
         return RunResult(
             metrics=metrics, units={"above_mean": [float(v > cfg.mean) for v in x[:20]]},
             series={"running_mean": [(int(s), float(running[s - 1])) for s in steps],

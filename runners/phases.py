@@ -1,0 +1,88 @@
+"""The named phases of one seed's run, recorded as each finishes.
+
+A suite marks its phases with ``runners.progress.Laps.done(name)``; each lap is recorded here with
+its wall seconds and the peak memory of this process on every device since the lap before:
+``cuda:i`` from torch's allocator (``max_memory_allocated``, reset at each lap), ``cpu`` as the
+peak resident set size (Linux resets it at each lap; elsewhere it is the peak so far). Memory of
+worker processes is not included. While a seed runs (``begin``), the laps are written to the seed's
+``phases.json`` as they finish, so a run cut off keeps what it finished; the rehearsal projects the
+real run's time from them.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from runners.rundir import atomic_write_json
+
+PHASES = "phases.json"
+_state: dict = {"path": None, "rows": []}
+
+
+def _cuda():
+    """torch.cuda where torch is imported and has made a CUDA context, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda
+
+
+def _reset_peaks() -> None:
+    cuda = _cuda()
+    if cuda is not None:
+        for i in range(cuda.device_count()):
+            cuda.reset_peak_memory_stats(i)
+    with suppress(OSError):  # Linux: "5" resets the peak resident set size (VmHWM) of this process
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_gb() -> dict[str, float]:
+    """Peak memory since the last reset, per device, in GB (1e9 bytes)."""
+    peaks = {}
+    cuda = _cuda()
+    if cuda is not None:
+        peaks.update({f"cuda:{i}": cuda.max_memory_allocated(i) / 1e9 for i in range(cuda.device_count())})
+    try:
+        hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+        peaks["cpu"] = int(hwm.split()[1]) * 1024 / 1e9
+    except (OSError, StopIteration):
+        peaks["cpu"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    return {k: round(v, 3) for k, v in peaks.items()}
+
+
+def begin(seed_dir: Path | None) -> None:
+    """Start recording a seed's phases into ``seed_dir/phases.json`` (None: keep them in memory only)."""
+    _state["path"] = None if seed_dir is None else Path(seed_dir).resolve() / PHASES
+    _state["rows"] = []
+    _reset_peaks()
+
+
+@contextmanager
+def recording(seed_dir: Path):
+    """Record the phases of the seed run inside the block into ``seed_dir/phases.json``; after it, laps
+    are kept in memory only."""
+    begin(seed_dir)
+    try:
+        yield
+    finally:
+        _state["path"] = None
+
+
+def record(name: str, seconds: float, parts: dict[str, float] | None = None) -> None:
+    """One finished phase: its seconds and the peak memory per device since the previous one. Where
+    ``parts`` gives the seconds of its kinds of work (which may have overlapped in a pool), each part
+    is recorded instead, with its share of the phase's wall time and the phase's peak memory."""
+    peak, total = peak_memory_gb(), sum((parts or {}).values())
+    shares = {k: seconds * v / total for k, v in parts.items()} if parts and total > 0 else {name: seconds}
+    _state["rows"] += [{"phase": k, "seconds": round(v, 6), "peak_memory_gb": peak} for k, v in shares.items()]
+    _reset_peaks()
+    if _state["path"] is not None:
+        atomic_write_json(_state["path"], {"phases": _state["rows"]})
+
+
+def rows() -> list[dict]:
+    """The phases recorded since ``begin``."""
+    return list(_state["rows"])

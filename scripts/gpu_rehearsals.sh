@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The full tier's preflight of every suite, then the rehearsals one GPU can hold (each in a time box):
+# per phase, peak memory per device, seconds per step and the projected hours and GPU-hours of the real
+# run. Each rehearsal's record is copied to OUT as it finishes. Needs the harness (hydra-core, omegaconf)
+# beside torch; FashionMNIST's four .gz files in FMNIST (no download on a machine without internet).
+#
+#   OUT=/some/dir FMNIST=/dir/with/the/gz/files bash scripts/gpu_rehearsals.sh
+#   OUT=/some/dir LEWM_S=0 bash scripts/gpu_rehearsals.sh      # a box of 0 skips that rehearsal
+set -u
+: "${OUT:?set OUT to the folder the results go to}"
+LEWM_S=${LEWM_S:-300} PACBAYES_S=${PACBAYES_S:-150}
+PY=${PYTHON:-python3}
+WORK=${WORK:-$(mktemp -d)}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/rehearsals.log") 2>&1
+export PYTHONUNBUFFERED=1 PAPERCLUB_PROGRESS=0 PAPERCLUB_CACHE="$WORK/cache"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PY" -c "import sys, torch; print(sys.version.split()[0], torch.__version__)"
+
+fm=()
+if [ -n "${FMNIST:-}" ]; then fm=("data_dir=$FMNIST"); fi
+for suite in dmpc infcompute lewm pacbayes ssd; do
+    extra=()
+    [ "$suite" = infcompute ] && extra=("data.source=stdlib" "data.pattern=*.py" "data.tokenizer=bytes")
+    [ "$suite" = pacbayes ] && extra=("${fm[@]}")
+    echo "== preflight $suite"
+    "$PY" -m runners.cli run "$suite" --tier full --preflight "${extra[@]}"
+    echo "== preflight $suite: exit $?"
+done
+
+box() {  # box SECONDS NAME COMMAND...: run COMMAND for at most SECONDS (0: skip), say how it ended
+    local s=$1 name=$2
+    shift 2
+    if [ "$s" -le 0 ]; then echo "== $name: skipped (box 0)"; return; fi
+    echo "== $name: box $s s"
+    local t0=$SECONDS
+    timeout --signal=INT --kill-after=10 "$s" "$@"
+    echo "== $name: exit $? after $((SECONDS - t0)) s"
+    cp "$WORK/$name/rehearsal.json" "$OUT/$name.rehearsal.json" 2>/dev/null
+    cp "$WORK/$name/seed_0/phases.json" "$OUT/$name.phases.json" 2>/dev/null
+}
+
+# FashionMNIST in place of CIFAR-10 (not reachable without internet): the full tier's recipe on it
+box "$PACBAYES_S" pacbayes "$PY" -m runners.cli run pacbayes --tier full --rehearse --out "$WORK/pacbayes" \
+    "${fm[@]}" bound.dataset=fmnist gp.dataset=fmnist "gp.classes=[0,6]"
+box "$LEWM_S" lewm "$PY" -m runners.cli run lewm --tier full --rehearse --out "$WORK/lewm"

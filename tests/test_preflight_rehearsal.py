@@ -1,0 +1,133 @@
+"""Preflight (what a run needs, checked in seconds) and rehearsal (every phase for a few steps, projected)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from runners import phases
+from runners.cli import main
+from runners.errors import HarnessError
+from runners.runner import unmet_requirements
+
+SUITES = ("dmpc", "infcompute", "lewm", "pacbayes", "ssd")
+
+
+def _fake_cuda(monkeypatch, count: int, gb: float) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(total_memory=gb * 1e9, name="stand-in GPU"))
+
+
+def test_gpu_requirements_count_devices_and_their_memory(monkeypatch):
+    pytest.importorskip("torch")
+    _fake_cuda(monkeypatch, 1, 80)
+    assert unmet_requirements(frozenset({"gpus>=1", "gpu_mem>=80GB"}), "cuda") == []
+    assert unmet_requirements(frozenset({"gpus>=5"}), "cuda") == ["gpus>=5: 1 cuda device(s) visible"]
+    assert unmet_requirements(frozenset({"cuda", "gpu_mem>=141GB"}), "cuda") == ["gpu_mem>=141GB: cuda:0 has 80 GB"]
+    assert unmet_requirements(frozenset({"gpus>=5"}), "cpu") == []  # a CPU stand-in of a GPU tier
+    with pytest.raises(HarnessError, match="unknown requirement"):
+        unmet_requirements(frozenset({"gpus=5"}), "cuda")
+
+
+def test_preflight_verdicts_ok_short_and_skipped(harness_env, capsys, monkeypatch):
+    assert main(["run", "toy", "--tier", "full", "--preflight"]) == 0
+    assert "preflight toy/full: ok: 1 need(s) met" in capsys.readouterr().out
+    # a stand-in config that asks for more memory than exists: one line naming the need and what was found
+    assert main(["run", "toy", "--tier", "full", "--preflight", "extra_gb=1e7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "memory of phase draw on cpu: needs about 10000000.00 GB (estimate), found" in err[0]
+    assert "available RAM" in err[0]
+    # a full-tier run checks first and starts nothing when short
+    assert main(["run", "toy", "--tier", "full", "--out", "f", "--no-publish", "extra_gb=1e7"]) == 2
+    assert not (harness_env / "f").exists()
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_full_tier_has_a_one_line_preflight_here(suite, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the verdict depends on it")
+    extra = ["data.source=stdlib", "data.tokenizer=bytes"] if suite == "infcompute" else []
+    assert main(["run", suite, "--tier", "full", "--preflight", *extra]) == 3
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"preflight {suite}/full: skipped: requirement unmet: gpus>=")
+
+
+def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys):
+    pytest.importorskip("torch")
+    # the patch-token baseline plans 50 episodes x 300 candidates x 768 tokens in one batch
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu"]) == 2
+    assert "memory of phase patch_planning on cpu: needs about" in capsys.readouterr().err
+    # a 1.4B model's step over 64 x 4096 tokens, logits included, and a corpus that is not there
+    assert main(["run", "infcompute", "--tier", "full", "--preflight", "device=cpu", "data.source=/no/such/shards",
+                 "data.tokenizer=bytes"]) == 2
+    err = capsys.readouterr().err
+    assert "the corpus (data.source): needs /no/such/shards to exist, found nothing there" in err
+    assert "memory of phase standard_and_regularized on cpu" in err
+
+
+def test_ssd_preflight_names_the_gated_weights_and_each_gpu_share(monkeypatch):
+    pytest.importorskip("torch")
+    from runners.config import compose
+    from runners.preflight import check
+    from suites.ssd import SSDSuite
+
+    _fake_cuda(monkeypatch, 5, 80)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    cfg, _ = compose(SSDSuite, "full", [])
+    verdict = check(SSDSuite, cfg, "full")
+    lines = [n.line() for n in verdict.needs]
+    assert any("meta-llama/Llama-3.1-70B-Instruct (gated): needs a Hugging Face token" in x for x in lines)
+    shares = [n for n in verdict.needs if n.what.startswith("memory of phase decode (target share)")]
+    assert [n.what.split(" on ")[1] for n in shares] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert all(n.ok for n in shares)  # 70.6B x 2 bytes x 1.1 / 4 = 38.8 GB (+ 16.8 GB of logits on cuda:0)
+    _fake_cuda(monkeypatch, 4, 80)
+    assert check(SSDSuite, cfg, "full").unmet == ["gpus>=5: 4 cuda device(s) visible"]
+
+
+def test_a_phase_with_parts_shares_its_wall_time_and_peak(tmp_path):
+    with phases.recording(tmp_path):
+        phases.record("graph", 10.0, {"model_training": 30.0, "agent_evaluation": 10.0})
+    rows = json.loads((tmp_path / "phases.json").read_text())["phases"]
+    assert [(r["phase"], r["seconds"]) for r in rows] == [("model_training", 7.5), ("agent_evaluation", 2.5)]
+    assert rows[0]["peak_memory_gb"] == rows[1]["peak_memory_gb"] and rows[0]["peak_memory_gb"]["cpu"] > 0
+
+
+def test_rehearsal_projects_each_phase_by_its_steps(harness_env, capsys):
+    assert main(["run", "toy", "--tier", "full", "--rehearse", "--out", "r"]) == 0
+    record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
+    assert record["complete"] and record["overrides"] == ["n=1000"] and record["config"]["n"] == 1000
+    draw, summarise = record["phases"]
+    assert (draw["phase"], draw["steps_rehearsed"], draw["steps_real"]) == ("draw", 1000, 100000)
+    assert draw["projected_seconds"] == pytest.approx(100 * draw["seconds"])
+    assert summarise["steps_rehearsed"] is None and summarise["projected_seconds"] == summarise["seconds"]
+    per_seed = draw["projected_seconds"] + summarise["projected_seconds"] + max(record["seconds_outside_phases"], 0)
+    assert record["projected_seconds_per_seed"] == pytest.approx(per_seed, abs=1e-5)
+    assert record["projected_hours"] == pytest.approx(3 * per_seed / 3600, abs=1e-8) and record["gpus"] == 0
+    assert json.loads((harness_env / "r" / "seed_0" / "phases.json").read_text())["phases"][0]["phase"] == "draw"
+    assert "toy / full rehearsal on" in capsys.readouterr().out
+    assert not (harness_env / "r" / "summary.json").exists()  # no claim is evaluated
+
+
+def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    scaled = ["device=cpu", "model.image_size=32", "model.encoder=cnn", "model.channels=[16,32,64]", "model.dim=32",
+              "model.projector_hidden=64", "model.layers=1", "model.heads=2", "model.head_dim=16", "model.mlp=64",
+              "cem.samples=16", "cem.iterations=2", "cem.elites=4", "episodes=40", "heldout_episodes=20", "batch=8",
+              "diag_windows=32", "threads=1"]
+    assert main(["run", "lewm", "--tier", "full", "--rehearse", "--out", "r", *scaled]) == 0
+    record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
+    rows = {r["phase"]: r for r in record["phases"]}
+    assert list(rows) == ["data", "training", "collapse", "planning", "patch_training", "patch_planning", "surprise"]
+    assert (rows["training"]["steps_rehearsed"], rows["training"]["steps_real"]) == (60, 210_000)
+    assert (rows["patch_planning"]["steps_rehearsed"], rows["patch_planning"]["steps_real"]) == (2, 50)
+    assert record["seeds"] == 3 and record["projected_hours"] > 0
+    assert record["real_run_short"] == []  # at the scaled shapes the real run fits here too
