@@ -69,7 +69,7 @@ class GaussianProposal(nn.Module):
     @torch.no_grad()
     def sample(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         mean, log_std = self._dist(s)
-        x = mean + log_std.exp() * torch.randn(mean.shape, generator=gen)
+        x = mean + log_std.exp() * torch.randn(mean.shape, generator=gen, device=mean.device)
         return self.norm.unnorm(x, "a").clamp(-1, 1)
 
 
@@ -103,7 +103,7 @@ class OneStepEnsemble(nn.Module):
             delta = x.new_empty(s.shape)
             for j, m in enumerate(self.members):
                 rows = k == j
-                delta[rows] = m(x[rows])
+                delta[rows] = m(x[rows]).to(delta.dtype)  # (bf16 under autocast)
         return s + delta * self.norm.s_std
 
     def loss(self, s, a, fut, v, gen=None):
@@ -114,7 +114,7 @@ class OneStepEnsemble(nn.Module):
     @torch.no_grad()
     def sample(self, s: torch.Tensor, a: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         """The F-step rollout of a chunk, each row with one member (row index mod K)."""
-        k = torch.arange(len(s)) % len(self.members)
+        k = torch.arange(len(s), device=s.device) % len(self.members)
         out = []
         for i in range(a.shape[1]):
             s = self.step(s, a[:, i], k)
@@ -167,11 +167,11 @@ class MBOP:
     def __call__(self, s: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         b, n = s.shape[0], self.samples
         cur = s.repeat_interleave(n, 0)
-        k = torch.arange(len(cur)) % len(self.ensemble.members)
+        k = torch.arange(len(cur), device=cur.device) % len(self.ensemble.members)
         acts, futs = [], []
         for _ in range(self.ensemble.horizon):
-            a = (self.prior.act(cur) + self.noise * torch.randn(cur.shape[0], self.prior.a_dim,
-                                                                 generator=gen)).clamp(-1, 1)
+            a = (self.prior.act(cur) + self.noise * torch.randn(cur.shape[0], self.prior.a_dim, generator=gen,
+                                                                 device=cur.device)).clamp(-1, 1)
             cur = self.ensemble.step(cur, a, k)
             acts.append(a)
             futs.append(cur)

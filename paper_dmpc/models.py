@@ -183,10 +183,12 @@ class TrainConfig:
 
 
 def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it) -> tuple[nn.Module, list[float]]:
-    """AdamW with cosine decay on ``model.loss`` over random chunk batches; returns (EMA copy, losses)."""
-    gen = torch.Generator().manual_seed(cfg.seed)
+    """AdamW with cosine decay on ``model.loss`` over random chunk batches; returns (EMA copy, losses).
+    The batches and the generator live on the model's device; on a GPU the losses run under bf16 autocast."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device).manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    tensors = [torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures, chunks.values)]
+    tensors = [torch.from_numpy(x).to(device) for x in (chunks.states, chunks.actions, chunks.futures, chunks.values)]
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for every parameter (a tenth of a CPU training step went to the unfused update)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -196,8 +198,9 @@ def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it
     losses = []
     model.train()
     for _ in wrap(range(cfg.steps)):
-        idx = torch.randint(0, len(chunks), (cfg.batch,), generator=gen)
-        loss = model.loss(*(x[idx] for x in tensors), gen=gen)
+        idx = torch.randint(0, len(chunks), (cfg.batch,), generator=gen, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = model.loss(*(x[idx] for x in tensors), gen=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)

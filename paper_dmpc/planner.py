@@ -59,20 +59,22 @@ def torso_height(s: torch.Tensor, a: torch.Tensor, fut: torch.Tensor) -> torch.T
 @torch.no_grad()
 def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], env: str, episodes: int, seed: int,
              replan: int = 1, max_steps: int = 1000, foot_scale: float = 1.0, record: bool = False,
-             wrap=lambda it: it) -> dict:
+             wrap=lambda it: it, device: str = "cpu") -> dict:
     """Run ``episodes`` episodes side by side; ``policy(s [B, S], gen) -> chunks [B, F, A]`` is called for
     the live environments every ``replan`` steps and its chunks are executed open loop in between;
     ``foot_scale`` < 1 weakens the foot (novel dynamics). Returns per-episode returns, D4RL-normalised
     scores, lengths, the torso height trace (index 0 of the observation for Hopper and Walker2d: z of
     the torso), and seconds per control step; with ``record``, also every planning state and the
     ``replan`` actions then executed from it (``plan_states`` [M, S], ``plan_actions`` [M, replan, A]),
-    the data a policy is distilled from."""
+    the data a policy is distilled from. The policy runs on ``device`` (its models' device; the states go
+    there and the generator lives there), under bf16 autocast on a GPU."""
     envs = [make_env(env, foot_scale, max_episode_steps=max_steps) for _ in range(episodes)]
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
     live = np.ones(episodes, bool)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, int)
     heights = [[] for _ in range(episodes)]
-    gen = torch.Generator().manual_seed(seed)
+    dev = torch.device(device)
+    gen = torch.Generator(dev).manual_seed(seed)
     plan_s, steps = 0.0, 0
     plans: list[tuple[np.ndarray, np.ndarray]] = []
     for t in wrap(range(max_steps)):
@@ -81,7 +83,9 @@ def evaluate(policy: Callable[[torch.Tensor, torch.Generator], torch.Tensor], en
         if t % replan == 0:
             t0 = time.perf_counter()
             chunk = np.zeros((episodes, replan, envs[0].action_space.shape[0]), np.float32)
-            chunk[live] = policy(torch.from_numpy(obs[live]), gen)[:, :replan].numpy()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                planned = policy(torch.from_numpy(obs[live]).to(dev), gen)[:, :replan]
+            chunk[live] = planned.float().cpu().numpy()
             plan_s += time.perf_counter() - t0
             if record:
                 plans.append((obs[live].copy(), chunk[live].copy()))

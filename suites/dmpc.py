@@ -154,11 +154,19 @@ def _agent(name: str, cfg, m: dict):
     raise ValueError(f"unknown agent {name!r}")
 
 
-def _true_futures(chunks) -> tuple:
-    """(s0, a, futures) of the chunks as tensors, for models.rollout_error."""
+def _true_futures(chunks, device) -> tuple:
+    """(s0, a, futures) of the chunks as tensors on ``device``, for models.rollout_error."""
     import torch
 
-    return tuple(torch.from_numpy(x) for x in (chunks.states, chunks.actions, chunks.futures))
+    return tuple(torch.from_numpy(x).to(device) for x in (chunks.states, chunks.actions, chunks.futures))
+
+
+def _proposal_policy(proposal, gen):
+    """The proposal's first action as a rollout policy (numpy states in, numpy actions out), on its device."""
+    import torch
+
+    device = next(proposal.parameters()).device
+    return lambda o, d: proposal.sample(torch.from_numpy(o).float().to(device), gen)[:, 0].float().cpu().numpy()
 
 
 def _given(job: tuple, done: dict) -> tuple:
@@ -223,21 +231,21 @@ def _work(job: tuple) -> JobOut:
         return JobOut(planner.evaluate(what, **kw), started, time.perf_counter() - t0)
     cfg, seed, proposal, dynamics, objective, path, tcfg = what
     seeds = DerivedSeeds.of(seed)
-    gen = torch.Generator().manual_seed(seeds.play_sampling)
-    play, play_returns = data.rollout(
-        lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
-        seeds.play, False, n_envs=16, episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
+    device = next(proposal.parameters()).device
+    gen = torch.Generator(device).manual_seed(seeds.play_sampling)
+    play, play_returns = data.rollout(_proposal_policy(proposal, gen), cfg.env, 0, seeds.play, False, n_envs=16,
+                                      episodes=cfg.play_episodes, foot_scale=cfg.foot_scale)
     play_chunks = models.Chunks.build(play, cfg.model.horizon, cfg.model.gamma).mixed_with(_load_chunks(path),
                                                                                 np.random.default_rng(seeds.play_mix))
     tuned, losses = models.train(copy.deepcopy(dynamics).requires_grad_(True), play_chunks,
                                  replace(tcfg, steps=cfg.finetune_steps))
     # did the model adapt? open-loop error on held-out play episodes (other seeds), before and after
-    held, _ = data.rollout(
-        lambda o, d: proposal.sample(torch.from_numpy(o).float(), gen)[:, 0].numpy(), cfg.env, 0,
-        seeds.play_heldout, False, n_envs=16, episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
+    held, _ = data.rollout(_proposal_policy(proposal, gen), cfg.env, 0, seeds.play_heldout, False, n_envs=16,
+                           episodes=max(1, cfg.play_episodes // 5), foot_scale=cfg.foot_scale)
     held = models.Chunks.build(held, cfg.model.horizon, cfg.model.gamma).subset(cfg.pred_chunks,
                                                                 np.random.default_rng(seeds.play_heldout_chunks))
-    err = {f"pred_err_altered_{k}": models.rollout_error(m, *_true_futures(held), dynamics.norm.s_std, gen).tolist()
+    err = {f"pred_err_altered_{k}": models.rollout_error(m, *_true_futures(held, device), dynamics.norm.s_std,
+                                                         gen).tolist()
            for k, m in (("before", dynamics), ("after", tuned))}
     after = planner.evaluate(planner.SSR(proposal, tuned, objective, cfg.samples), **kw)
     return JobOut(after, started, time.perf_counter() - t0, records={
@@ -327,7 +335,8 @@ def _tasks(cfg, seed: int, prep: Prepared, chunk_file: str) -> dict[str, Task]:
     import torch
 
     device = torch.device(cfg.device)
-    run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps}
+    run_kw = {"env": cfg.env, "episodes": cfg.episodes, "replan": cfg.replan, "max_steps": cfg.max_steps,
+              "device": cfg.device}
     seeds = DerivedSeeds.of(seed)
     altered_kw = {**run_kw, "seed": seeds.altered, "foot_scale": cfg.foot_scale}
     tasks = {f"train/{name}": Task(_train_job, partial(_given, (model.to(device), chunk_file, horizon, prep.tcfg)),
@@ -390,11 +399,12 @@ def _prediction_errors(seed: int, prep: Prepared, trained: dict) -> dict:
 
     from paper_dmpc import baselines, models
 
-    gen = torch.Generator().manual_seed(seed)
+    device = next(trained["dynamics"].parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
     predictors = {"multistep_diffusion": trained["dynamics"],
                   "singlestep_diffusion": baselines.SingleStepDynamics(trained["dynamics_1step"]),
                   "mlp_ensemble": trained["ensemble"]}
-    return {name: models.rollout_error(dyn, *_true_futures(prep.held), prep.norm.s_std, gen)
+    return {name: models.rollout_error(dyn, *_true_futures(prep.held, device), prep.norm.s_std.to(device), gen).cpu()
             for name, dyn in predictors.items()}
 
 
@@ -546,6 +556,9 @@ class DMPCConfig(SuiteConfig):
     def __post_init__(self):
         if self.env not in ("hopper", "halfcheetah", "walker2d"):
             raise ValueError(f"env must be hopper, halfcheetah or walker2d, got {self.env!r}")
+        if self.device.startswith("cuda") and self.workers > 1:
+            raise ValueError(f"workers must be 1 on a GPU (the models' CUDA tensors stay in this process), got "
+                             f"{self.workers}")
         if self.model.prediction not in ("v", "epsilon"):
             raise ValueError(f"model.prediction must be v or epsilon, got {self.model.prediction!r}")
         if self.dataset not in ("medium", "medium-replay"):
@@ -578,7 +591,7 @@ class DMPCSuite(Suite):
         # the paper's setting: transformer denoisers, F = 32, N = 64, replanning every step, 1000 x ... steps
         "full": ["device=cuda", "model.denoiser=transformer", "model.horizon=32", "steps=200000", "batch=256",
                  "lr=1e-4", "replan=1", "medium_transitions=1000000", "model.proposal_steps=32",
-                 "model.dynamics_steps=10", "model.train_steps=1000", "threads=8"],
+                 "model.dynamics_steps=10", "model.train_steps=1000", "threads=8", "workers=1"],
         # (full: data_path=... takes D4RL's or Minari's files)
     }
     tier_requires = {"full": frozenset({"gpus>=1"})}

@@ -15,6 +15,7 @@ from conftest import assert_smoke_contract  # noqa: E402
 
 from runners.cli import main  # noqa: E402
 from runners.config import compose  # noqa: E402
+from runners.errors import HarnessError  # noqa: E402
 from suites.dmpc import DMPCSuite  # noqa: E402
 
 
@@ -114,6 +115,9 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
     small, _ = compose(DMPCSuite, "small", [])
     assert (small.env, small.dataset, small.model.denoiser, small.model.horizon) == ("hopper", "medium-replay", "mlp", 16)
     assert small.model.hidden == 384  # the suite's width, not paper_dmpc's default
+    assert cfg.workers == 1  # the models' CUDA tensors stay in the process that trained them
+    with pytest.raises(HarnessError, match="workers must be 1 on a GPU"):
+        compose(DMPCSuite, "full", ["workers=2"])
     if torch_cuda():
         return
     assert main(["run", "dmpc", "--tier", "full", "--out", "f", "--no-publish"]) == 3
