@@ -153,14 +153,44 @@ def _preflight(suite_cls, tier: str, overrides: list[str]) -> str:
     return verdict.status
 
 
+RESUMABLE = ("interrupted", "error")
+
+
+def _resume(run_dir: Path, publish: bool) -> int:
+    """Continue a cut-off run in its own directory, with the config it was run with."""
+    import yaml
+
+    from runners import registry
+    from runners.config import from_plain
+    from runners.rundir import load_summary
+    from runners.runner import execute
+
+    old = load_summary(run_dir)
+    if old["status"] not in RESUMABLE:
+        raise HarnessError(f"{run_dir} ended {old['status']!r}: only an interrupted or crashed run is resumed")
+    suite_cls = registry.load(old["suite"])
+    plain = yaml.safe_load((run_dir / "config.yaml").read_text())
+    summary = execute(suite_cls, from_plain(suite_cls, plain), plain, tier=old["tier"], seeds=old["seeds"],
+                      out_dir=run_dir, resume=old)
+    _print_summary(summary, run_dir)
+    _publish(run_dir, publish)
+    return _worst([summary["status"]])
+
+
 def cmd_run(args) -> int:
     from runners.config import sweep_argv
     from runners.rundir import ensure_writable_dir
     from runners.runner import default_run_dir
 
+    publish = not args.no_publish and os.environ.get("PAPERCLUB_NO_PUBLISH", "") in ("", "0")
+    if args.resume:
+        if args.suite or args.overrides or args.multirun or args.preflight or args.rehearse or args.out:
+            raise HarnessError("--resume RUN_DIR takes the run's own suite, tier, seeds and config: give nothing else")
+        return _resume(Path(args.resume), publish)
+    if not args.suite:
+        raise HarnessError("run needs a suite name (or --resume RUN_DIR)")
     tier = args.tier
     suite_cls, seeds = _suite_and_seeds(args.suite, tier, args.seeds)
-    publish = not args.no_publish and os.environ.get("PAPERCLUB_NO_PUBLISH", "") in ("", "0")
     if (args.preflight or args.rehearse) and args.multirun:
         raise HarnessError("--preflight and --rehearse check one config: leave out -m")
     if args.rehearse:
@@ -441,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="suites, tiers, claims, requirements").set_defaults(fn=cmd_list)
     r = sub.add_parser("run", help="run one suite at one tier")
-    r.add_argument("suite")
+    r.add_argument("suite", nargs="?", default=None)
     r.add_argument("--tier", default="small", help="smoke | small | full (default: small)")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (0..N-1); default per suite and tier")
     r.add_argument("--out", default=None, help="run directory (default results/runs/<utc>_<suite>_<tier>_<sha>)")
@@ -449,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-m", "--multirun", action="store_true", help="Hydra sweep: key=a,b and hydra/launcher=...")
     r.add_argument("--preflight", action="store_true",
                    help="only check what the run needs (GPUs, each phase's memory, data, weights, disk); exit 2 if short")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a cut-off run (interrupted, crashed, preempted): its finished seeds and phases "
+                        "are not run again")
     r.add_argument("--rehearse", action="store_true",
                    help="every phase at its real shapes for a few steps: peak memory, seconds per step, projected "
                         "hours and GPU-hours of the real run")

@@ -119,6 +119,23 @@ def compose(suite_cls, tier: str, overrides: list[str]) -> tuple[Any, dict]:
     return obj, plain
 
 
+def from_plain(suite_cls, plain: dict) -> Any:
+    """The config object of a plain dict written by a run (its config.yaml), checked against the suite's
+    config as it is now (a key it no longer has, or a value of the wrong type, is one line)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    register(suite_cls)
+    from hydra.core.config_store import ConfigStore
+
+    node = ConfigStore.instance().load(f"{suite_cls.name}.yaml").node
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(node, plain))
+    except (OmegaConfBaseException, ValueError) as exc:
+        raise HarnessError(f"the run's config.yaml does not fit suite {suite_cls.name!r} now: {_one_line(exc, [])}") \
+            from exc
+
+
 def sweep_argv(suite_cls, tier: str, overrides: list[str]) -> list[str]:
     """Hydra command-line overrides for a multirun: tier preset first, then the user's."""
     if tier not in suite_cls.tiers:

@@ -7,10 +7,17 @@ peak resident set size (Linux resets it at each lap; elsewhere it is the peak so
 worker processes is not included. While a seed runs (``begin``), the laps are written to the seed's
 ``phases.json`` as they finish, so a run cut off keeps what it finished; the rehearsal projects the
 real run's time from them.
+
+A phase run through ``Laps.run`` also keeps its result (pickled, in the seed's ``phases/`` folder) once
+it finishes: when the seed runs again in the same folder (``paperclub run --resume``), a finished
+phase's result is loaded instead of computed, and its row says ``resumed``. A result that cannot be
+pickled is not kept (that phase runs again), with a warning.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 import resource
 import sys
 from contextlib import contextmanager, suppress
@@ -19,6 +26,8 @@ from pathlib import Path
 from runners.rundir import atomic_write_json
 
 PHASES = "phases.json"
+KEPT = "phases"  # the seed's folder of finished phases' results
+MISSING = object()
 _state: dict = {"path": None, "rows": []}
 
 
@@ -81,6 +90,41 @@ def record(name: str, seconds: float, parts: dict[str, float] | None = None) -> 
     _reset_peaks()
     if _state["path"] is not None:
         atomic_write_json(_state["path"], {"phases": _state["rows"]})
+
+
+def _kept(name: str) -> Path | None:
+    if _state["path"] is None:
+        return None
+    return _state["path"].parent / KEPT / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".pkl")
+
+
+def load(name: str):
+    """A finished phase's kept result (recording its row as resumed), or MISSING."""
+    path = _kept(name)
+    if path is None or not path.is_file():
+        return MISSING
+    with open(path, "rb") as fh:
+        seconds, rows_then, value = pickle.load(fh)  # noqa: S301 - this run's own folder
+    _state["rows"] += [{**row, "resumed": True} for row in rows_then]
+    if _state["path"] is not None:
+        atomic_write_json(_state["path"], {"phases": _state["rows"]})
+    return value
+
+
+def keep(name: str, value, rows_then: list[dict], seconds: float) -> None:
+    """Keep a finished phase's result for a resumed run (written whole, then renamed)."""
+    path = _kept(name)
+    if path is None:
+        return
+    try:
+        blob = pickle.dumps((seconds, rows_then, value), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # a result that cannot be pickled: the phase runs again on resume
+        print(f"phase {name!r}: result not kept for a resume ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
 
 
 def rows() -> list[dict]:

@@ -77,5 +77,21 @@ class Laps(dict):
         self[phase], self._last = now - self._last, now
         phases.record(phase, self[phase], parts)
 
+    def run(self, phase: str, fn, *args, parts=None, **kwargs):
+        """``fn(*args, **kwargs)`` as the phase ``phase``: recorded like ``done``, and its result kept so
+        that a resumed seed loads it instead of running it again (``runners.phases``). ``parts``: a
+        function of the result giving ``done``'s parts."""
+        from runners import phases
+
+        kept = phases.load(phase)
+        if kept is not phases.MISSING:
+            self[phase], self._last = 0.0, time.perf_counter()
+            return kept
+        before = len(phases.rows())
+        result = fn(*args, **kwargs)
+        self.done(phase, parts(result) if parts else None)
+        phases.keep(phase, result, phases.rows()[before:], self[phase])
+        return result
+
     def total(self) -> float:
         return time.perf_counter() - self.start

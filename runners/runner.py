@@ -16,6 +16,7 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -192,22 +193,35 @@ class _SigtermAsInterrupt:
 
 
 def execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, seeds: list[int],
-            out_dir: Path) -> dict:
+            out_dir: Path, resume: dict | None = None) -> dict:
     """Run every seed of one suite at one tier into ``out_dir``; return the summary written.
 
     An I/O fault of the run directory (disk full, read-only, removed) is a harness error in one
     line naming the path, the error and what finished (each seed's metrics.json is written as it
-    ends, summary.json after it)."""
+    ends, summary.json after it). ``resume``: the summary of a cut-off run in ``out_dir``, continued
+    under its run id: its finished seeds are read back, not run, and a seed it left unfinished runs
+    again in its folder, where its finished phases are loaded (``Laps.run``)."""
     try:
-        return _execute(suite_cls, cfg, cfg_plain, tier=tier, seeds=seeds, out_dir=out_dir)
+        return _execute(suite_cls, cfg, cfg_plain, tier=tier, seeds=seeds, out_dir=out_dir, resume=resume)
     except OSError as exc:
         done = sorted(Path(out_dir).glob("seed_*/metrics.json"))  # an empty list where the folder is gone
         kept = f"finished seeds' results: {', '.join(map(str, done))}" if done else "no seed had finished"
         raise HarnessError(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}; {kept}") from exc
 
 
+def finished_seed(seed_dir: Path) -> RunResult:
+    """A finished seed's result, read back from its metrics.json (a null metric was not finite)."""
+    from runners.rundir import read_json
+
+    saved = read_json(Path(seed_dir) / "metrics.json", "seed results")
+    metrics = {k: math.nan if v is None else float(v) for k, v in saved["metrics"].items()}
+    series = {k: [tuple(p) for p in v] for k, v in saved["series"].items()}
+    return RunResult(metrics=metrics, series=series, artifacts=saved["artifacts"], info=saved["info"],
+                     inconclusive=saved["inconclusive"], units=saved.get("units", {}), inputs=saved.get("inputs", {}))
+
+
 def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, seeds: list[int],
-             out_dir: Path) -> dict:
+             out_dir: Path, resume: dict | None = None) -> dict:
     import yaml
 
     out_dir = ensure_writable_dir(out_dir)
@@ -215,13 +229,13 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
     suite = suite_cls()
     device = getattr(cfg, "device", "cpu")
     summary: dict[str, Any] = {
-        "schema_version": 1, "run_uid": new_run_uid(), "suite": suite_cls.name,
+        "schema_version": 1, "run_uid": resume["run_uid"] if resume else new_run_uid(), "suite": suite_cls.name,
         "suite_version": suite_cls.version, "tier": tier, "hw_class": hw_class(),
         "status": "interrupted", "reason": "run in progress (or killed before it finished)",
         "seeds": list(seeds), "seeds_done": [], "metrics": {}, "samples": {}, "unit_samples": {}, "claims": [],
         "invariants": [],
         "figures": [], "notes": list(suite.notes(cfg, tier)), "env": env_info(device),
-        "started_at": started, "wall_s": 0.0,
+        "started_at": resume["started_at"] if resume else started, "wall_s": 0.0,
     }
     atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg_plain, sort_keys=False))
     events = EventLog(out_dir / "events.jsonl")
@@ -230,6 +244,16 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
     results: list[RunResult] = []
     status: str | None = None
     reason = ""
+    if resume:  # the cut-off run goes on under its own id; its finished seeds are read back
+        t0 -= float(resume.get("wall_s") or 0.0)
+        for seed in resume["seeds_done"]:
+            results.append(finished_seed(out_dir / f"seed_{seed}"))
+            summary["seeds_done"].append(seed)
+        then = resume["env"].get("git_sha")
+        summary["notes"].append(f"resumed at {started} after {resume['status']} ({resume.get('reason', '')}); seeds "
+                                f"{resume['seeds_done']} were read back" + ("" if then == summary["env"]["git_sha"] else
+                                f"; the run began at commit {then}, it was resumed at {summary['env']['git_sha']}"))
+        events.emit("resumed", seeds_done=resume["seeds_done"], status_then=resume["status"])
 
     def _claim_row(c) -> dict:
         samples, labels = claim_samples(c, results, summary["seeds_done"])
@@ -283,7 +307,8 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
     pin_threads(getattr(cfg, "threads", 1))
     with _SigtermAsInterrupt(), progress.live():
         try:
-            for seed in progress.track(seeds, f"{suite_cls.name}/{tier} seeds"):
+            for seed in progress.track([s for s in seeds if s not in summary["seeds_done"]],
+                                       f"{suite_cls.name}/{tier} seeds"):
                 seed_dir = ensure_writable_dir(out_dir / f"seed_{seed}")
                 events.emit("seed_start", seed=seed)
                 ts = time.perf_counter()
@@ -309,6 +334,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
                     events.emit("seed_error", seed=seed, error=repr(exc))
                     status, reason = "error", f"seed {seed} returned results that are not JSON: {exc}"
                     break
+                shutil.rmtree(seed_dir / phases.KEPT, ignore_errors=True)  # finished: metrics.json is what resumes
                 results.append(result)
                 summary["seeds_done"].append(seed)
                 events.emit("seed_end", seed=seed, wall_s=round(wall, 3), metrics=result.metrics)

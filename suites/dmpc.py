@@ -752,10 +752,9 @@ class DMPCSuite(Suite):
         data = self._load_data(cfg, seed)
         prep = _prepare(cfg, seed, data.arrays)
         laps.done("setup")
-        graph = _train_and_evaluate(cfg, seed, prep)
-        laps.done("models_and_agents", _job_kinds(graph.jobs))
-        errors = _prediction_errors(seed, prep, graph.models)
-        laps.done("prediction_error")
+        graph = laps.run("models_and_agents", _train_and_evaluate, cfg, seed, prep,
+                         parts=lambda g: _job_kinds(g.jobs))
+        errors = laps.run("prediction_error", _prediction_errors, seed, prep, graph.models)
         metrics, inconclusive = _metrics(cfg, data.meta, graph, errors)
         for why in self._data_doubts(cfg, data.meta):
             inconclusive.update({c.metric: why for c in self.claims if c.metric not in inconclusive})

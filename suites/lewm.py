@@ -348,20 +348,15 @@ class LeWMSuite(Suite):
         env = self._env(cfg)
         data, data_key = self._data(cfg, env, cache)
         train, held = _windows(cfg, env, data)
-        laps.done("data")
-        trained = _train_world_models(cfg, seed, train, data_key, cache)
-        laps.done("training")
-        collapse = _collapse(cfg, seed, env, held, trained.models)
-        laps.done("collapse")
-        planning = _plan(cfg, seed, env, held, train, trained.models)
-        laps.done("planning")
+        laps.done("data")  # (cached by its spec)
+        trained = laps.run("training", _train_world_models, cfg, seed, train, data_key, cache)
+        collapse = laps.run("collapse", _collapse, cfg, seed, env, held, trained.models)
+        planning = laps.run("planning", _plan, cfg, seed, env, held, train, trained.models)
         lewm = trained.models["sigreg"]
-        patch_model, patch_history = _patch_model(cfg, seed, train, lewm)
-        laps.done("patch_training")
-        patch = _patch_planning(cfg, seed, env, train, planning.episodes, lewm, patch_model, patch_history)
-        laps.done("patch_planning")
-        surprise = _surprise(cfg, seed, env, held, lewm)
-        laps.done("surprise")
+        patch_model, patch_history = laps.run("patch_training", _patch_model, cfg, seed, train, lewm)
+        patch = laps.run("patch_planning", _patch_planning, cfg, seed, env, train, planning.episodes, lewm,
+                         patch_model, patch_history)
+        surprise = laps.run("surprise", _surprise, cfg, seed, env, held, lewm)
         info = {"data_key": data_key, "train_seconds": {**{k: h["seconds"] for k, h in trained.histories.items()},
                                                         "patch": patch.history["seconds"]},
                 "collapse": collapse, "episodes": planning.record(), "surprise": surprise}

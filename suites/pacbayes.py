@@ -143,14 +143,10 @@ class PacBayesSuite(Suite):
 
         torch.set_num_threads(cfg.threads)
         laps = Laps()
-        poly = _benign_overfitting(cfg, seed, out_dir)
-        laps.done("polynomial")
-        dd = _double_descent(cfg, seed)
-        laps.done("double descent")
-        gp = _altered_labels(cfg, seed)
-        laps.done("GP altered labels")
-        bounds = _compression_bounds(cfg, seed)  # the long phase: its training has progress bars
-        laps.done("compression bound")
+        poly = laps.run("polynomial", _benign_overfitting, cfg, seed, out_dir)
+        dd = laps.run("double descent", _double_descent, cfg, seed)
+        gp = laps.run("GP altered labels", _altered_labels, cfg, seed)
+        bounds = laps.run("compression bound", _compression_bounds, cfg, seed)  # the long phase: progress bars
         return RunResult(metrics=_metrics(cfg, poly, dd, gp, bounds), series=_series(dd, gp, bounds),
                          info={**bounds.record(), "time_s": {k: round(v, 2) for k, v in laps.items()}},
                          artifacts={"poly_curves": str(out_dir / "poly_curves.npz")})

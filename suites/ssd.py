@@ -391,6 +391,22 @@ HUB_PARAMS = {"llama-3.1-70b-instruct": 70.6e9, "llama-3.2-1b-instruct": 1.24e9,
 HUB_VOCAB = {"llama-3.1-70b-instruct": 128_256, "qwen3-32b": 151_936}
 
 
+def _weight_bytes(model, given: str) -> float:
+    """The weights' bytes: a folder's safetensors files, else the hub model's parameters in bf16."""
+    files = list(Path(given).glob("*.safetensors")) if given and Path(given).is_dir() else []
+    return float(sum(f.stat().st_size for f in files)) if files else HUB_PARAMS[model.name] * 2.0
+
+
+def _vocab(model, given: str) -> int:
+    """The vocabulary of a folder's config.json, else the hub model's."""
+    import json
+
+    config = Path(given) / "config.json" if given else None
+    if config is not None and config.is_file():
+        return int(json.loads(config.read_text()).get("vocab_size", HUB_VOCAB[model.name]))
+    return HUB_VOCAB[model.name]
+
+
 
 class SSDSuite(Suite):
     name = "ssd"
@@ -478,8 +494,9 @@ class SSDSuite(Suite):
 
     def preflight(self, cfg):
         """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
-        bf16 weights split over its GPUs with 10% for the KV cache and activations, the draft's on its
-        own, and the offline statistics' fp32 logits of every held-out token on the target's first GPU."""
+        weights split over its GPUs with 10% for the KV cache and activations, the draft's on its own, and
+        the offline statistics' fp32 logits of every held-out token on the target's first GPU. A model
+        given by path counts its safetensors files; a hub model its card's parameters in bf16."""
         from paper_ssd import models
         from runners import preflight as pf
 
@@ -492,8 +509,9 @@ class SSDSuite(Suite):
                                gated=m.hub_id.startswith("meta-llama/"))
                  for m, given in zip(pair, (cfg.target_path, cfg.draft_path), strict=True)]
         target_gpus = models.parse_devices(cfg.target_device)
-        target_b, draft_b = (HUB_PARAMS[m.name] * 2 * 1.1 for m in pair)
-        logits = 4.0 * cfg.offline_chunks * cfg.offline_len * HUB_VOCAB[pair[0].name]
+        target_b, draft_b = (1.1 * _weight_bytes(m, given) for m, given in zip(pair, (cfg.target_path, cfg.draft_path),
+                                                                                strict=True))
+        logits = 4.0 * cfg.offline_chunks * cfg.offline_len * _vocab(pair[0], cfg.target_path)
         needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
                   for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
@@ -571,12 +589,9 @@ class SSDSuite(Suite):
             vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
             laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
-        dec = _decode(cfg, seed, pair, target, draft)
-        laps.done("decode")
-        exact = _exactness(cfg, seed, pair, tiny, text, target, dec)
-        laps.done("exactness")
-        out = _outcome_prediction(cfg, pair, target, draft)
-        laps.done("outcome_prediction")
+        dec = laps.run("decode", _decode, cfg, seed, pair, target, draft)
+        exact = laps.run("exactness", _exactness, cfg, seed, pair, tiny, text, target, dec)
+        out = laps.run("outcome_prediction", _outcome_prediction, cfg, pair, target, draft)
         metrics = _metrics(cfg, dec, exact, out, vllm)
         return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=_units(dec, exact, out),
                          info=_info(cfg, text, pair, vllm_facts, dec, exact, out))

@@ -104,11 +104,11 @@ def test_rehearsal_projects_each_phase_by_its_steps(harness_env, capsys):
     assert main(["run", "toy", "--tier", "full", "--rehearse", "--out", "r"]) == 0
     record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
     assert record["complete"] and record["overrides"] == ["n=1000"] and record["config"]["n"] == 1000
-    draw, summarise = record["phases"]
+    draw, wait, summarise = record["phases"]
     assert (draw["phase"], draw["steps_rehearsed"], draw["steps_real"]) == ("draw", 1000, 100000)
     assert draw["projected_seconds"] == pytest.approx(100 * draw["seconds"])
     assert summarise["steps_rehearsed"] is None and summarise["projected_seconds"] == summarise["seconds"]
-    per_seed = draw["projected_seconds"] + summarise["projected_seconds"] + max(record["seconds_outside_phases"], 0)
+    per_seed = sum(r["projected_seconds"] for r in (draw, wait, summarise)) + max(record["seconds_outside_phases"], 0)
     assert record["projected_seconds_per_seed"] == pytest.approx(per_seed, abs=1e-5)
     assert record["projected_hours"] == pytest.approx(3 * per_seed / 3600, abs=1e-8) and record["gpus"] == 0
     assert json.loads((harness_env / "r" / "seed_0" / "phases.json").read_text())["phases"][0]["phase"] == "draw"

@@ -174,3 +174,26 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatc
     assert [p["kind"] for p in info["prompts"]] == ["code", "prose"]
     for mode in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast"):
         assert m[f"{mode}_tokens_per_s"] > 0
+
+
+def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatch):
+    """The full tier's hub-pair path, rehearsed on CPU with the tiny Qwen2 pair given by path in place of
+    Llama-3.1-70B / 3.2-1B (stdlib prompts: the paper's sets need the hub)."""
+    import json
+
+    from runners.cli import main
+
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    stand_in = ["device=cpu", "target_device=cpu", "draft_device=cpu", f"target_path={hf_pair[0].where}",
+                f"draft_path={hf_pair[1].where}", "dtype=float32", "prompt_set=stdlib", "prompts=4", "vllm=false",
+                "new_tokens=8", "k=2", "fan_out=[2,2,2]", "batch_sizes=[2]", "offline_chunks=4", "offline_len=24",
+                "offline_fan_outs=[1,2,4]", "sampling_runs=200", "threads=1"]
+    assert main(["run", "ssd", "--tier", "full", "--rehearse", "--out", "r", *stand_in]) == 0
+    record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
+    rows = {r["phase"]: r for r in record["phases"]}
+    assert list(rows) == ["models_and_prompts", "decode", "exactness", "outcome_prediction"]
+    assert (rows["decode"]["steps_rehearsed"], rows["decode"]["steps_real"]) == (2, 4)  # prompts
+    assert (rows["outcome_prediction"]["steps_rehearsed"], rows["outcome_prediction"]["steps_real"]) == (2, 4)
+    # the given models' own sizes, not the 70B target's, in the memory estimates
+    estimate = next(n for n in record["preflight"] if n["what"].startswith("memory of phase decode (target share)"))
+    assert float(estimate["needed"].split()[1]) < 0.1

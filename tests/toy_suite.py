@@ -62,6 +62,15 @@ class ToySuite(Suite):
     def phase_steps(self, cfg):
         return {"draw": cfg.n}
 
+    @staticmethod
+    def _draw(cfg: ToyConfig, seed: int, out_dir: Path):
+        """The seed's draws; each time they are drawn, a line in draws.log (a resumed seed does not redraw)."""
+        import numpy as np
+
+        with open(out_dir / "draws.log", "a") as fh:
+            fh.write(f"{seed}\n")
+        return np.random.default_rng(seed).normal(cfg.mean, cfg.noise, cfg.n)
+
     def run(self, cfg: ToyConfig, seed: int, out_dir: Path) -> RunResult:
         import numpy as np
 
@@ -70,9 +79,8 @@ class ToySuite(Suite):
         from runners.progress import Laps
 
         laps = Laps()
-        time.sleep(cfg.sleep_s)
-        x = np.random.default_rng(seed).normal(cfg.mean, cfg.noise, cfg.n)
-        laps.done("draw")
+        x = laps.run("draw", self._draw, cfg, seed, out_dir)
+        laps.run("wait", time.sleep, cfg.sleep_s)
         running = np.cumsum(x) / np.arange(1, cfg.n + 1)
         steps = np.unique(np.linspace(1, cfg.n, 10).astype(int))
         (out_dir / "samples.npy").write_bytes(x.astype("<f8").tobytes())
