@@ -182,9 +182,12 @@ class TrainConfig:
     seed: int = 0
 
 
-def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it) -> tuple[nn.Module, list[float]]:
+def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it,
+          checkpoint=None) -> tuple[nn.Module, list[float]]:
     """AdamW with cosine decay on ``model.loss`` over random chunk batches; returns (EMA copy, losses).
-    The batches and the generator live on the model's device; on a GPU the losses run under bf16 autocast."""
+    The batches and the generator live on the model's device; on a GPU the losses run under bf16 autocast.
+    ``checkpoint`` (``load() -> state | None``, ``due()``, ``save(state)``): the loop's whole state is saved
+    when due and at the end; where one was saved, training goes on from it as if it had not stopped."""
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -195,9 +198,23 @@ def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.steps)))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     ema_params, model_params = list(ema.parameters()), [p.detach() for p in model.parameters()]
-    losses = []
+    def state(step: int) -> dict:
+        return {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "losses": losses, "step": step}
+
+    losses, start = [], 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        for obj, key in ((model, "model"), (ema, "ema"), (opt, "opt"), (sched, "sched")):
+            obj.load_state_dict(saved[key])
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["torch_rng"])
+        losses, start = saved["losses"], saved["step"]
     model.train()
-    for _ in wrap(range(cfg.steps)):
+    for step in wrap(range(start, cfg.steps)):
+        if checkpoint is not None and step > start and checkpoint.due():
+            checkpoint.save(state(step))
         idx = torch.randint(0, len(chunks), (cfg.batch,), generator=gen, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = model.loss(*(x[idx] for x in tensors), gen=gen)
@@ -209,4 +226,6 @@ def train(model: nn.Module, chunks: Chunks, cfg: TrainConfig, wrap=lambda it: it
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, model_params, 1 - cfg.ema)
         losses.append(loss.item())
+    if checkpoint is not None and start < cfg.steps:  # finished: a resumed run takes it as it is
+        checkpoint.save(state(cfg.steps))
     return ema, losses

@@ -74,8 +74,10 @@ class PatchWM(nn.Module):
         return rollout(self.predict, self.cfg.history, z0, actions)
 
 
-def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: int, wrap=iter) -> dict:
-    """MSE on the frozen encoder's next-frame tokens (the targets carry no gradient: the encoder is frozen)."""
+def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: int, wrap=iter,
+                checkpoint=None) -> dict:
+    """MSE on the frozen encoder's next-frame tokens (the targets carry no gradient: the encoder is frozen).
+    ``checkpoint``: as ``paper_lewm.train.train``'s (the loop's whole state, saved when due, resumed from)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -83,13 +85,30 @@ def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: i
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
-    history = []
-    t0 = time.perf_counter()
+    history, t0, start, before = [], time.perf_counter(), 0, 0.0
+    device = model.space.device
+
+    def state(step: int) -> dict:
+        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "history": history, "step": step, "seconds": before + time.perf_counter() - t0}
+
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        for obj, key in ((model, "model"), (opt, "opt"), (sched, "sched")):
+            obj.load_state_dict(saved[key])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        history, start, before = saved["history"], saved["step"], saved["seconds"]
     model.train()
     model.frozen.eval()
-    for _ in wrap(range(steps)):
+    for step in wrap(range(start, steps)):
+        if checkpoint is not None and step > start and checkpoint.due():
+            checkpoint.save(state(step))
         frames, actions = data.sample(batch, rng)
-        device = model.space.device
         z = model.encode(frames.to(device))
         loss = (model.predict(z[:, :-1], actions.to(device)) - z[:, 1:]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
@@ -99,7 +118,7 @@ def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: i
         sched.step()
         history.append(loss.item())
     model.eval()
-    return {"loss": history, "seconds": time.perf_counter() - t0}
+    return {"loss": history, "seconds": before + time.perf_counter() - t0}
 
 
 def build(encoder: nn.Module, cfg: PatchConfig, image_size: int, seed: int = 0) -> PatchWM:

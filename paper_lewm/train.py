@@ -110,9 +110,12 @@ class Windows:
         return self.window(*self.draw(n, rng))
 
 
-def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:
+def train(cfg: TrainConfig, data: Windows, wrap=iter, checkpoint=None) -> tuple[LeWM, dict]:
     """AdamW with warmup and cosine decay, gradient clipping; returns the model (eval mode) and
-    the loss history. ``wrap`` wraps the step iterator (a progress bar)."""
+    the loss history. ``wrap`` wraps the step iterator (a progress bar). ``checkpoint`` (``load() ->
+    state | None``, ``due()``, ``save(state)``): the loop's whole state (weights, optimiser, schedule,
+    every generator, step, history) is saved when due; where one was saved, training goes on from it as
+    if it had not stopped."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(cfg.device)
@@ -123,9 +126,28 @@ def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, cfg.steps - warm))))
     history: dict[str, list] = {"loss": [], "pred_mse": [], "reg": []}
-    t0 = time.perf_counter()
+    t0, start, before = time.perf_counter(), 0, 0.0
+
+    def state(step: int) -> dict:
+        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": rng.bit_generator.state, "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "history": history, "step": step, "seconds": before + time.perf_counter() - t0}
+
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        for obj, key in ((model, "model"), (opt, "opt"), (sched, "sched")):
+            obj.load_state_dict(saved[key])
+        rng.bit_generator.state = saved["rng"]
+        gen.set_state(saved["gen"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        history, start, before = saved["history"], saved["step"], saved["seconds"]
     model.train()
-    for _ in wrap(range(cfg.steps)):
+    for step in wrap(range(start, cfg.steps)):
+        if checkpoint is not None and step > start and checkpoint.due():
+            checkpoint.save(state(step))
         frames, actions = data.sample(cfg.batch, rng)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             total, parts = loss(model, frames.to(device), actions.to(device), cfg.regulariser, cfg.weight,
@@ -137,11 +159,12 @@ def train(cfg: TrainConfig, data: Windows, wrap=iter) -> tuple[LeWM, dict]:
         sched.step()
         for k, v in parts.items():
             history[k].append(v)
-    history["seconds"] = time.perf_counter() - t0
+    history["seconds"] = before + time.perf_counter() - t0
     return model.eval(), history
 
 
-def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wrap=iter) -> tuple[LeWM, dict]:
+def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wrap=iter,
+                 checkpoint=None) -> tuple[LeWM, dict]:
     path = Path(cache) / f"lewm-{cfg.key(data_key)}.pt"
     if path.is_file():  # tensors and plain data only (never code); an entry that does not load is rebuilt
         try:
@@ -154,7 +177,7 @@ def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wr
             return model.eval(), saved["history"]
         except Exception as exc:  # whatever is wrong with it, it is rebuilt, never used
             print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
-    model, history = train(cfg, data, wrap)
+    model, history = train(cfg, data, wrap, checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # concurrent fills: one whole entry wins
     torch.save({"state": model.state_dict(), "history": history}, tmp)

@@ -136,12 +136,31 @@ def from_plain(suite_cls, plain: dict) -> Any:
             from exc
 
 
+# the cluster presets' GPUs-per-job key (runners/launchers/hydra/launcher/)
+LAUNCHER_GPUS = {"cluster_slurm": "hydra.launcher.gpus_per_node", "cluster_ray": "hydra.launcher.ray.remote.num_gpus"}
+
+
+def launcher_gpus(suite_cls, tier: str, overrides: list[str]) -> list[str]:
+    """With a cluster preset, each job's GPUs from the tier's requirement (``gpus>=5``: 5 per job) where the
+    user has not set them; nothing for a tier that needs at most one GPU (the presets' own 1)."""
+    from runners.rehearsal import gpu_count
+
+    launcher = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra/launcher=")), None)
+    key = LAUNCHER_GPUS.get(launcher)
+    device = next((o.split("=", 1)[1] for o in overrides if o.startswith("device=")), "cuda")
+    n = gpu_count(suite_cls.requirements(tier), device)
+    if key is None or n <= 1 or any(o.startswith(f"{key}=") for o in overrides):
+        return []
+    return [f"{key}={n}"]
+
+
 def sweep_argv(suite_cls, tier: str, overrides: list[str]) -> list[str]:
-    """Hydra command-line overrides for a multirun: tier preset first, then the user's."""
+    """Hydra command-line overrides for a multirun: tier preset first, then the user's (and, with a cluster
+    preset, each job's GPU count from the tier's requirements)."""
     if tier not in suite_cls.tiers:
         raise HarnessError(f"unknown tier {tier!r} for suite {suite_cls.name!r}; tiers: {', '.join(suite_cls.tiers)}")
     _check_overrides(suite_cls, overrides, allow_sweep=True)
-    return list(suite_cls.tiers[tier]) + list(overrides)
+    return list(suite_cls.tiers[tier]) + list(overrides) + launcher_gpus(suite_cls, tier, overrides)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

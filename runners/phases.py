@@ -20,6 +20,7 @@ import pickle
 import re
 import resource
 import sys
+import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -125,6 +126,41 @@ def keep(name: str, value, rows_then: list[dict], seconds: float) -> None:
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(blob)
     tmp.replace(path)
+
+
+class Checkpoint:
+    """A long training loop's state, saved every ``every_s`` seconds into the seed's ``phases/`` folder
+    (``PAPERCLUB_CHECKPOINT_S``, default 300) and loaded when the seed runs again (``--resume``). Outside
+    a recorded seed it saves nothing. The loop decides what its state is: everything it needs to go on
+    exactly as if it had not stopped (weights, optimiser, schedule, generators, step, history)."""
+
+    def __init__(self, name: str, every_s: float | None = None):
+        import os
+
+        self.path = _kept(f"{name}.ckpt")
+        self.every_s = float(os.environ.get("PAPERCLUB_CHECKPOINT_S", 300)) if every_s is None else every_s
+        self._last = time.monotonic()
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        import torch
+
+        return torch.load(self.path, weights_only=False)  # this run's own folder
+
+    def due(self) -> bool:
+        return self.path is not None and time.monotonic() - self._last >= self.every_s
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.part")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+        self._last = time.monotonic()
 
 
 def rows() -> list[dict]:

@@ -205,12 +205,14 @@ def _distill_job(job: tuple) -> JobOut:
 
 
 def _train_job(job: tuple) -> JobOut:
-    """(model, chunk file, chunk horizon or None, TrainConfig) -> the EMA model and its losses."""
+    """(name, model, chunk file, chunk horizon or None, TrainConfig) -> the EMA model and its losses; in this
+    process (one worker), its training is checkpointed for a resumed run (``runners.phases.Checkpoint``)."""
     from paper_dmpc import models
+    from runners.phases import Checkpoint
 
-    model, path, horizon, tcfg = job
+    name, model, path, horizon, tcfg = job
     started, t0 = time.time(), time.perf_counter()
-    ema, losses = models.train(model, _load_chunks(path, horizon), tcfg)
+    ema, losses = models.train(model, _load_chunks(path, horizon), tcfg, checkpoint=Checkpoint(f"train_{name}"))
     return JobOut(ema, started, time.perf_counter() - t0, losses)
 
 
@@ -339,7 +341,7 @@ def _tasks(cfg, seed: int, prep: Prepared, chunk_file: str) -> dict[str, Task]:
               "device": cfg.device}
     seeds = DerivedSeeds.of(seed)
     altered_kw = {**run_kw, "seed": seeds.altered, "foot_scale": cfg.foot_scale}
-    tasks = {f"train/{name}": Task(_train_job, partial(_given, (model.to(device), chunk_file, horizon, prep.tcfg)),
+    tasks = {f"train/{name}": Task(_train_job, partial(_given, (name, model.to(device), chunk_file, horizon, prep.tcfg)),
                                    cost=_TRAIN_COST[name.split("_")[0] if name.startswith("ensemble_") else name]
                                    * cfg.steps / 1000)
              for name, (model, horizon) in prep.models.items()}

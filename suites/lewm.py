@@ -88,6 +88,7 @@ def _windows(cfg, env, data: dict) -> tuple:
 def _train_world_models(cfg, seed: int, train, data_key: str, cache: Path) -> Trained:
     """One architecture trained three ways (cached): SIGReg (the paper), no regulariser, VICReg."""
     from paper_lewm.train import TrainConfig, cached_train
+    from runners.phases import Checkpoint
 
     mcfg = replace(cfg.model, channels=tuple(cfg.model.channels))
     variants = {"sigreg": ("sigreg", cfg.weight), "none": ("none", 0.0), "vicreg": ("vicreg", cfg.vicreg_weight)}
@@ -97,7 +98,8 @@ def _train_world_models(cfg, seed: int, train, data_key: str, cache: Path) -> Tr
                            frameskip=cfg.frameskip, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
                            device=cfg.device)
         models[name], histories[name] = cached_train(
-            tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"))
+            tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"),
+            checkpoint=Checkpoint(f"train_{name}"))
     return Trained(models, histories)
 
 
@@ -131,13 +133,15 @@ def _patch_model(cfg, seed: int, train, lewm):
     """The patch-token world model (LeWM's frozen encoder, a predictor of LeWM's shape over its patch
     tokens), trained: (model, history)."""
     from paper_lewm.patch_wm import PatchConfig, build, train_patch
+    from runners.phases import Checkpoint
 
     m = cfg.model
     pcfg = PatchConfig(depth=cfg.patch_depth, dim=m.dim, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
                        mlp=m.mlp, history=m.history, action_dim=m.action_dim)
     patch = build(lewm.encoder, pcfg, m.image_size, seed)
     history = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
-                          wrap=lambda it: track(it, "training the patch-token baseline"))
+                          wrap=lambda it: track(it, "training the patch-token baseline"),
+                          checkpoint=Checkpoint("train_patch"))
     return patch, history
 
 

@@ -131,3 +131,19 @@ def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     assert (rows["patch_planning"]["steps_rehearsed"], rows["patch_planning"]["steps_real"]) == (2, 50)
     assert record["seeds"] == 3 and record["projected_hours"] > 0
     assert record["real_run_short"] == []  # at the scaled shapes the real run fits here too
+
+
+def test_cluster_presets_give_each_job_the_gpus_its_tier_requires():
+    from runners.config import sweep_argv
+    from suites.pacbayes import PacBayesSuite
+    from suites.ssd import SSDSuite
+
+    argv = sweep_argv(SSDSuite, "full", ["k=2,4", "hydra/launcher=cluster_slurm"])
+    assert argv[-1] == "hydra.launcher.gpus_per_node=5"
+    assert sweep_argv(SSDSuite, "full", ["k=2,4", "hydra/launcher=cluster_ray"])[-1] == \
+        "hydra.launcher.ray.remote.num_gpus=5"
+    mine = sweep_argv(SSDSuite, "full", ["k=2,4", "hydra/launcher=cluster_slurm", "hydra.launcher.gpus_per_node=8"])
+    assert [a for a in mine if "gpus_per_node" in a] == ["hydra.launcher.gpus_per_node=8"]  # the user's wins
+    one = sweep_argv(PacBayesSuite, "full", ["bound.hidden=8,16", "hydra/launcher=cluster_slurm"])
+    assert not any("gpus_per_node" in a for a in one)  # one GPU: the preset's own
+    assert not any("gpus_per_node" in a for a in sweep_argv(SSDSuite, "full", ["k=2,4"]))  # no cluster preset

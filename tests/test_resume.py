@@ -67,3 +67,97 @@ def test_resume_takes_only_cut_off_runs_and_nothing_else(harness_env, capsys):
     assert "--resume RUN_DIR takes the run's own suite" in capsys.readouterr().err
     assert main(["run", "--resume", "nowhere"]) == 2
     assert "run directory not found: nowhere" in capsys.readouterr().err
+
+
+class _Saved:
+    """A checkpoint kept in memory (through torch.save, as on disk), due at every step."""
+
+    def __init__(self):
+        self.blob, self.saves = None, 0
+
+    def load(self):
+        import io
+
+        import torch
+
+        return None if self.blob is None else torch.load(io.BytesIO(self.blob), weights_only=False)
+
+    def due(self) -> bool:
+        return True
+
+    def save(self, state) -> None:
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.blob, self.saves = buf.getvalue(), self.saves + 1
+
+
+def _cut_after(k: int):
+    """A step iterator that stops the loop (as Ctrl-C or a kill would) before its k-th step."""
+    def wrap(steps):
+        for i, step in enumerate(steps):
+            if i == k:
+                raise KeyboardInterrupt("cut off")
+            yield step
+    return wrap
+
+
+def _resumed_equals_whole(make, train, k: int) -> tuple:
+    """Train whole; train cut off after k steps and again from its checkpoint; return both results."""
+    whole = train(make(), None, lambda it: it)
+    saved = _Saved()
+    with pytest.raises(KeyboardInterrupt):
+        train(make(), saved, _cut_after(k))
+    assert saved.saves == k - 1  # saved before each step after the first
+    return whole, train(make(), saved, lambda it: it)
+
+
+def test_dmpc_training_resumed_from_its_checkpoint_is_the_uninterrupted_training():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from paper_dmpc import models
+
+    rng = np.random.default_rng(0)
+    chunks = models.Chunks(rng.normal(size=(64, 5)).astype(np.float32), rng.uniform(-1, 1, (64, 4, 2)).astype(np.float32),
+                           rng.normal(size=(64, 4, 5)).astype(np.float32), rng.normal(size=64).astype(np.float32))
+    cfg = models.ModelConfig(horizon=4, hidden=32, layers=2, train_steps=20)
+
+    def make():
+        torch.manual_seed(0)
+        return models.Dynamics(cfg, 5, 2, models.Normalizer(chunks))
+
+    def train(model, checkpoint, wrap):
+        return models.train(model, chunks, models.TrainConfig(steps=9, batch=16, seed=3), wrap, checkpoint)
+
+    (ema_a, losses_a), (ema_b, losses_b) = _resumed_equals_whole(make, train, 5)
+    assert losses_a == losses_b and len(losses_b) == 9
+    for (name, a), b in zip(ema_a.state_dict().items(), ema_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_lewm_training_resumed_from_its_checkpoint_is_the_uninterrupted_training():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from paper_lewm.config import ModelConfig
+    from paper_lewm.train import TrainConfig, Windows
+    from paper_lewm.train import train as lewm_train
+
+    rng = np.random.default_rng(0)
+    data = Windows.build(rng.integers(0, 255, (6, 21, 16, 16, 3), dtype=np.uint8), rng.uniform(-1, 1, (6, 20, 2)),
+                         frameskip=5, span=4)
+    model = ModelConfig(image_size=16, channels=(8, 16), dim=16, projector_hidden=32, layers=1, heads=2,
+                        head_dim=8, mlp=32)
+    cfg = TrainConfig(model=model, steps=7, batch=4, directions=16, seed=2)
+
+    def train(_, checkpoint, wrap):
+        return lewm_train(cfg, data, wrap, checkpoint)
+
+    (model_a, hist_a), (model_b, hist_b) = _resumed_equals_whole(lambda: None, train, 4)
+    assert hist_a["loss"] == hist_b["loss"] and len(hist_b["loss"]) == 7
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

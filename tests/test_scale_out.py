@@ -69,3 +69,13 @@ def test_ray_preset_names_the_ray_launcher_and_an_existing_cluster():
     assert doc["defaults"] == ["ray"]
     assert doc["ray"]["init"]["address"] == "${oc.env:RAY_ADDRESS,auto}"
     assert doc["ray"]["remote"]["num_gpus"] == 1
+
+
+def test_slurm_preset_takes_the_gpu_count_of_a_multi_gpu_tier():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from runners.config import launcher_gpus
+    from runners.registry import load
+
+    extra = launcher_gpus(load("ssd"), "full", ["hydra/launcher=cluster_slurm"])
+    assert extra == ["hydra.launcher.gpus_per_node=5"]
+    assert _compose_launcher("ssd", ["hydra/launcher=cluster_slurm", *extra])["gpus_per_node"] == 5

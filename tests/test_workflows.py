@@ -111,5 +111,15 @@ def test_nightly_gpu_workflow_shape():
     build = next(s for s in jobs["image"]["steps"] if s.get("uses", "").startswith("docker/build-push-action@"))
     assert build["with"]["file"] == "containers/Dockerfile.cuda"
     assert jobs["image"]["permissions"]["packages"] == "write"
+    # the preflight first; a run cut off by its box is resumed the next night from the runner's cache
+    steps = {s.get("name", ""): s for s in gpu["steps"]}
+    assert "--preflight" in steps["preflight"]["run"]
+    run = steps["paperclub run (or resume last night's)"]
+    assert "paperclub run --resume" in run["run"] and 'timeout --signal=TERM' in run["run"]
+    assert run["if"] == "steps.preflight.outputs.rc == '0'"
+    assert gpu["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}" and gpu["env"]["HF_HOME"].startswith("/cache")
+    boxes = {i["suite"]: i["minutes"] for i in gpu["strategy"]["matrix"]["include"]}
+    assert set(boxes) == set(available()) and max(boxes.values()) + 30 <= gpu["timeout-minutes"]  # saves, uploads
+    assert doc["on"]["workflow_dispatch"]["inputs"]["infcompute_corpus"]["type"] == "string"
     # the tier input reaches the shell only through the environment (no template injection)
     assert all("inputs." not in s.get("run", "") for j in jobs.values() for s in j.get("steps", []))
