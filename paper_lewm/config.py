@@ -33,3 +33,4 @@ class CEMConfig:
     horizon: int = 5  # action blocks (each ``frameskip`` env steps)
     replan: int = 1  # blocks executed before replanning (the paper: all 5)
     init_std: float = 1.0  # in z-scored action space
+    chunk: int = 0  # candidate rollouts per predictor call (0: every episode's at once); bounds the memory

@@ -11,9 +11,14 @@ array operations. Rendering is to ``size`` x ``size`` RGB uint8.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 SCALE = 224.0
 
@@ -94,6 +99,31 @@ class TwoRoom:
         blob = np.exp(-(dx ** 2 + dy ** 2) / (2 * self.sigma ** 2))[..., None]  # [n, s, s, 1]
         frames = background[None] * (1 - blob) + colour[:, None, None, :] * blob
         return frames.round().astype(np.uint8).reshape(*lead, s, s, 3)
+
+    def render_torch(self, xy: np.ndarray, device) -> torch.Tensor:
+        """``render``'s frames (the agent's own colour) made on ``device`` in float32, the Gaussian dot as
+        the outer product of its two 1-D factors: the same picture, pixels within one intensity level
+        of ``render``'s (its float64 rounding), at a fraction of the time for training windows drawn on
+        demand on a GPU."""
+        import torch
+
+        s = self.size
+        centers = (torch.arange(s, device=device, dtype=torch.float32) + 0.5) / s
+        flat = torch.as_tensor(xy.reshape(-1, 2), dtype=torch.float32, device=device)
+        gx = torch.exp(-(centers[None, :] - flat[:, :1]) ** 2 / (2 * self.sigma ** 2))  # [n, s] along x
+        gy = torch.exp(-(centers[None, :] - flat[:, 1:]) ** 2 / (2 * self.sigma ** 2))  # [n, s] along y
+        blob = (gy[:, :, None] * gx[:, None, :])[..., None]  # [n, s (rows: y), s, 1]
+        colour = torch.tensor(self.agent_rgb, dtype=torch.float32, device=device)
+        frames = _floor(self, str(device))[None] * (1 - blob) + colour * blob
+        return frames.round().to(torch.uint8).reshape(*xy.shape[:-1], s, s, 3)
+
+
+@functools.cache
+def _floor(env: TwoRoom, device: str):
+    """``env``'s walls and floor without the agent (it far outside), float32 on ``device``."""
+    import torch
+
+    return torch.from_numpy(env.render(np.full((1, 2), -10.0))[0]).to(device, torch.float32)
 
 
 def expert_action(env: TwoRoom, xy: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -36,14 +36,15 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], problems: int, action_dim:
     return mean
 
 
-def latent_cost(model, z_now: torch.Tensor, z_goal: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def latent_cost(model, z_now: torch.Tensor, z_goal: torch.Tensor, chunk: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
     """The planning cost in a world model's latent space: squared distance of the predicted final
-    latent (LeWM: one embedding; a patch-token model: every token) to the goal's, one predictor
-    rollout over all P x S candidates."""
+    latent (LeWM: one embedding; a patch-token model: every token) to the goal's, predictor rollouts
+    over all P x S candidates, ``chunk`` of them per call (0: all in one)."""
     def cost(cand: torch.Tensor) -> torch.Tensor:
         p, s, h, a = cand.shape
         ctx = z_now[:, None].expand(-1, s, *z_now.shape[1:]).reshape(p * s, *z_now.shape[1:])
-        final = model.rollout(ctx, cand.reshape(p * s, h, a))
+        flat, step = cand.reshape(p * s, h, a), chunk or p * s
+        final = torch.cat([model.rollout(ctx[i:i + step], flat[i:i + step]) for i in range(0, p * s, step)])
         return (final.reshape(p, s, -1) - z_goal.reshape(p, 1, -1)).pow(2).sum(-1)
     return cost
 
@@ -108,7 +109,7 @@ def evaluate(env, episodes: Episodes, planner: str, cfg: CEMConfig, budget: int,
             if planner == "lewm":
                 with torch.no_grad():
                     z_now = model.encode(torch.from_numpy(env.render(xy)).to(device)[:, None])
-                cost = latent_cost(model, z_now, z_goal)
+                cost = latent_cost(model, z_now, z_goal, cfg.chunk)
             elif planner == "oracle":
                 cost = oracle_cost(env, xy, goal, unblock)
             else:

@@ -104,7 +104,8 @@ class Windows:
         """The windows' frames [n, span, H, W, 3] and action blocks [n, span - 1, frameskip * a]."""
         frames = self.frames_at(ep[:, None], self.frame_steps(start))
         raw = self.actions[ep[:, None], start[:, None] + np.arange((self.span - 1) * self.frameskip)]
-        return torch.from_numpy(frames), torch.from_numpy(self.block(raw))
+        frames = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames)  # (rendered on a GPU)
+        return frames, torch.from_numpy(self.block(raw))
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self.window(*self.draw(n, rng))

@@ -55,6 +55,7 @@ def _batches(n: int, batch: int, gen: torch.Generator):
 
 
 @torch.no_grad()
+@torch.no_grad()
 def error_rate(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                batch: int = 8192) -> float:
     wrong = 0

@@ -129,17 +129,23 @@ class JobPool:
             pass
         return [f.result() for f in futures]
 
-    def run_graph(self, tasks: dict[str, Task], description: str = "jobs") -> dict[str, Any]:
+    def run_graph(self, tasks: dict[str, Task], description: str = "jobs", known: dict[str, Any] | None = None,
+                  on_done: Callable[[str, Any], None] | None = None) -> dict[str, Any]:
         """Run every task once what it waits on has finished, at most ``workers`` at a time, the ready
         task with the costliest chain ahead of it first; returns {name: result}. A task's error is
-        raised here once it is seen; tasks still running are waited for by ``close``."""
+        raised here once it is seen; tasks still running are waited for by ``close``. ``known``: results
+        of tasks that finished before (a resumed run), not run again; ``on_done(name, result)`` is
+        called here as each task finishes."""
         from runners.progress import track
 
         level = chain_costs(tasks)
-        return dict(track(self._graph(tasks, level), description, total=len(tasks)))
+        known = {k: v for k, v in (known or {}).items() if k in tasks}
+        ran = track(self._graph(tasks, level, known, on_done), description, total=len(tasks) - len(known))
+        return {**known, **dict(ran)}
 
-    def _graph(self, tasks: dict[str, Task], level: dict[str, float]) -> Iterator[tuple[str, Any]]:
-        pending, running, done = dict(tasks), {}, {}
+    def _graph(self, tasks: dict[str, Task], level: dict[str, float], known: dict[str, Any],
+               on_done) -> Iterator[tuple[str, Any]]:
+        pending, running, done = {k: t for k, t in tasks.items() if k not in known}, {}, dict(known)
         slots = 1 if self.kind == "inline" else self.workers  # inline tasks finish as they are submitted
         while pending or running:
             ready = sorted((n for n, t in pending.items() if all(d in done for d in t.after)), key=lambda n: -level[n])
@@ -150,6 +156,8 @@ class JobPool:
             for fut in finished:
                 name = running.pop(fut)
                 done[name] = fut.result()
+                if on_done is not None:
+                    on_done(name, done[name])
                 yield name, done[name]
 
     def close(self) -> None:

@@ -99,33 +99,47 @@ def _kept(name: str) -> Path | None:
     return _state["path"].parent / KEPT / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".pkl")
 
 
-def load(name: str):
-    """A finished phase's kept result (recording its row as resumed), or MISSING."""
+def kept(name: str):
+    """What ``keep_result`` kept under ``name`` in this seed's folder, or MISSING."""
     path = _kept(name)
     if path is None or not path.is_file():
         return MISSING
     with open(path, "rb") as fh:
-        seconds, rows_then, value = pickle.load(fh)  # noqa: S301 - this run's own folder
+        return pickle.load(fh)  # noqa: S301 - this run's own folder
+
+
+def keep_result(name: str, value) -> None:
+    """Keep a finished piece of work's result (a phase, a job of a graph) for a resumed run, written
+    whole, then renamed; one that cannot be pickled is not kept (it runs again), with a warning."""
+    path = _kept(name)
+    if path is None:
+        return
+    try:
+        blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        print(f"{name!r}: result not kept for a resume ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+
+
+def load(name: str):
+    """A finished phase's kept result (recording its rows as resumed), or MISSING."""
+    saved = kept(name)
+    if saved is MISSING:
+        return MISSING
+    rows_then, value = saved
     _state["rows"] += [{**row, "resumed": True} for row in rows_then]
     if _state["path"] is not None:
         atomic_write_json(_state["path"], {"phases": _state["rows"]})
     return value
 
 
-def keep(name: str, value, rows_then: list[dict], seconds: float) -> None:
-    """Keep a finished phase's result for a resumed run (written whole, then renamed)."""
-    path = _kept(name)
-    if path is None:
-        return
-    try:
-        blob = pickle.dumps((seconds, rows_then, value), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # a result that cannot be pickled: the phase runs again on resume
-        print(f"phase {name!r}: result not kept for a resume ({type(exc).__name__}: {exc})", file=sys.stderr)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
+def keep(name: str, value, rows_then: list[dict]) -> None:
+    """Keep a finished phase's result and its rows for a resumed run."""
+    keep_result(name, (rows_then, value))
 
 
 class Checkpoint:

@@ -90,7 +90,7 @@ class Laps(dict):
         before = len(phases.rows())
         result = fn(*args, **kwargs)
         self.done(phase, parts(result) if parts else None)
-        phases.keep(phase, result, phases.rows()[before:], self[phase])
+        phases.keep(phase, result, phases.rows()[before:])
         return result
 
     def total(self) -> float:

@@ -366,8 +366,11 @@ def _tasks(cfg, seed: int, prep: Prepared, chunk_file: str) -> dict[str, Task]:
 
 def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
     """The graph run by ``cfg.workers`` spawned worker processes (each with threads // workers torch
-    threads; one worker: in this process), the ready job heading the costliest chain first."""
+    threads; one worker: in this process), the ready job heading the costliest chain first. Each job's
+    result is kept as it finishes: a resumed seed runs only the jobs that had not finished."""
     import numpy as np
+
+    from runners import phases
 
     pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
                    initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
@@ -377,8 +380,10 @@ def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
         tasks = _tasks(cfg, seed, prep, chunk_file)
         t_wall = time.time()
         n_eval = sum(name.startswith("eval/") for name in tasks)
+        known = {n: r for n in tasks if (r := phases.kept(f"job_{n}")) is not phases.MISSING}
         done = pool.run_graph(tasks, f"training {len(tasks) - n_eval} models, evaluating {n_eval} agents "
-                                     f"({cfg.workers} workers)")
+                                     f"({cfg.workers} workers)", known=known,
+                              on_done=lambda n, r: phases.keep_result(f"job_{n}", r))
     return Graph(models=_trained(done, prep.members),
                  losses={k.removeprefix("train/"): v.losses for k, v in done.items() if k.startswith("train/")},
                  evaluations={k.removeprefix("eval/"): v.product for k, v in done.items() if k.startswith("eval/")},

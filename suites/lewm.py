@@ -78,8 +78,11 @@ def _windows(cfg, env, data: dict) -> tuple:
     from paper_lewm.train import Windows
 
     n, frames, length = cfg.episodes, data.get("frames"), cfg.model.history + 1
+    render = env.render
+    if frames is None and cfg.device.startswith("cuda") and hasattr(env, "render_torch"):
+        render = partial(env.render_torch, device=cfg.device)  # training windows drawn on demand, on the GPU
     train = Windows.build(None if frames is None else frames[:n], data["actions"][:n], cfg.frameskip, length,
-                          states=data["positions"][:n], render=env.render)
+                          states=data["positions"][:n], render=render)
     held = Windows.build(None if frames is None else frames[n:], data["actions"][n:], cfg.frameskip, length,
                          (train.mean, train.std), data["positions"][n:], env.render)
     return train, held
@@ -264,7 +267,7 @@ class LeWMSuite(Suite):
                  "model.layers=6", "model.heads=16", "model.head_dim=64", "model.mlp=2048",
                  "episodes=10000", "heldout_episodes=500", "episode_steps=92", "prerender=false", "steps=70000",
                  "batch=128", "lr=5e-5", "directions=1024", "cem.samples=300", "cem.iterations=10",
-                 "cem.elites=30", "cem.replan=5", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
+                 "cem.elites=30", "cem.replan=5", "cem.chunk=2048", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
                  "surprise_samples=1000", "threads=8"],
     }
     tier_requires = {"full": frozenset({"gpus>=1"})}
@@ -383,8 +386,8 @@ class LeWMSuite(Suite):
     def preflight(self, cfg):
         """Each phase's peak on the device: training (weights, AdamW, EMA and a ViT's or CNN's activations
         over batch x (history + 1) frames), and the largest batched forward of planning, where every
-        episode's CEM candidates go through the predictor at once (one layer's activations live at a
-        time; fused attention)."""
+        episode's CEM candidates (``cem.chunk`` at a time) go through the predictor over its window of
+        ``history`` frames (one layer's activations live at a time; fused attention)."""
         import torch
 
         from paper_lewm.model import LeWM
@@ -403,7 +406,8 @@ class LeWMSuite(Suite):
         inner = m.heads * m.head_dim
 
         def planning_bytes(episodes: int, tokens_per_frame: int) -> float:
-            tokens = episodes * cem.samples * m.history * tokens_per_frame  # the predictor's window
+            rows = min(episodes * cem.samples, cem.chunk or episodes * cem.samples)  # rollouts per call
+            tokens = rows * m.history * tokens_per_frame  # the predictor's window
             return 4.0 * tokens * (4 * inner + 2 * m.mlp + 2 * max(m.dim, patch_width))
 
         dev = cfg.device

@@ -49,7 +49,7 @@ def test_lewm_checkpoint_is_checked_and_retrained(kind, tmp_path, monkeypatch, c
                                            heads=2, head_dim=8, mlp=32), steps=1)
     trained = []
 
-    def fake_train(c, data, wrap=iter):  # the cache logic, not training, is under test
+    def fake_train(c, data, wrap=iter, checkpoint=None):  # the cache logic, not training, is under test
         torch.manual_seed(len(trained))
         trained.append(c)
         return LeWM(c.model).eval(), {"loss": [float(len(trained))]}

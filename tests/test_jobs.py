@@ -73,3 +73,21 @@ def test_graph_errors_name_the_bad_tasks():
                      "b": Task(math.factorial, lambda d: 1, after=("a",))})
     with JobPool("inline") as pool, pytest.raises(ValueError, match="not defined for negative values"):
         pool.run_graph({"a": Task(math.factorial, lambda d: -1)})
+
+
+def test_a_resumed_graph_runs_only_what_had_not_finished():
+    calls, finished = [], []
+
+    def job(arg):
+        name, inputs = arg
+        calls.append(name)
+        return name + "(" + ",".join(inputs) + ")"
+
+    tasks = {"a": Task(job, lambda done: ("a", [])),
+             "b": Task(job, lambda done: ("b", [done["a"]]), after=("a",)),
+             "c": Task(job, lambda done: ("c", [done["a"], done["b"]]), after=("a", "b"))}
+    with JobPool("inline", 1) as pool:
+        done = pool.run_graph(tasks, known={"a": "a(kept)"}, on_done=lambda n, r: finished.append((n, r)))
+    assert calls == ["b", "c"]  # a finished in the run that was cut off: its kept result is used
+    assert done == {"a": "a(kept)", "b": "b(a(kept))", "c": "c(a(kept),b(a(kept)))"}
+    assert finished == [("b", "b(a(kept))"), ("c", "c(a(kept),b(a(kept)))")]

@@ -124,3 +124,32 @@ def test_rollout_feeds_its_own_predictions_back():
     assert torch.allclose(model.rollout(z0, a), p3, atol=1e-5)
     with pytest.raises(ValueError, match="one frame"):
         model.rollout(torch.randn(3, 2, 16), a)
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_the_gpu_renderer_draws_the_numpy_renderers_frames(size):
+    from paper_lewm.envs import TwoRoom
+
+    env = TwoRoom(size=size)
+    xy = np.random.default_rng(size).uniform(0.0, 1.0, (3, 5, 2))
+    ref = env.render(xy)
+    got = env.render_torch(xy, "cpu").numpy()
+    assert got.shape == ref.shape == (3, 5, size, size, 3) and got.dtype == np.uint8
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float32 against float64 rounding, nothing else
+    windows = Windows.build(None, np.zeros((3, 20, 2)), frameskip=5, span=4, states=np.zeros((3, 21, 2)) + 0.3,
+                            render=lambda s: env.render_torch(s, "cpu"))
+    frames, _ = windows.window(np.array([0, 2]), np.array([0, 1]))
+    assert frames.shape == (2, 4, size, size, 3) and torch.equal(frames[0, 0], env.render_torch(np.full(2, 0.3), "cpu"))
+
+
+def test_chunked_planning_cost_is_the_whole_batchs():
+    model = LeWM(ModelConfig(image_size=16, channels=(8, 16), dim=16, projector_hidden=32, layers=1, heads=2,
+                             head_dim=8, mlp=32, dropout=0.0)).eval()
+    g = torch.Generator().manual_seed(0)
+    z_now, z_goal = torch.randn(3, 1, 16, generator=g), torch.randn(3, 16, generator=g)
+    cand = torch.randn(3, 7, 5, 10, generator=g)  # 3 episodes x 7 candidates, 5 blocks of 10
+    with torch.no_grad():
+        whole = plan.latent_cost(model, z_now, z_goal)(cand)
+        for chunk in (1, 4, 21, 64):
+            assert torch.allclose(plan.latent_cost(model, z_now, z_goal, chunk)(cand), whole, rtol=1e-5, atol=1e-6)

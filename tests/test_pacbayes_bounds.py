@@ -84,3 +84,25 @@ def test_prior_split_is_a_seeded_partition_and_random_labels_are_seeded():
     assert np.array_equal(prior, again) and not np.array_equal(prior, other)
     labels = random_labels(500, 10, seed=3)
     assert labels.min() >= 0 and labels.max() == 9 and np.array_equal(labels, random_labels(500, 10, seed=3))
+
+
+def test_resnet20_has_twenty_weight_layers_and_no_batch_norm():
+    import torch
+
+    from paper_pacbayes.subspace import build, n_params
+
+    net = build("resnet20", 784, 16, 10)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) + sum(isinstance(m, torch.nn.Linear) for m in net.modules()) == 20
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert 0.26e6 < n_params(net) < 0.28e6  # He et al.'s 0.27M
+    assert net(torch.zeros(2, 784)).shape == (2, 10) and build("resnet20", 3072, 8, 10)(torch.zeros(1, 3072)).shape == (1, 10)
+
+
+def test_a_search_larger_than_its_misc_bits_pay_for_is_refused():
+    from suites.pacbayes import BoundConfig
+
+    with pytest.raises(ValueError, match="need more than misc_bits"):
+        BoundConfig(misc_bits=1.0, grid=["cnn:8:100", "cnn:16:100"])
+    with pytest.raises(ValueError, match="expected arch:width:d"):
+        BoundConfig(grid=["vgg:8:100"])

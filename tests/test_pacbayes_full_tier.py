@@ -58,7 +58,7 @@ def _stand_in(tarball) -> list[str]:
     """The full tier on CPU at tiny sizes."""
     return ["device=cpu", f"data_dir={tarball}", "bound.hidden=4", "bound.subspace_dim=50", "bound.epochs=2",
             "bound.qat_epochs=1", "bound.widths=[4,8]", "bound.prior_epochs=1", "bound.batch_size=64",
-            "gp.n=40", "gp.n_test=6", "dd.d_step=25"]
+            "gp.n=40", "gp.n_test=6", "dd.d_step=25", "bound.grid=[resnet20:4:50]", "bound.more_datasets=[digits]"]
 
 
 def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
@@ -70,8 +70,9 @@ def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     bound = record["phases"][-1]
     # epochs: 3 bounds (true labels, random labels, width 8) x (1 + 1), the prior's 1 x 0.5 and the
     # data-dependent bound's 2 x 0.5; the real run: 3 x (2 + 1) + 1 x 0.5 + 3 x 0.5
-    assert (bound["steps_rehearsed"], bound["steps_real"]) == (7.5, 11.0)
-    assert bound["projected_seconds"] == pytest.approx(bound["seconds"] * 11 / 7.5)
+    # and the search: 2 configurations x 2 datasets in place of the one true-label bound, (1 + 1) epochs each
+    assert (bound["steps_rehearsed"], bound["steps_real"]) == (7.5 + 3 * 2, 11.0 + 3 * 3)
+    assert bound["projected_seconds"] == pytest.approx(bound["seconds"] * 20 / 13.5)
     assert record["seeds"] == 5 and record["config"]["bound"]["epochs"] == 1  # the rehearsal's, not the real run's
 
 
@@ -85,5 +86,11 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     m = result.metrics
     assert 0 <= m["bound_cifar10"] <= 1 and m["n_train"] == 150 and m["gp_n_train"] == 30
     assert "bound_cifar10_ddp" in m and "bits_width_spread" in m
+    # the data-independent bound is the best of the search, on each dataset; the data-dependent one apart
+    searched = result.info["searched"]
+    assert set(searched) == {"cifar10", "digits"} and all(set(s) == {"cnn:4:50", "resnet20:4:50"}
+                                                          for s in searched.values())
+    assert m["bound_cifar10"] == min(searched["cifar10"].values()) and m["bound_digits"] == min(searched["digits"].values())
+    assert m["subspace_dim"] == 50 and m["bound_cifar10_ddp"] != m["bound_cifar10"]
     figures = suite.figures([result], cfg, tmp_path)
     assert len(figures) == 5 and all(p.stat().st_size > 0 for p in figures)

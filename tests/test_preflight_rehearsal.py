@@ -61,8 +61,8 @@ def test_every_full_tier_has_a_one_line_preflight_here(suite, capsys):
 
 def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys):
     pytest.importorskip("torch")
-    # the patch-token baseline plans 50 episodes x 300 candidates x 768 tokens in one batch
-    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu"]) == 2
+    # the patch-token baseline planning 50 episodes x 300 candidates x 768 tokens in one batch (unchunked)
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", "cem.chunk=0"]) == 2
     assert "memory of phase patch_planning on cpu: needs about" in capsys.readouterr().err
     # a 1.4B model's step over 64 x 4096 tokens, logits included, and a corpus that is not there
     assert main(["run", "infcompute", "--tier", "full", "--preflight", "device=cpu", "data.source=/no/such/shards",
