@@ -186,6 +186,8 @@ class Suite:
     # Config keys that were renamed: {old: new}; an override with an old key is refused in one line
     # naming the new one.
     renamed_keys: ClassVar[dict[str, str]] = {}
+    # Named sweeps (``paperclub run SUITE --sweep NAME``): Hydra multirun overrides, e.g. the paper's datasets.
+    sweeps: ClassVar[dict[str, list[str]]] = {}
 
     @classmethod
     def requirements(cls, tier: str) -> frozenset[str]:
@@ -205,6 +207,12 @@ class Suite:
     def preflight(self, cfg: Any) -> list:
         """What ``cfg`` needs beyond the tier's requirements, each checked here in seconds
         (``runners.preflight`` helpers: each phase's memory estimate, data, weights, disk)."""
+        return []
+
+    def aggregate(self, runs: list[tuple[dict, dict]]) -> list[dict]:
+        """Headline numbers over the runs of a sweep, each run given as (its config, its summary): rows of
+        {"metric", "mean", "ci" (95%), "n", "unit", "paper", "context"}, where the runs are the units (for
+        example one dataset each). Empty: the suite has none."""
         return []
 
     def rehearsal(self, cfg: Any) -> list[str]:

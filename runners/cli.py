@@ -158,8 +158,6 @@ RESUMABLE = ("interrupted", "error")
 
 def _resume(run_dir: Path, publish: bool) -> int:
     """Continue a cut-off run in its own directory, with the config it was run with."""
-    import yaml
-
     from runners import registry
     from runners.config import from_plain
     from runners.rundir import load_summary
@@ -169,12 +167,38 @@ def _resume(run_dir: Path, publish: bool) -> int:
     if old["status"] not in RESUMABLE:
         raise HarnessError(f"{run_dir} ended {old['status']!r}: only an interrupted or crashed run is resumed")
     suite_cls = registry.load(old["suite"])
-    plain = yaml.safe_load((run_dir / "config.yaml").read_text())
+    plain = yaml_config(run_dir)
     summary = execute(suite_cls, from_plain(suite_cls, plain), plain, tier=old["tier"], seeds=old["seeds"],
                       out_dir=run_dir, resume=old)
     _print_summary(summary, run_dir)
     _publish(run_dir, publish)
     return _worst([summary["status"]])
+
+
+def yaml_config(run_dir: Path) -> dict:
+    """The config a run was made with (its config.yaml)."""
+    import yaml
+
+    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+
+
+def _print_aggregate(rows: list[dict], sweep_dir: Path) -> None:
+    """A sweep's headline numbers over its runs, printed and written to aggregate.json."""
+    if not rows:
+        return
+    from rich.table import Table
+
+    from runners.report import fmt
+    from runners.rundir import atomic_write_json
+
+    table = Table(title=f"over the sweep's runs ({sweep_dir})")
+    for col in ("metric", "mean (95% CI)", "n", "paper", "context"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        ci = "" if r["ci"] is None else f" [{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]"
+        table.add_row(r["metric"], fmt(r["mean"]) + ci, f"{r['n']} {r['unit']}", fmt(r["paper"]), r["context"])
+    _console().print(table)
+    atomic_write_json(sweep_dir / "aggregate.json", {"rows": rows})
 
 
 def cmd_run(args) -> int:
@@ -203,6 +227,11 @@ def cmd_run(args) -> int:
         return {"ok": 0, "skipped": 3}[_preflight(suite_cls, tier, args.overrides)]
     if tier == "full" and not args.multirun:  # before hours of work: what it will need
         _preflight(suite_cls, tier, args.overrides)
+    if args.sweep:
+        if args.sweep not in suite_cls.sweeps:
+            raise HarnessError(f"unknown sweep {args.sweep!r} of suite {suite_cls.name!r}; sweeps: "
+                               f"{', '.join(suite_cls.sweeps) or 'none'}")
+        args.multirun, args.overrides = True, [*suite_cls.sweeps[args.sweep], *args.overrides]
     if args.multirun:
         from runners.rundir import load_summary
         from runners.sweep import multirun
@@ -213,12 +242,14 @@ def cmd_run(args) -> int:
         run_dirs = multirun(suite_cls, tier, seeds, hydra_args, sweep_dir)
         if not run_dirs:
             raise HarnessError(f"sweep wrote no run directories under {sweep_dir}")
-        statuses = []
+        statuses, runs = [], []
         for run_dir in run_dirs:
             summary = load_summary(run_dir)
             statuses.append(summary["status"])
+            runs.append((yaml_config(run_dir), summary))
             _print_summary(summary, run_dir)
             _publish(run_dir, publish)
+        _print_aggregate(suite_cls().aggregate(runs), sweep_dir)
         print(f"sweep: {len(run_dirs)} jobs under {sweep_dir}")
         return _worst(statuses)
     out_dir = Path(args.out) if args.out else default_run_dir(suite_cls.name, tier)
@@ -477,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run directory (default results/runs/<utc>_<suite>_<tier>_<sha>)")
     r.add_argument("--no-publish", action="store_true", help="do not log to MLflow at the end")
     r.add_argument("-m", "--multirun", action="store_true", help="Hydra sweep: key=a,b and hydra/launcher=...")
+    r.add_argument("--sweep", default=None, metavar="NAME",
+                   help="a named sweep of the suite (a multirun), e.g. dmpc's six_datasets; headline numbers over "
+                        "its runs in aggregate.json")
     r.add_argument("--preflight", action="store_true",
                    help="only check what the run needs (GPUs, each phase's memory, data, weights, disk); exit 2 if short")
     r.add_argument("--resume", default=None, metavar="RUN_DIR",

@@ -13,6 +13,7 @@ default seeds, and GPU-hours count every GPU the tier requires. No claim is eval
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def rehearse(suite_cls, tier: str, overrides: list[str], out_dir: Path) -> dict:
     """Run the rehearsal of ``suite_cls`` at ``tier`` into ``out_dir``; return (and write) its record."""
     from runners.config import compose
     from runners.preflight import check
-    from runners.runner import _clean, pin_threads, seed_everything
+    from runners.runner import json_safe, pin_threads, seed_everything
 
     real, _ = compose(suite_cls, tier, overrides)
     shrink = suite_cls().rehearsal(real)
@@ -79,7 +80,8 @@ def rehearse(suite_cls, tier: str, overrides: list[str], out_dir: Path) -> dict:
         record.update(phases=rows, seconds=round(wall, 6), seconds_outside_phases=round(outside, 6),
                       projected_seconds_per_seed=per_seed, seeds=seeds, gpus=gpus,
                       projected_hours=per_seed * seeds / 3600, projected_gpu_hours=per_seed * seeds * gpus / 3600)
-        atomic_write_json(out_dir / REHEARSAL, _clean(record))
+        atomic_write_json(out_dir / REHEARSAL, json_safe(record))
+    shutil.rmtree(seed_dir / phases.KEPT, ignore_errors=True)  # kept for a resume only
     record["complete"] = True
-    atomic_write_json(out_dir / REHEARSAL, _clean(record))
+    atomic_write_json(out_dir / REHEARSAL, json_safe(record))
     return record

@@ -160,12 +160,12 @@ def _jsonable(x: float | None) -> float | None:
     return x if x is None or math.isfinite(x) else None
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe copy: non-finite floats become null, tuples and numpy scalars plain values."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
         obj = obj.item()
     if isinstance(obj, float):
@@ -273,7 +273,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
         names = sorted({k for r in results for k in r.metrics})
         summary["samples"] = {k: [_jsonable(r.metrics.get(k)) for r in results] for k in names}
-        summary["unit_samples"] = {k: [_clean(r.units.get(k)) for r in results]
+        summary["unit_samples"] = {k: [json_safe(r.units.get(k)) for r in results]
                                    for k in sorted({k for r in results for k in r.units})}
         summary["inputs"] = {k: [r.inputs.get(k) for r in results] for k in sorted({k for r in results for k in r.inputs})}
         summary["invariants"] = invariant_rows()
@@ -325,7 +325,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
                     break
                 wall = time.perf_counter() - ts
                 try:
-                    atomic_write_json(seed_dir / "metrics.json", _clean({
+                    atomic_write_json(seed_dir / "metrics.json", json_safe({
                         "seed": seed, "wall_s": round(wall, 3), "metrics": result.metrics,
                         "series": {k: [list(map(float, p)) for p in v] for k, v in result.series.items()},
                         "artifacts": result.artifacts, "info": result.info, "inconclusive": result.inconclusive,

@@ -602,6 +602,9 @@ class DMPCSuite(Suite):
         # (full: data_path=... takes D4RL's or Minari's files)
     }
     tier_requires = {"full": frozenset({"gpus>=1"})}
+    # the paper's Table 1: three robots x medium and medium-replay (give D4RL's or Minari's files with
+    # data_path=... per job for the paper's own data)
+    sweeps = {"six_datasets": ["env=hopper,halfcheetah,walker2d", "dataset=medium,medium-replay"]}
     default_seeds = {"smoke": 1, "small": 3, "full": 3}
     expected_minutes = {"smoke": 0.5, "small": 14.0}  # 2 cores, once the data are made (README)
     renamed_keys = {"max_sac_steps": "max_learner_steps", "sac_eval_every": "learner_eval_every",
@@ -665,6 +668,29 @@ class DMPCSuite(Suite):
         few = {"steps": 20, "max_steps": 20, "finetune_steps": 20, "distill_steps": 20, "play_episodes": 2,
                "distill_episodes": 2}
         return [f"{k}={min(v, getattr(cfg, k))}" for k, v in few.items()]
+
+    def aggregate(self, runs):
+        """The paper's headline: each agent's D4RL-normalised score averaged over the sweep's datasets (each
+        dataset's seed mean), with a t-interval over the datasets; the paper's 6-dataset means sit beside
+        them only where every dataset is D4RL's own (given by path), else as context."""
+        from runners.claims import mean_ci
+
+        done = [(c, s) for c, s in runs if s["status"] in ("pass", "fail", "inconclusive")]
+        names = [f"{c['env']}-{c['dataset']}" for c, _ in done]
+        d4rl = bool(done) and all(c["data_path"] for c, _ in done)
+        rows = []
+        for metric, paper in (("score_dmpc", 65.98), ("score_mbop", 33.13), ("score_bc", 41.92),
+                              ("score_distilled", 65.08), ("score_dmpc_minus_mbop", 65.98 - 33.13)):
+            values = [s["metrics"].get(metric) for _, s in done]
+            if not values or any(v is None for v in values):
+                continue
+            mean, lo, hi = mean_ci(values)
+            rows.append({"metric": metric, "mean": mean, "ci": None if len(values) < 2 else [lo, hi],
+                         "n": len(values), "unit": "datasets", "datasets": names,
+                         "paper": paper if d4rl else None,
+                         "context": "" if d4rl else f"the paper's 6-dataset mean on D4RL: {paper:g} (this data: "
+                                                    "Gymnasium v5, generated here)"})
+        return rows
 
     def phase_steps(self, cfg):
         """Training steps per model, and control steps per evaluation episode (episodes run side by side)."""

@@ -72,3 +72,33 @@ def test_multirun_submitit_local(harness_env, capsys):
     assert rc == 0, out
     assert len(jobs) == 2
     assert list((harness_env / "sw" / ".submitit").glob("*/*_log.out"))
+
+
+def test_a_named_sweep_runs_its_jobs_and_gives_headline_numbers_over_them(harness_env, capsys):
+    # (the job with mean 2.0 fails toy.mean, whose threshold is 1.0: exit 1)
+    assert main(["run", "toy", "--tier", "smoke", "--sweep", "two_means", "--out", "sw", "--no-publish"]) == 1
+    rows = json.loads((harness_env / "sw" / "aggregate.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["n"] == 2 and rows[0]["unit"] == "means"
+    assert rows[0]["context"] == "true means 1.0, 2.0" and 1.2 < rows[0]["mean"] < 1.8
+    assert "over the sweep's runs" in capsys.readouterr().out
+    assert main(["run", "toy", "--tier", "smoke", "--sweep", "nope"]) == 2
+    assert "unknown sweep 'nope' of suite 'toy'; sweeps: two_means" in capsys.readouterr().err
+
+
+def test_dmpc_headline_is_the_mean_over_datasets_beside_the_papers_only_on_d4rl_data():
+    from suites.dmpc import DMPCSuite
+
+    def run(env, dataset, score, path=""):
+        return ({"env": env, "dataset": dataset, "data_path": path},
+                {"status": "pass", "metrics": {"score_dmpc": score, "score_mbop": score / 2, "score_bc": 40.0,
+                                               "score_distilled": score, "score_dmpc_minus_mbop": score / 2}})
+
+    runs = [run(e, d, 60.0 + i) for i, (e, d) in enumerate((e, d) for e in ("hopper", "halfcheetah", "walker2d")
+                                                          for d in ("medium", "medium-replay"))]
+    rows = {r["metric"]: r for r in DMPCSuite().aggregate(runs)}
+    head = rows["score_dmpc"]
+    assert head["mean"] == 62.5 and head["n"] == 6 and head["unit"] == "datasets" and head["ci"][0] < 62.5 < head["ci"][1]
+    assert head["paper"] is None and "65.98" in head["context"]  # generated data: the paper's number is context
+    d4rl = {r["metric"]: r for r in DMPCSuite().aggregate([run(e, d, 60.0, f"/d4rl/{e}-{d}.hdf5")
+                                                           for e, d in (("hopper", "medium"), ("walker2d", "medium"))])}
+    assert d4rl["score_dmpc"]["paper"] == 65.98 and d4rl["score_dmpc"]["ci"] == [60.0, 60.0]

@@ -21,6 +21,12 @@ def tiny_qwen(path, layers, hidden, seed):
 
 
 @pytest.fixture(scope="module")
+def ssd_cache(tmp_path_factory):
+    """One cache for the tests that run the suite: its tiny byte pair is trained once."""
+    return tmp_path_factory.mktemp("ssd-cache")
+
+
+@pytest.fixture(scope="module")
 def hf_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     return tiny_qwen(root / "target", 2, 64, 0), tiny_qwen(root / "draft", 1, 32, 1)
@@ -146,14 +152,14 @@ def test_gguf_conversion_maps_every_tensor(tmp_path, hf_pair):
     assert torch.allclose(back(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-5)
 
 
-def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatch):
+def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The small tier's Hugging Face path (stdlib prompts, bf16-style tolerance, transformers'
     assisted generation, teacher-forced statistics) with the tiny Qwen2 pair standing in."""
     import json
 
     from runners.cli import main
 
-    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
     rc = main(["run", "ssd", "--tier", "small", "--out", "s", "--no-publish", f"target_path={hf_pair[0].where}",
                f"draft_path={hf_pair[1].where}", "dtype=float32", "prompts=2", "new_tokens=8", "offline_chunks=2",
                "offline_len=24", "offline_fan_outs=[1,2,4]", "sampling_runs=200"])
@@ -176,14 +182,14 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatc
         assert m[f"{mode}_tokens_per_s"] > 0
 
 
-def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, harness_env, monkeypatch):
+def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The full tier's hub-pair path, rehearsed on CPU with the tiny Qwen2 pair given by path in place of
     Llama-3.1-70B / 3.2-1B (stdlib prompts: the paper's sets need the hub)."""
     import json
 
     from runners.cli import main
 
-    monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
+    monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
     stand_in = ["device=cpu", "target_device=cpu", "draft_device=cpu", f"target_path={hf_pair[0].where}",
                 f"draft_path={hf_pair[1].where}", "dtype=float32", "prompt_set=stdlib", "prompts=4", "vllm=false",
                 "new_tokens=8", "k=2", "fan_out=[2,2,2]", "batch_sizes=[2]", "offline_chunks=4", "offline_len=24",

@@ -51,6 +51,16 @@ class ToySuite(Suite):
     )
     invariants = (Invariant("toy.error_nonnegative", "abs_error", "ge", 0.0, source="an absolute value"),)
 
+    sweeps = {"two_means": ["mean=1.0,2.0"]}
+
+    def aggregate(self, runs):
+        from runners.claims import mean_ci
+
+        values = [s["metrics"]["est_mean"] for _, s in runs]
+        mean, lo, hi = mean_ci(values)
+        return [{"metric": "est_mean", "mean": mean, "ci": [lo, hi], "n": len(values), "unit": "means",
+                 "paper": None, "context": "true means " + ", ".join(str(c["mean"]) for c, _ in runs)}]
+
     def rehearsal(self, cfg):
         return [f"n={min(cfg.n, 1000)}"]
 
