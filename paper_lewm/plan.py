@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -47,6 +47,30 @@ def latent_cost(model, z_now: torch.Tensor, z_goal: torch.Tensor, chunk: int = 0
         final = torch.cat([model.rollout(ctx[i:i + step], flat[i:i + step]) for i in range(0, p * s, step)])
         return (final.reshape(p, s, -1) - z_goal.reshape(p, 1, -1)).pow(2).sum(-1)
     return cost
+
+
+def seconds_per_plan(model, frames: torch.Tensor, cfg: CEMConfig, action_dim: int, precision: str,
+                     repeats: int = 1) -> list[float]:
+    """The planning time as the paper measures it: one environment, one CEM plan (the current and the
+    goal frame [2, 1, H, W, 3] encoded, then ``cfg.iterations`` rounds of ``cfg.samples`` candidates),
+    under bf16 autocast or in fp32, after one warm-up plan of two rounds; the wall times of ``repeats``
+    plans, each from the same generator state."""
+    device = frames.device
+
+    def one(c: CEMConfig) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            z = model.encode(frames)
+            cost = latent_cost(model, z[:1], z[1:, 0], c.chunk)
+            cem(cost, 1, action_dim, c, torch.Generator(device=device).manual_seed(0), device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    one(replace(cfg, iterations=min(2, cfg.iterations)))
+    return [one(cfg) for _ in range(repeats)]
 
 
 def oracle_cost(env: TwoRoom, xy: np.ndarray, goal: np.ndarray, unblock) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -164,23 +164,38 @@ def train(cfg: TrainConfig, data: Windows, wrap=iter, checkpoint=None) -> tuple[
     return model.eval(), history
 
 
+def load_cached(path: Path, model: torch.nn.Module, device) -> dict | None:
+    """A cached model's history, its weights loaded into ``model``; None where there is no entry or it does
+    not load (torn, altered, planted: then it is rebuilt, never used). Tensors and plain data only."""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:  # every record against its stored CRC-32 (torch does not check)
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile(f"a record of {path} does not match its checksum")
+        saved = torch.load(path, weights_only=True, map_location=device)
+        model.load_state_dict(saved["state"])
+        return saved["history"]
+    except Exception as exc:
+        print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
+        return None
+
+
+def save_cached(path: Path, model: torch.nn.Module, history: dict) -> None:
+    """A trained model and its history into the cache, whole (concurrent fills: one whole entry wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    torch.save({"state": model.state_dict(), "history": history}, tmp)
+    tmp.replace(path)
+
+
 def cached_train(cfg: TrainConfig, data: Windows, data_key: str, cache: Path, wrap=iter,
                  checkpoint=None) -> tuple[LeWM, dict]:
     path = Path(cache) / f"lewm-{cfg.key(data_key)}.pt"
-    if path.is_file():  # tensors and plain data only (never code); an entry that does not load is rebuilt
-        try:
-            with zipfile.ZipFile(path) as archive:  # every record against its stored CRC-32 (torch does not check)
-                if archive.testzip() is not None:
-                    raise zipfile.BadZipFile(f"a record of {path} does not match its checksum")
-            saved = torch.load(path, weights_only=True, map_location=cfg.device)
-            model = LeWM(cfg.model).to(cfg.device)
-            model.load_state_dict(saved["state"])
-            return model.eval(), saved["history"]
-        except Exception as exc:  # whatever is wrong with it, it is rebuilt, never used
-            print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
+    model = LeWM(cfg.model).to(cfg.device)
+    history = load_cached(path, model, cfg.device)
+    if history is not None:
+        return model.eval(), history
     model, history = train(cfg, data, wrap, checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # concurrent fills: one whole entry wins
-    torch.save({"state": model.state_dict(), "history": history}, tmp)
-    tmp.replace(path)
+    save_cached(path, model, history)
     return model, history

@@ -221,6 +221,8 @@ def compare(summary: dict, base: dict, claims: list | None = None) -> dict:
             row.update(verdict="inconclusive", why="; ".join(problems))
         elif not new and not old:  # e.g. a fit's spread that is infinite every time at this tier
             row.update(why="no finite value in either run")
+        elif metric not in base["samples"]:  # measured now, never before: nothing to regress from
+            row.update(why="new metric (not in the baseline)")
         elif not new or not old:
             row.update(verdict="inconclusive", why="missing on one side")
         elif metric in version and version[metric][0] != version[metric][1]:

@@ -79,27 +79,14 @@ def main(argv: list[str] | None = None) -> int:
                                      "patch_encoder_frozen": sum(p.numel() for p in patch.frozen.parameters()) / 1e6}
     result["tokens_per_frame"] = {"lewm": 1, "patch": patch.tokens}
     ccfg = plan.CEMConfig(samples=samples, iterations=iterations, elites=elites, horizon=5)
-    warm = plan.CEMConfig(samples=samples, iterations=2, elites=elites, horizon=5)
-    frames = torch.randint(0, 255, (2, 1, size, size, 3), dtype=torch.uint8, device=device)
-
-    def one_plan(model, cem_cfg, dtype) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            z = model.encode(frames)  # the current frame and the goal frame
-            cost = plan.latent_cost(model, z[:1], z[1:, 0])
-            plan.cem(cost, 1, 10, cem_cfg, torch.Generator(device=device).manual_seed(0), device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+    frames = torch.randint(0, 255, (2, 1, size, size, 3), dtype=torch.uint8, device=device)  # now, goal
 
     result["paper"] = {"lewm_seconds_per_plan": 0.98, "dino_wm_seconds_per_plan": 47, "ratio": 48}
     for dtype in args.dtypes:
         row = result.setdefault("planning", {}).setdefault(dtype, {})
         for name, model in (("lewm", lewm), ("patch", patch)):
-            row.setdefault("warmup_s", {})[name] = one_plan(model, warm, dtype)
-            times = [one_plan(model, ccfg, dtype) for _ in range(args.repeats if name == "lewm" or args.tiny else 1)]
+            times = plan.seconds_per_plan(model, frames, ccfg, 10, dtype,
+                                          repeats=args.repeats if name == "lewm" or args.tiny else 1)
             row.setdefault("seconds_per_plan", {})[name] = min(times)
             row.setdefault("all_times", {})[name] = times
             save()

@@ -171,3 +171,12 @@ def test_calibration_says_whether_its_runs_had_different_inputs(tmp_path):
     assert json.loads(path.read_text())["calibrated_over_inputs"] is False
     calibrate([dict(r, inputs={"dataset": [f"d{i}"]}) for i, r in enumerate(same)], path)
     assert json.loads(path.read_text())["calibrated_over_inputs"] is True
+
+
+def test_a_new_metric_is_information_but_a_vanished_one_is_not():
+    s, b = summaries({"accuracy": [0.9, 0.9], "plan_latency": [0.5, 0.6]}, {"accuracy": [0.9, 0.9]})
+    result = compare(s, b, CLAIMS)
+    row = next(r for r in result["rows"] if r["metric"] == "plan_latency")
+    assert (row["verdict"], row["why"]) == ("info", "new metric (not in the baseline)") and result["verdict"] == "ok"
+    s, b = summaries({"accuracy": [0.9, 0.9]}, {"accuracy": [0.9, 0.9], "plan_latency": [0.5]})
+    assert compare(s, b, CLAIMS)["verdict"] == "inconclusive"  # measured before, not now

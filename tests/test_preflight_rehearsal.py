@@ -126,7 +126,8 @@ def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     assert main(["run", "lewm", "--tier", "full", "--rehearse", "--out", "r", *scaled]) == 0
     record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
     rows = {r["phase"]: r for r in record["phases"]}
-    assert list(rows) == ["data", "training", "collapse", "planning", "patch_training", "patch_planning", "surprise"]
+    assert list(rows) == ["data", "training", "collapse", "planning", "patch_training", "patch_planning", "plan_latency",
+                          "surprise"]
     assert (rows["training"]["steps_rehearsed"], rows["training"]["steps_real"]) == (60, 210_000)
     assert (rows["patch_planning"]["steps_rehearsed"], rows["patch_planning"]["steps_real"]) == (2, 50)
     assert record["seeds"] == 3 and record["projected_hours"] > 0
