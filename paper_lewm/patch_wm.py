@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from paper_lewm.model import ActionEncoder, ConditionalBlock, ModelConfig, rollout
+from paper_lewm.train import loop_state, restore_loop
 
 
 @dataclass
@@ -88,20 +89,15 @@ def train_patch(model: PatchWM, data, steps: int, batch: int, lr: float, seed: i
     history, t0, start, before = [], time.perf_counter(), 0, 0.0
     device = model.space.device
 
+    resumable = {"model": model, "opt": opt, "sched": sched}
+
     def state(step: int) -> dict:
-        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "history": history, "step": step, "seconds": before + time.perf_counter() - t0}
+        return {**loop_state(resumable, rng, device), "history": history, "step": step,
+                "seconds": before + time.perf_counter() - t0}
 
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        for obj, key in ((model, "model"), (opt, "opt"), (sched, "sched")):
-            obj.load_state_dict(saved[key])
-        rng.bit_generator.state = saved["rng"]
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        restore_loop(saved, resumable, rng, device)
         history, start, before = saved["history"], saved["step"], saved["seconds"]
     model.train()
     model.frozen.eval()

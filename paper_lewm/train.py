@@ -111,6 +111,27 @@ class Windows:
         return self.window(*self.draw(n, rng))
 
 
+def loop_state(parts: dict, rng: np.random.Generator, device: torch.device, gen: torch.Generator | None = None) -> dict:
+    """A training loop's whole state for a checkpoint: its modules' and optimiser's state dicts (``parts``),
+    and every generator the loop draws from (numpy's, its own torch one, torch's global CPU and CUDA ones)."""
+    return {**{k: v.state_dict() for k, v in parts.items()}, "rng": rng.bit_generator.state,
+            "gen": None if gen is None else gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_loop(saved: dict, parts: dict, rng: np.random.Generator, device: torch.device,
+                 gen: torch.Generator | None = None) -> None:
+    """Put ``loop_state``'s state back: the loop goes on as if it had not stopped."""
+    for key, obj in parts.items():
+        obj.load_state_dict(saved[key])
+    rng.bit_generator.state = saved["rng"]
+    if gen is not None:
+        gen.set_state(saved["gen"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], device)
+
+
 def train(cfg: TrainConfig, data: Windows, wrap=iter, checkpoint=None) -> tuple[LeWM, dict]:
     """AdamW with warmup and cosine decay, gradient clipping; returns the model (eval mode) and
     the loss history. ``wrap`` wraps the step iterator (a progress bar). ``checkpoint`` (``load() ->
@@ -129,21 +150,15 @@ def train(cfg: TrainConfig, data: Windows, wrap=iter, checkpoint=None) -> tuple[
     history: dict[str, list] = {"loss": [], "pred_mse": [], "reg": []}
     t0, start, before = time.perf_counter(), 0, 0.0
 
+    resumable = {"model": model, "opt": opt, "sched": sched}
+
     def state(step: int) -> dict:
-        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": rng.bit_generator.state, "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "history": history, "step": step, "seconds": before + time.perf_counter() - t0}
+        return {**loop_state(resumable, rng, device, gen), "history": history, "step": step,
+                "seconds": before + time.perf_counter() - t0}
 
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        for obj, key in ((model, "model"), (opt, "opt"), (sched, "sched")):
-            obj.load_state_dict(saved[key])
-        rng.bit_generator.state = saved["rng"]
-        gen.set_state(saved["gen"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        restore_loop(saved, resumable, rng, device, gen)
         history, start, before = saved["history"], saved["step"], saved["seconds"]
     model.train()
     for step in wrap(range(start, cfg.steps)):

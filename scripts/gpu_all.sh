@@ -21,15 +21,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)"
 
-box() {  # box SECONDS NAME COMMAND...: run COMMAND for at most SECONDS (0: skip), say how it ended
-    local s=$1 name=$2
-    shift 2
-    if [ "$s" -le 0 ]; then echo "== $name: skipped (box 0)"; return; fi
-    echo "== $name: box $s s"
-    local t0=$SECONDS
-    timeout --signal=INT --kill-after=10 "$s" "$@"
-    echo "== $name: exit $? after $((SECONDS - t0)) s"
-}
+. scripts/box.sh
 
 box "$LEWM_S" lewm "$PY" scripts/gpu_lewm.py --out "$OUT"
 # random tiny Qwen2 pair (no model hub there): the CUDA code paths of every mode, not the paper's numbers

@@ -29,19 +29,14 @@ for suite in dmpc infcompute lewm pacbayes ssd; do
     echo "== preflight $suite: exit $?"
 done
 
-box() {  # box SECONDS NAME COMMAND...: run COMMAND for at most SECONDS (0: skip), say how it ended
-    local s=$1 name=$2
-    shift 2
-    if [ "$s" -le 0 ]; then echo "== $name: skipped (box 0)"; return; fi
-    echo "== $name: box $s s"
-    local t0=$SECONDS
-    timeout --signal=INT --kill-after=10 "$s" "$@"
-    echo "== $name: exit $? after $((SECONDS - t0)) s"
-    cp "$WORK/$name/rehearsal.json" "$OUT/$name.rehearsal.json" 2>/dev/null
-    cp "$WORK/$name/seed_0/phases.json" "$OUT/$name.phases.json" 2>/dev/null
+. scripts/box.sh
+rehearse() {  # rehearse SECONDS NAME COMMAND...: box it, then keep its records under OUT
+    box "$@"
+    cp "$WORK/$2/rehearsal.json" "$OUT/$2.rehearsal.json" 2>/dev/null
+    cp "$WORK/$2/seed_0/phases.json" "$OUT/$2.phases.json" 2>/dev/null
 }
 
 # FashionMNIST in place of CIFAR-10 (not reachable without internet): the full tier's recipe on it
-box "$PACBAYES_S" pacbayes "$PY" -m runners.cli run pacbayes --tier full --rehearse --out "$WORK/pacbayes" \
+rehearse "$PACBAYES_S" pacbayes "$PY" -m runners.cli run pacbayes --tier full --rehearse --out "$WORK/pacbayes" \
     "${fm[@]}" bound.dataset=fmnist gp.dataset=fmnist "gp.classes=[0,6]"
-box "$LEWM_S" lewm "$PY" -m runners.cli run lewm --tier full --rehearse --out "$WORK/lewm"
+rehearse "$LEWM_S" lewm "$PY" -m runners.cli run lewm --tier full --rehearse --out "$WORK/lewm"
