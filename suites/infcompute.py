@@ -726,14 +726,10 @@ class InfComputeSuite(Suite):
         with JobPool(cfg.executor, cfg.workers, partial(tr.pool_init, cfg.threads), cfg.executor_options,
                      folder=setup.cache / "jobs") as pool:
             trainer = Trainer(pool, setup.cache)
-            searches = _search(cfg, setup, trainer)
-            laps.done("standard_and_regularized")
-            members = _train_members(cfg, setup, trainer, searches)
-            laps.done("ensemble_training")
-            ensembles = _evaluate_ensembles(cfg, setup, members)
-            laps.done("ensemble_eval")
-            distill = _distill(cfg, setup, trainer, members, ensembles)
-            laps.done("distillation")
+            searches = laps.run("standard_and_regularized", _search, cfg, setup, trainer)
+            members = laps.run("ensemble_training", _train_members, cfg, setup, trainer, searches)
+            ensembles = laps.run("ensemble_eval", _evaluate_ensembles, cfg, setup, members)
+            distill = laps.run("distillation", _distill, cfg, setup, trainer, members, ensembles)
         fits = _fit(cfg, setup, searches, members, ensembles)
         efficiency = _data_efficiency(cfg, searches, fits, ensembles, distill)
         metrics = _metrics(cfg, searches, members, ensembles, distill, fits, efficiency)
