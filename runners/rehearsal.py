@@ -12,7 +12,6 @@ default seeds, and GPU-hours count every GPU the tier requires. No claim is eval
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -26,9 +25,11 @@ REHEARSAL = "rehearsal.json"
 
 def gpu_count(requirements: frozenset[str], device: str) -> int:
     """GPUs a run holds: the ``gpus>=N`` requirement, 1 for ``cuda``, 0 on the CPU."""
+    from runners.runner import GPU_REQUIREMENT
+
     if device.startswith("cpu"):
         return 0
-    counts = [int(m[1]) for r in requirements if (m := re.match(r"^gpus>=(\d+)$", r))]
+    counts = [int(float(m["n"])) for r in requirements if (m := GPU_REQUIREMENT.match(r)) and m["key"] == "gpus"]
     return max(counts, default=1 if requirements & {"cuda", "gpu"} else 0)
 
 

@@ -223,8 +223,9 @@ class PacBayesSuite(Suite):
         sizes = [IMAGES[ds] for ds in (b.dataset, *b.more_datasets)]
         data_bytes = max(4 * (n + n_test) * d_in for n, n_test, d_in, _ in sizes)
         pixels = max(d_in // channels for _, _, d_in, channels in sizes)
-        kept = max(r.hidden * ACTIVATIONS_PER_WIDTH[r.arch] for r in _grid(recipe, b.grid).values())
-        widest = max(r.hidden * (4 if r.arch != "mlp" else 1) for r in _grid(recipe, b.grid).values())
+        searched = _grid(recipe, b.grid).values()
+        kept = max(r.hidden * ACTIVATIONS_PER_WIDTH[r.arch] for r in searched)
+        widest = max(r.hidden * (4 if r.arch != "mlp" else 1) for r in searched)
         activations = 4 * pixels * max(b.batch_size * kept, 8192 * 2 * widest)
         needs.append(preflight.memory("compression bound", cfg.device, data_bytes + activations))
         needs.append(preflight.free_disk("the data cache", cache_root(), 0.5 * (b.dataset != "digits") + 0.1))
