@@ -10,9 +10,13 @@ not mostly embeddings; an optional GPT-2 BPE reads a local `gpt2.tiktoken` vocab
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
+import shutil
+import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ class CorpusSpec:
 
 @dataclass
 class Corpus:
-    train: np.ndarray  # int64 token ids
+    train: np.ndarray  # token ids (int64 in memory, or unsigned memory-mapped from a cache entry)
     val: np.ndarray
     vocab_size: int
     sha256: str
@@ -38,8 +42,12 @@ class Corpus:
     val_files: list[str]
 
 
+def _root(spec: CorpusSpec) -> Path:
+    return Path(sysconfig.get_paths()["stdlib"]) if spec.source == "stdlib" else Path(spec.source)
+
+
 def _files(spec: CorpusSpec) -> tuple[Path, list[Path]]:
-    root = Path(sysconfig.get_paths()["stdlib"]) if spec.source == "stdlib" else Path(spec.source)
+    root = _root(spec)
     if not root.is_dir():
         raise FileNotFoundError(f"corpus directory not found: {root}")
     # top level only for the stdlib: no tests or vendored packages, and stable across patch releases
@@ -96,7 +104,75 @@ def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
     return np.asarray(enc.encode_ordinary(text.decode("utf-8", errors="replace")), dtype=np.int64), enc.n_vocab
 
 
-def load(spec: CorpusSpec) -> Corpus:
+def load(spec: CorpusSpec, cache: str | Path | None = None) -> Corpus:
+    """The corpus ``spec`` names, tokenised. With ``cache``, the token ids are written once to files there
+    (``tokens-<key>/``: ``train.bin`` and ``val.bin``, and ``meta.json`` with their checksums, the text's
+    sha256 and the files read) and every later call, every job of a sweep, memory-maps them instead of
+    reading and tokenising the text again. An entry is used only while the files it was made from keep
+    their sizes and modification times and its token files match their sha256; otherwise it is made again."""
+    if cache is None:
+        return _tokenise(spec)
+    from filelock import FileLock
+
+    entry = Path(cache) / f"tokens-{hashlib.sha256(repr(asdict(spec)).encode()).hexdigest()[:16]}"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{entry}.lock"):  # one job tokenises; the others wait, then map its files
+        found = _open(entry, spec)
+        if found is None:
+            _write(entry, _tokenise(spec), spec)
+            found = _open(entry, spec)
+    return found
+
+
+def _stamps(spec: CorpusSpec, names: list[str]) -> dict[str, list[int]]:
+    """(size, modification time) of the text files and of a tokenizer file."""
+    root = _root(spec)
+    paths = {n: root / n for n in names}
+    if spec.tokenizer != "bytes" and Path(spec.tokenizer).is_file():
+        paths["<tokenizer>"] = Path(spec.tokenizer)
+    return {n: [p.stat().st_size, p.stat().st_mtime_ns] for n, p in paths.items() if p.is_file()}
+
+
+def _write(entry: Path, corpus: Corpus, spec: CorpusSpec) -> None:
+    dtype = np.uint16 if corpus.vocab_size <= 1 << 16 else np.uint32
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.part")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tokens = {}
+    for split in ("train", "val"):
+        ids = getattr(corpus, split).astype(dtype)
+        ids.tofile(tmp / f"{split}.bin")
+        tokens[split] = {"count": len(ids), "dtype": np.dtype(dtype).name,
+                         "sha256": hashlib.sha256(ids.tobytes()).hexdigest()}
+    meta = {"spec": asdict(spec), "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "tokens": tokens,
+            "train_files": corpus.train_files, "val_files": corpus.val_files,
+            "stamps": _stamps(spec, corpus.val_files + corpus.train_files)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(entry, ignore_errors=True)  # a stale or damaged entry (jobs mapping it keep their pages)
+    tmp.rename(entry)
+
+
+def _open(entry: Path, spec: CorpusSpec) -> Corpus | None:
+    """The cached corpus, memory-mapped read-only; None if absent, stale or not matching its checksums."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        if meta["stamps"] != _stamps(spec, meta["val_files"] + meta["train_files"]):
+            print(f"the corpus' files changed since {entry} was made; tokenising again", file=sys.stderr)
+            return None
+        arrays = {}
+        for split, info in meta["tokens"].items():
+            path = entry / f"{split}.bin"
+            with open(path, "rb") as fh:
+                if hashlib.file_digest(fh, "sha256").hexdigest() != info["sha256"]:
+                    print(f"{path} does not match its checksum; tokenising again", file=sys.stderr)
+                    return None
+            arrays[split] = np.memmap(path, dtype=info["dtype"], mode="r", shape=(info["count"],))
+    except (OSError, KeyError, ValueError):
+        return None
+    return Corpus(arrays["train"], arrays["val"], meta["vocab_size"], meta["sha256"], meta["train_files"],
+                  meta["val_files"])
+
+
+def _tokenise(spec: CorpusSpec) -> Corpus:
     root, files = _files(spec)
     val, val_files, nxt = _take(files, 0, spec.val_bytes)
     train, train_files, _ = _take(files, nxt, spec.train_bytes)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -117,10 +118,14 @@ class Decoder(nn.Module):
                 nn.init.normal_(m.weight, std=0.02)
 
     def forward(self, idx: torch.Tensor, caches: list[dict] | None = None, positions: torch.Tensor | None = None,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+                key_mask: torch.Tensor | None = None, *, features: bool = False,
+                checkpoint: bool = False) -> torch.Tensor:
         """Logits [b, t, vocab]. ``caches`` (one dict per block, from ``new_caches``) turns on
         incremental decoding: positions continue after what the caches hold, unless ``positions``
-        [b, t] gives each row's own (with ``key_mask`` hiding the cache slots a row does not use)."""
+        [b, t] gives each row's own (with ``key_mask`` hiding the cache slots a row does not use).
+        ``features``: the final normalised hidden states [b, t, d_model] instead, which ``head`` maps
+        to logits (so a loss can take the vocabulary in chunks). ``checkpoint``: keep only each
+        block's input and recompute its inside in the backward pass (activation checkpointing)."""
         t = idx.shape[1]
         if positions is None:
             pos = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
@@ -133,8 +138,11 @@ class Decoder(nn.Module):
             cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = self.embed(idx)
         for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, None if caches is None else caches[i], key_mask)
-        return self.head(self.norm(x))
+            if checkpoint and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, None, key_mask, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, None if caches is None else caches[i], key_mask)
+        return self.norm(x) if features else self.head(self.norm(x))
 
     def new_caches(self) -> list[dict]:
         return [{} for _ in self.blocks]

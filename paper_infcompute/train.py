@@ -9,6 +9,7 @@ vocabulary).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -23,7 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from paper_infcompute import distributed
 from paper_infcompute.corpus import Corpus, CorpusSpec
+from paper_infcompute.loss import linear_cross_entropy
 from paper_infcompute.model import Decoder, ModelConfig
 
 
@@ -46,6 +49,11 @@ class RunConfig:
     real_data: bool = True
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16 (autocast; parameters stay fp32, as in the paper)
+    # memory: rows per forward/backward pass (gradients accumulate to the batch; 0: the whole batch),
+    # rows of the loss' vocabulary projection at a time (0: all), recompute blocks in the backward pass
+    micro_batch: int = 0
+    loss_chunk: int = 0
+    checkpointing: bool = False
 
     def key(self) -> str:
         """Content hash. Fields added after the first release enter it only when set away from
@@ -58,15 +66,38 @@ class RunConfig:
             del fields["model"]["n_kv_heads"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
+    @classmethod
+    def from_dict(cls, fields: dict) -> RunConfig:
+        """The config ``asdict`` gave (a JSON record of a run)."""
+        return cls(**{**fields, "model": ModelConfig(**fields["model"]), "corpus": CorpusSpec(**fields["corpus"])})
 
-_LATER_FIELDS = {"real_data": True, "device": "cpu", "precision": "fp32"}
+
+_LATER_FIELDS = {"real_data": True, "device": "cpu", "precision": "fp32", "micro_batch": 0, "loss_chunk": 0,
+                 "checkpointing": False}
+
+
+class Windows:
+    """Non-overlapping (seq_len + 1)-token windows with stride seq_len (inputs and targets) over a token
+    array, in memory or memory-mapped: row i is ``tokens[i * seq_len : i * seq_len + seq_len + 1]``.
+    Rows are gathered when indexed (an int64 tensor [rows, seq_len + 1]), so a corpus larger than
+    memory is never copied whole."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int):
+        self.tokens, self.seq_len = tokens, seq_len
+        self.n = max(0, (len(tokens) - 1) // seq_len)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        rows = np.arange(self.n)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        idx = np.arange(self.seq_len + 1)[None, :] + self.seq_len * rows[:, None]
+        return torch.as_tensor(np.asarray(self.tokens[idx], dtype=np.int64))
 
 
 def windows(tokens: np.ndarray, seq_len: int) -> torch.Tensor:
-    """Non-overlapping (seq_len + 1)-token windows with stride seq_len (inputs and targets)."""
-    n = (len(tokens) - 1) // seq_len
-    idx = np.arange(seq_len + 1)[None, :] + seq_len * np.arange(n)[:, None]
-    return torch.as_tensor(tokens[idx], dtype=torch.long)
+    """Every window of ``tokens`` at once (``Windows`` of it, all rows)."""
+    return Windows(tokens, seq_len)[:]
 
 
 def lr_at(step: int, total: int, peak: float, warmup_frac: float) -> float:
@@ -84,16 +115,6 @@ def param_groups(model: Decoder, weight_decay: float) -> list[dict]:
 
 
 @torch.no_grad()
-def token_logprobs(model: Decoder, val: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """log p(token) under the model for every target in the validation windows: [n, T, V] (on the CPU)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [F.log_softmax(model(val[i:i + batch, :-1].to(device)).float(), dim=-1).cpu()
-           for i in range(0, len(val), batch)]
-    return torch.cat(out)
-
-
-@torch.no_grad()
 def mean_nll(model: Decoder, data: torch.Tensor, batch: int = 256) -> float:
     """Mean next-token NLL without keeping the [n, T, V] log-probabilities (large vocabularies)."""
     model.eval()
@@ -107,21 +128,68 @@ def mean_nll(model: Decoder, data: torch.Tensor, batch: int = 256) -> float:
     return total / count
 
 
-def nll(logprobs: torch.Tensor, val: torch.Tensor) -> float:
-    return float(-logprobs.gather(-1, val[:, 1:, None]).mean())
+def micro_batches(rows: int, micro: int, world: int = 1) -> list[slice]:
+    """Row slices of a batch of ``rows``: ``micro``-row micro-batches (0: one), as many as makes a multiple
+    of ``world`` so every rank takes the same number (``parts[rank::world]``); trailing ones may be empty."""
+    count = 1 if micro <= 0 else -(-rows // micro)
+    count = world * -(-count // world)
+    bounds = np.linspace(0, rows, count + 1).round().astype(int) if micro <= 0 else np.minimum(np.arange(count + 1) * micro, rows)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def accumulate(model: Decoder, batch: torch.Tensor, cfg: RunConfig, autocast, rank: int = 0, world: int = 1,
+               ddp=None) -> float:
+    """Backward of the batch's mean next-token loss, one micro-batch at a time: each adds the gradient of
+    its tokens' summed loss over the batch's token count, so the accumulated ``.grad`` equals one pass over
+    the whole batch (to rounding). Over ``world`` ranks (``ddp``: the DistributedDataParallel wrapper, which
+    averages the ranks' gradients once, after the last micro-batch) each rank takes every world-th
+    micro-batch. Returns this rank's share of the loss (the shares sum to the batch's mean loss)."""
+    parts = micro_batches(len(batch), cfg.micro_batch, world)[rank::world]
+    total, shared = batch[:, 1:].numel(), 0.0
+    for j, rows in enumerate(parts):
+        part, weight = batch[rows], 1.0
+        if not len(part):  # a rank without rows in this (short) batch still joins the gradient exchange
+            part, weight = batch[:1], 0.0
+        sync = ddp is None or j == len(parts) - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            # the part's mean x its share of the batch's tokens (exactly 1 for a whole batch on one rank);
+            # x world: the ranks' gradients are averaged, and their sum is the batch's gradient
+            loss = _micro_loss(ddp or model, model, part, cfg, autocast) * (weight * part[:, 1:].numel() * world / total)
+            loss.backward()
+        shared = shared + loss.detach() / world
+    return float(shared)
+
+
+def _micro_loss(forward, model: Decoder, part: torch.Tensor, cfg: RunConfig, autocast) -> torch.Tensor:
+    """The mean next-token loss of one micro-batch. Without a chunked loss or checkpointing it is the
+    plain full-logits cross-entropy, the reference the others are tested against."""
+    inputs, targets = part[:, :-1], part[:, 1:]
+    if not cfg.loss_chunk and not cfg.checkpointing:
+        with autocast:
+            logits = forward(inputs)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    with autocast:
+        hidden = forward(inputs, features=True, checkpoint=cfg.checkpointing)
+        return linear_cross_entropy(hidden, model.head, targets, cfg.loss_chunk) / targets.numel()
 
 
 def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progress=None,
           evaluate: bool = True) -> tuple[Decoder, dict]:
+    """Train one run. Under ``torch.distributed`` (``distributed.init_from_env``) every rank draws the same
+    batches and takes its share of each batch's micro-batches (data parallel, ``DistributedDataParallel``);
+    the result equals one process's to rounding. Metrics: tokens trained, wall time, tokens per second per
+    device, model FLOPs utilisation where the device's peak is known, and the loss curve."""
     if cfg.synth_weight > 0 and synth is None:
         raise ValueError(f"synth_weight={cfg.synth_weight} needs teacher samples ({cfg.synth_key or 'no synth_key'})")
     if not 0 <= cfg.synth_weight < 1:
         raise ValueError(f"synth_weight must be in [0, 1), got {cfg.synth_weight}; use real_data=False for no real rows")
-    device = torch.device(cfg.device)
+    rank, world = distributed.rank_world()
+    device = distributed.local_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = Decoder(cfg.model).to(device)
-    data = windows(corpus.train, cfg.model.seq_len)
-    synth_w = windows(synth, cfg.model.seq_len) if cfg.synth_weight > 0 else None
+    ddp = distributed.data_parallel(model) if world > 1 else None
+    data = Windows(corpus.train, cfg.model.seq_len)
+    synth_w = Windows(synth, cfg.model.seq_len) if cfg.synth_weight > 0 else None
     n_real = max(1, round(cfg.batch_size * (1 - cfg.synth_weight))) if synth_w is not None else cfg.batch_size
     n_synth = cfg.batch_size - n_real if synth_w is not None else 0
     if not cfg.real_data and synth_w is None:
@@ -133,8 +201,8 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
     gen = torch.Generator().manual_seed(10_007 * cfg.seed + 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     model.train()
-    step, t0, tokens = 0, time.perf_counter(), 0
-    epochs = range(cfg.epochs) if progress is None else progress(range(cfg.epochs), "epochs")
+    step, t0, tokens, curve = 0, time.perf_counter(), 0, []
+    epochs = range(cfg.epochs) if progress is None or rank else progress(range(cfg.epochs), "epochs")
     for _ in epochs:
         order = torch.randperm(len(data), generator=gen)
         for i in range(0, len(data), n_real):
@@ -146,25 +214,50 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
             batch = batch.to(device, non_blocking=True)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, cfg.lr, cfg.warmup_frac)
-            with autocast:
-                logits = model(batch[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = accumulate(model, batch, cfg, autocast, rank, world, ddp)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            curve.append(distributed.sum_over_ranks(loss, device) if world > 1 else loss)
             tokens += batch[:, 1:].numel()
             step += 1
     wall = time.perf_counter() - t0
-    metrics = {"steps": step, "tokens": tokens, "train_s": wall, "tokens_per_s": tokens / max(wall, 1e-9),
-               "n_params": model.n_params(), "n_params_total": model.n_params(non_embedding=False)}
+    metrics = {"steps": step, "tokens": tokens, "train_s": wall, "tokens_per_s": tokens / max(wall, 1e-9), "devices": world,
+               "n_params": model.n_params(), "n_params_total": model.n_params(non_embedding=False),
+               **throughput(model, tokens, wall, world, device, cfg.precision), "loss_curve": thin(curve)}
     if evaluate:
-        val = windows(corpus.val, cfg.model.seq_len)
-        metrics["val_loss"] = mean_nll(model, val)
-        metrics["train_loss"] = mean_nll(model, data[: max(len(val), 1024)])  # a fixed slice on large corpora
+        val, rows = windows(corpus.val, cfg.model.seq_len), cfg.micro_batch or 256
+        metrics["val_loss"] = mean_nll(model, val, rows)
+        metrics["train_loss"] = mean_nll(model, data[: max(len(val), 1024)], rows)  # a fixed slice on large corpora
     return model.cpu(), metrics
 
 
+def thin(values: list[float], most: int = 512) -> list[float]:
+    """At most ``most`` evenly spaced values of a per-step series (the last always kept)."""
+    if len(values) <= most:
+        return values
+    idx = np.unique(np.linspace(0, len(values) - 1, most).round().astype(int))
+    return [values[i] for i in idx]
+
+
+# Dense bf16 peak FLOP/s per device, by a substring of its name (vendors' data sheets, SXM parts).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+
+
+def throughput(model: Decoder, tokens: int, wall: float, world: int, device: torch.device, precision: str) -> dict:
+    """Tokens per second per device and model FLOPs utilisation (MFU): 6 N + 12 L d T FLOPs per token
+    (N the parameters that multiply, i.e. all but the input embedding; the attention term of PaLM's
+    appendix B), over the device's dense bf16 peak. Recomputation (checkpointing) does not count; MFU is
+    left out where the peak is unknown (CPUs, fp32 runs, unlisted GPUs)."""
+    per_device = tokens / max(wall, 1e-9) / world
+    out = {"tokens_per_s_per_device": per_device}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    if peak and precision == "bf16":
+        c = model.cfg
+        flops = 6 * (model.n_params(non_embedding=False) - model.embed.weight.numel()) + 12 * c.n_layers * c.d_model * c.seq_len
+        out["mfu"] = flops * per_device / peak
+    return out
 def checked_load(path: Path, **kw):
     """``torch.load`` of tensors and plain data only, after checking every record of the archive
     against the CRC-32 stored beside it (torch's own reader does not: a flipped byte would load)."""
@@ -193,10 +286,12 @@ def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | 
         except Exception as exc:  # whatever is wrong with it, it is rebuilt, never used
             print(f"cache entry {path} does not load ({type(exc).__name__}); training it again", file=sys.stderr)
     model, metrics = train(cfg, corpus, synth, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    torch.save({"state": model.state_dict(), "metrics": metrics, "config": asdict(cfg)}, tmp)
-    tmp.replace(path)
+    if distributed.rank_world()[0] == 0:  # data-parallel ranks hold one model: the first writes it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        torch.save({"state": model.state_dict(), "metrics": metrics, "config": asdict(cfg)}, tmp)
+        tmp.replace(path)
+    distributed.barrier()
     return model, {**metrics, "cached": False}
 
 
@@ -246,10 +341,12 @@ def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
     from paper_infcompute.corpus import load
 
     cfg, spec, cache = args
-    _, metrics = cached_run(cfg, load(spec), Path(cache), _synth_of(cfg, Path(cache)))
+    distributed.init_from_env(cfg.device)
+    _, metrics = cached_run(cfg, load(spec, cache), Path(cache), _synth_of(cfg, Path(cache)))
     return metrics
 
 
 def load_model(cfg: RunConfig, corpus: Corpus, cache: Path) -> Decoder:
+    """The run's model (trained now if it is not in the cache) on the device it was trained for."""
     synth = _synth_of(cfg, cache)
-    return cached_run(cfg, corpus, cache, synth)[0]
+    return cached_run(cfg, corpus, cache, synth)[0].to(distributed.local_device(cfg.device))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ class JobPool:
         if kind not in KINDS:
             raise ValueError(f"unknown executor {kind!r}; use one of {', '.join(KINDS)}")
         self.kind, self.workers, self.initializer = kind, max(1, int(workers)), initializer
+        self._lock = threading.Lock()
         options = dict(options or {})
         if kind == "inline":
             self._pool = None
@@ -86,9 +88,9 @@ class JobPool:
                 import submitit
             except ImportError as err:
                 raise RuntimeError("executor=submitit needs submitit: pip install 'paperclub[slurm]'") from err
-            self._executor = submitit.AutoExecutor(folder=str(folder), cluster=options.pop("cluster", None))
-            if options:
-                self._executor.update_parameters(**options)
+            self._submitit = (submitit, str(folder), options.pop("cluster", None), options)
+            self._executors: dict[int | None, Any] = {}
+            self._executor = self._executor_for(None)
             # one waiting thread per job in flight; the cluster's scheduler does the real queuing
             self._pool = cf.ThreadPoolExecutor(self.workers)
         else:
@@ -101,7 +103,22 @@ class JobPool:
             self._remote = ray.remote(**options)(_with_init) if options else ray.remote(_with_init)
             self._pool = None
 
-    def submit(self, fn: Callable, arg: Any) -> cf.Future:
+    def _executor_for(self, gpus: int | None):
+        """The submitit executor of jobs with ``gpus`` devices (one task per device: a data-parallel
+        group), made on first use; None: the pool's options as given."""
+        with self._lock:
+            if gpus not in self._executors:
+                submitit, folder, cluster, options = self._submitit
+                executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+                options = options if gpus is None else {**options, "gpus_per_node": gpus, "tasks_per_node": gpus}
+                if options:
+                    executor.update_parameters(**options)
+                self._executors[gpus] = executor
+            return self._executors[gpus]
+
+    def submit(self, fn: Callable, arg: Any, gpus: int | None = None) -> cf.Future:
+        """Run ``fn(arg)``. ``gpus``: the devices the job needs, one task each on a cluster (submitit:
+        ``gpus_per_node`` and ``tasks_per_node``; ray: ``num_gpus``); local pools share what they see."""
         if self.kind == "inline":  # run now; the future is done when it is returned
             fut: cf.Future = cf.Future()
             try:
@@ -114,8 +131,11 @@ class JobPool:
         if self.kind == "process":
             return self._pool.submit(fn, arg)
         if self.kind == "submitit":
-            return self._pool.submit(lambda: self._executor.submit(_with_init, self.initializer, fn, arg).result())
-        return self._remote.remote(self.initializer, fn, arg).future()
+            executor = self._executor_for(gpus)
+            # a job of several tasks (one per device) returns each task's result: the first rank's is the job's
+            return self._pool.submit(lambda: executor.submit(_with_init, self.initializer, fn, arg).results()[0])
+        remote = self._remote if gpus is None else self._remote.options(num_gpus=gpus)
+        return remote.remote(self.initializer, fn, arg).future()
 
     def map(self, fn: Callable, args: Iterable[Any], description: str = "jobs") -> list:
         """Results in the order of ``args``; the progress bar follows jobs as they finish."""

@@ -57,9 +57,9 @@ class Setup:
         from paper_infcompute import corpus as corpus_mod
         from paper_infcompute import train as tr
 
-        corpus = corpus_mod.load(cfg.data)
         cache = cache_root(cfg.cache_dir) / "infcompute"
         cache.mkdir(parents=True, exist_ok=True)
+        corpus = corpus_mod.load(cfg.data, cache)  # tokenised once; every job maps the same files
         setup = cls(cfg, seed, corpus, tr.windows(corpus.val, cfg.seq_len), cache)
         setup.n_params = {d: tr.Decoder(setup.model_cfg(d)).n_params() for d in cfg.sizes}
         return setup
@@ -81,7 +81,8 @@ class Setup:
         c = self.cfg
         return tr.RunConfig(model=self.model_cfg(d), corpus=data or c.data, epochs=epochs,
                             lr=c.lr, weight_decay=wd, batch_size=c.batch_size, seed=RUNS_PER_SEED * self.seed + member,
-                            device=c.device, precision=c.precision, **extra)
+                            device=c.device, precision=c.precision, micro_batch=c.micro_batch, loss_chunk=c.loss_chunk,
+                            checkpointing=c.checkpointing, **extra)
 
 
 def _distill_size(cfg) -> int:
@@ -250,11 +251,11 @@ def _evaluate_ensembles(cfg, setup: Setup, members: Members) -> Ensembles:
     for d in track(cfg.sizes, "ensemble evaluation"):
         best = None
         for name, hp in members.hparams[d].items():
-            lps = [tr.token_logprobs(tr.load_model(c, setup.corpus, setup.cache), setup.val)
-                   for c in members.cfgs[(d, name)]]
+            models = [tr.load_model(c, setup.corpus, setup.cache) for c in members.cfgs[(d, name)]]
+            per_token = ensemble.token_nll(models, setup.val, tuple(curves), batch=cfg.micro_batch or 256)
+            del models
             nlls = members.losses[(d, name)]
-            by_rule = {m: [tr.nll(ensemble.combine(lps[:k], m), setup.val) for k in range(1, cfg.members + 1)]
-                       for m in curves}
+            by_rule = {m: [float(k_nll.mean()) for k_nll in per_token[m]] for m in curves}
             gains += [float(np.mean(nlls)) - c[-1] for c in by_rule.values()]
             candidates[f"d{d}_{name}"] = {"hparams": hp, "member_losses": nlls, **by_rule}
             if best is None or by_rule[cfg.combine][-1] < best[1][cfg.combine][-1]:
@@ -533,6 +534,12 @@ class InfComputeConfig(SuiteConfig):
     paper_shapes: bool = False  # layers / heads / kv heads / MLP width from PAPER_SHAPES by d_model
     lr: float = 3e-3
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 parameters: the paper's policy)
+    # memory per device (paper_infcompute.train.RunConfig): rows per forward/backward pass, gradients
+    # accumulated to batch_size (0: the whole batch; also the evaluation's rows per pass), rows of the loss'
+    # vocabulary projection at a time (0: all), activation checkpointing
+    micro_batch: int = 0
+    loss_chunk: int = 0
+    checkpointing: bool = False
     sizes: list[int] = field(default_factory=lambda: [24, 48, 64, 96])  # d_model
     standard_wd: float = 0.1
     standard_epochs: list[int] = field(default_factory=lambda: [8, 16, 32, 64])  # grid of its epoch search
