@@ -4,7 +4,8 @@ Files are selected deterministically (sorted relative paths, shuffled with a fix
 validation takes whole files first, training the next files, so the two never share a
 file. The exact bytes are fingerprinted (sha256) so every result names the data it saw.
 Tokens are bytes by default (vocabulary 256), so "parameters" are transformer weights and
-not mostly embeddings; an optional GPT-2 BPE reads a local `gpt2.tiktoken` vocabulary file.
+not mostly embeddings; GPT-2's BPE reads a local `gpt2.tiktoken` vocabulary file, and any Hugging
+Face `tokenizer.json` (the paper's Llama 3, GPT-2's) is read from a path or the hub.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class CorpusSpec:
     train_bytes: int = 25_000
     val_bytes: int = 32_000
     seed: int = 0
-    tokenizer: str = "bytes"  # "bytes" or a path to a gpt2.tiktoken vocabulary file
+    # "bytes", a local gpt2.tiktoken file, a tokenizer.json (or its directory, or a hub id: LLAMA3, GPT2), or
+    # "auto" (resolve_tokenizer: Llama 3 where there is access, GPT-2 otherwise)
+    tokenizer: str = "bytes"
 
 
 @dataclass
@@ -87,21 +90,90 @@ def _take(files: list[Path], start: int, budget: int) -> tuple[bytes, list[Path]
     return b"".join(out), used, i
 
 
-def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
-    if tokenizer == "bytes":
-        return np.frombuffer(text, dtype=np.uint8).astype(np.int64), 256
-    path = Path(tokenizer)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer vocabulary not found: {path} (use tokenizer=bytes, or a local "
-                                "gpt2.tiktoken file, e.g. from the openai-whisper source distribution)")
+# The paper's tokenizer (Llama 3, vocabulary 128,256; gated on the Hugging Face hub) and the public fallback.
+LLAMA3 = "meta-llama/Meta-Llama-3-8B"
+GPT2 = "openai-community/gpt2"
+
+
+def resolve_tokenizer(name: str) -> str:
+    """``auto``: the paper's Llama-3 tokenizer where it is here (the hub cache) or a hub token is set, GPT-2's
+    (public) otherwise; any other name as given. Runs key their caches on the resolved name."""
+    if name != "auto":
+        return name
+    from huggingface_hub import get_token, try_to_load_from_cache
+
+    have = isinstance(try_to_load_from_cache(LLAMA3, "tokenizer.json"), str)
+    return LLAMA3 if have or get_token() else GPT2
+
+
+def _tokenizer_json(name: str) -> Path:
+    """A local ``tokenizer.json`` for ``name``: the file, a directory holding it, or a hub repository id
+    (fetched once into the hub cache; gated repositories need a token with access)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if path.is_file():
+        return path
+    if path.is_absolute() or name.startswith(".") or name.count("/") != 1:
+        raise FileNotFoundError(f"tokenizer not found: {name} (use bytes, a gpt2.tiktoken file, a tokenizer.json, "
+                                f"a directory holding one, or a hub id such as {GPT2} or {LLAMA3})")
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(name, "tokenizer.json"))
+
+
+def _gpt2_tiktoken(path: Path):
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
-    enc = tiktoken.Encoding(
+    return tiktoken.Encoding(
         name="gpt2-local", mergeable_ranks=load_tiktoken_bpe(str(path)),
         pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
         special_tokens={"<|endoftext|>": 50256})
-    return np.asarray(enc.encode_ordinary(text.decode("utf-8", errors="replace")), dtype=np.int64), enc.n_vocab
+
+
+def vocab_size(tokenizer: str) -> int:
+    """The vocabulary of a tokenizer (special tokens included), without tokenising anything."""
+    if tokenizer == "bytes":
+        return 256
+    if tokenizer.endswith(".tiktoken"):
+        return _gpt2_tiktoken(Path(tokenizer)).n_vocab
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(_tokenizer_json(tokenizer))).get_vocab_size(with_added_tokens=True)
+
+
+def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
+    """Token ids and the vocabulary size: bytes; GPT-2's BPE from a local ``gpt2.tiktoken``; or any
+    Hugging Face ``tokenizer.json`` (``_tokenizer_json``), without special tokens, over chunks of the
+    text split after blank lines and encoded in parallel."""
+    if tokenizer == "bytes":
+        return np.frombuffer(text, dtype=np.uint8).astype(np.int64), 256
+    if tokenizer.endswith(".tiktoken"):
+        path = Path(tokenizer)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer vocabulary not found: {path} (use tokenizer=bytes, or a local "
+                                    "gpt2.tiktoken file, e.g. from the openai-whisper source distribution)")
+        enc = _gpt2_tiktoken(path)
+        return np.asarray(enc.encode_ordinary(text.decode("utf-8", errors="replace")), dtype=np.int64), enc.n_vocab
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(_tokenizer_json(tokenizer)))
+    pieces = _chunks(text.decode("utf-8", errors="replace"))
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in tok.encode_batch(pieces, add_special_tokens=False)]
+    return (np.concatenate(ids) if ids else np.zeros(0, np.int64)), tok.get_vocab_size(with_added_tokens=True)
+
+
+def _chunks(text: str, size: int = 1 << 20) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, each ending after a blank line where there is one."""
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        cut = text.rfind("\n\n", start, end) + 2 if end < len(text) else end
+        end = cut if cut > start + 1 else end
+        out.append(text[start:end])
+        start = end
+    return out
 
 
 def load(spec: CorpusSpec, cache: str | Path | None = None) -> Corpus:

@@ -28,6 +28,7 @@ from paper_infcompute import distributed
 from paper_infcompute.corpus import Corpus, CorpusSpec
 from paper_infcompute.loss import linear_cross_entropy
 from paper_infcompute.model import Decoder, ModelConfig
+from paper_infcompute.sample import load_samples, sample, save_shard, shard_dir
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,27 @@ _LATER_FIELDS = {"real_data": True, "device": "cpu", "precision": "fp32", "micro
 
 class Windows:
     """Non-overlapping (seq_len + 1)-token windows with stride seq_len (inputs and targets) over a token
-    array, in memory or memory-mapped: row i is ``tokens[i * seq_len : i * seq_len + seq_len + 1]``.
-    Rows are gathered when indexed (an int64 tensor [rows, seq_len + 1]), so a corpus larger than
-    memory is never copied whole."""
+    array, in memory or memory-mapped: row i is ``tokens[i * seq_len : i * seq_len + seq_len + 1]``; over a
+    list of arrays (shards), each shard's windows in turn (none crosses a shard's end). Rows are gathered
+    when indexed (an int64 tensor [rows, seq_len + 1]), so data larger than memory are never copied whole."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int):
-        self.tokens, self.seq_len = tokens, seq_len
-        self.n = max(0, (len(tokens) - 1) // seq_len)
+    def __init__(self, tokens: np.ndarray | list[np.ndarray], seq_len: int):
+        self.parts, self.seq_len = tokens if isinstance(tokens, list) else [tokens], seq_len
+        self.starts = np.cumsum([0] + [max(0, (len(p) - 1) // seq_len) for p in self.parts])
+        self.n = int(self.starts[-1])
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, rows) -> torch.Tensor:
         rows = np.arange(self.n)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
-        idx = np.arange(self.seq_len + 1)[None, :] + self.seq_len * rows[:, None]
-        return torch.as_tensor(np.asarray(self.tokens[idx], dtype=np.int64))
+        out = np.empty((len(rows), self.seq_len + 1), dtype=np.int64)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        offsets = np.arange(self.seq_len + 1)[None, :]
+        for p in np.unique(part):
+            pick = part == p
+            out[pick] = self.parts[p][offsets + self.seq_len * (rows[pick] - self.starts[p])[:, None]]
+        return torch.from_numpy(out)
 
 
 def windows(tokens: np.ndarray, seq_len: int) -> torch.Tensor:
@@ -173,7 +180,7 @@ def _micro_loss(forward, model: Decoder, part: torch.Tensor, cfg: RunConfig, aut
         return linear_cross_entropy(hidden, model.head, targets, cfg.loss_chunk) / targets.numel()
 
 
-def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progress=None,
+def train(cfg: RunConfig, corpus: Corpus, synth: list[np.ndarray] | None = None, progress=None,
           evaluate: bool = True) -> tuple[Decoder, dict]:
     """Train one run. Under ``torch.distributed`` (``distributed.init_from_env``) every rank draws the same
     batches and takes its share of each batch's micro-batches (data parallel, ``DistributedDataParallel``);
@@ -223,7 +230,7 @@ def train(cfg: RunConfig, corpus: Corpus, synth: np.ndarray | None = None, progr
             step += 1
     wall = time.perf_counter() - t0
     metrics = {"steps": step, "tokens": tokens, "train_s": wall, "tokens_per_s": tokens / max(wall, 1e-9), "devices": world,
-               "n_params": model.n_params(), "n_params_total": model.n_params(non_embedding=False),
+               "d_model": cfg.model.d_model, "n_params": model.n_params(), "n_params_total": model.n_params(non_embedding=False),
                **throughput(model, tokens, wall, world, device, cfg.precision), "loss_curve": thin(curve)}
     if evaluate:
         val, rows = windows(corpus.val, cfg.model.seq_len), cfg.micro_batch or 256
@@ -268,7 +275,7 @@ def checked_load(path: Path, **kw):
     return torch.load(path, weights_only=True, **kw)
 
 
-def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: np.ndarray | None = None,
+def cached_run(cfg: RunConfig, corpus: Corpus, cache: Path, synth: list[np.ndarray] | None = None,
                progress=None) -> tuple[Decoder, dict]:
     """Train, or load the finished run with the same config hash (sweeps resume for free).
 
@@ -300,50 +307,40 @@ def pool_init(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def synth_path(cache: Path, key: str) -> Path:
-    return Path(cache) / f"synth-{key}.npz"
-
-
-def load_synth(cache: Path, key: str) -> np.ndarray | None:
-    """Teacher samples cached under ``key``, or None when there are none or they do not read whole
-    (said in one line). The archive's CRC-32s are checked on reading, and object arrays are refused."""
-    path = synth_path(cache, key)
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as archive:
-            return archive["tokens"]
-    except Exception as exc:  # whatever is wrong with it, it is sampled again, never used
-        print(f"cache entry {path} does not load ({type(exc).__name__}); sampling it again", file=sys.stderr)
-        return None
-
-
-def save_synth(cache: Path, key: str, tokens: np.ndarray) -> None:
-    path = synth_path(cache, key)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, tokens=tokens)
-    tmp.replace(path)
-
-
-def _synth_of(cfg: RunConfig, cache: Path) -> np.ndarray | None:
+def _synth_of(cfg: RunConfig, cache: Path) -> list[np.ndarray] | None:
     if not cfg.synth_key:
         return None
-    synth = load_synth(cache, cfg.synth_key)
+    synth = load_samples(cache, cfg.synth_key)
     if synth is None:
-        raise FileNotFoundError(f"teacher samples {synth_path(cache, cfg.synth_key)} are missing or damaged")
+        raise FileNotFoundError(f"teacher samples {shard_dir(cache, cfg.synth_key)} are missing or damaged")
     return synth
 
 
 def train_job(args: tuple[RunConfig, CorpusSpec, str]) -> dict:
     """Picklable job (process pool, submitit, ray): train (or load) one run and return its metrics.
-    Teacher samples named by ``cfg.synth_key`` are read from the cache directory."""
+    Teacher samples named by ``cfg.synth_key`` are read from the cache directory (``sample.load_samples``)."""
     from paper_infcompute.corpus import load
 
     cfg, spec, cache = args
     distributed.init_from_env(cfg.device)
     _, metrics = cached_run(cfg, load(spec, cache), Path(cache), _synth_of(cfg, Path(cache)))
     return metrics
+
+
+def sample_job(args: tuple) -> dict:
+    """Picklable job: shard ``index`` of the samples under ``key``: ``n_tokens`` tokens from the ensemble
+    of the runs ``teachers`` (trained, or loaded from the cache, on their device), in ``streams``
+    parallel streams from ``seed``; returns the shard's record (``sample.save_shard``)."""
+    from paper_infcompute.corpus import load
+
+    teachers, spec, cache, key, index, n_tokens, seed, streams = args
+    corpus = load(spec, cache)
+    unigram = np.bincount(corpus.train, minlength=corpus.vocab_size) / len(corpus.train)
+    models = [load_model(c, corpus, Path(cache)) for c in teachers]
+    first = teachers[0]
+    tokens = sample(models, n_tokens, first.model.seq_len, unigram, seed=seed, streams=streams,
+                    device=str(distributed.local_device(first.device)), precision=first.precision)
+    return save_shard(Path(cache), key, index, tokens, corpus.vocab_size)
 
 
 def load_model(cfg: RunConfig, corpus: Corpus, cache: Path) -> Decoder:

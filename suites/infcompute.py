@@ -33,6 +33,7 @@ PAPER = "Kim et al. 2025 (arXiv 2509.14786v1)"
 RUNS_PER_SEED = 1000
 STUDENT_MEMBER = 500
 SAMPLES_MEMBER = 7
+SHARD_SEEDS = 1_000_003  # shard i of a teacher's samples draws from seed + SHARD_SEEDS i
 
 # The paper's model shapes (levanter LlamaConfig presets, seq len 4096), by d_model:
 # name, layers, heads, key/value heads, MLP width.
@@ -65,14 +66,7 @@ class Setup:
         return setup
 
     def model_cfg(self, d: int):
-        from paper_infcompute.model import ModelConfig
-
-        if self.cfg.paper_shapes:
-            _, layers, heads, kv, ff = PAPER_SHAPES[d]
-        else:
-            layers, heads, kv, ff = self.cfg.n_layers, max(2, d // 16), 0, 0
-        return ModelConfig(vocab_size=self.corpus.vocab_size, d_model=d, n_layers=layers, n_heads=heads,
-                           n_kv_heads=kv, d_ff=ff, seq_len=self.cfg.seq_len)
+        return model_cfg(self.cfg, d, self.corpus.vocab_size)
 
     def run_cfg(self, d: int, epochs: int, wd: float, member: int = 0, data=None, **extra):
         """A training run at width ``d``; ``member`` picks its init seed and data order (0: the searches')."""
@@ -85,6 +79,82 @@ class Setup:
                             checkpointing=c.checkpointing, **extra)
 
 
+def model_cfg(cfg, d: int, vocab: int):
+    """The model of width ``d``: the paper's shape of that width, or the suite's layers and heads."""
+    from paper_infcompute.model import ModelConfig
+
+    if cfg.paper_shapes:
+        _, layers, heads, kv, ff = PAPER_SHAPES[d]
+    else:
+        layers, heads, kv, ff = cfg.n_layers, max(2, d // 16), 0, 0
+    return ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, d_ff=ff,
+                       seq_len=cfg.seq_len)
+
+
+def _vocab(tokenizer: str) -> int:
+    """The vocabulary of a tokenizer for the estimates: known ones by name, others read (the paper's 128,256
+    where the file cannot be read: its need is reported on its own)."""
+    from paper_infcompute import corpus as corpus_mod
+
+    known = {"bytes": 256, corpus_mod.LLAMA3: 128_256, corpus_mod.GPT2: 50_257}
+    if tokenizer in known:
+        return known[tokenizer]
+    try:
+        return corpus_mod.vocab_size(tokenizer)
+    except (OSError, ValueError, ImportError):
+        return 128_256
+
+
+def _n_params(model) -> int:
+    """Every parameter of a model config, counted on the meta device (nothing is allocated)."""
+    import torch
+
+    from paper_infcompute.model import Decoder
+
+    with torch.device("meta"):
+        return Decoder(model).n_params(non_embedding=False)
+
+
+# Training keeps, per parameter: fp32 weights 4, gradients 4, AdamW moments 8, and the bf16 copies autocast
+# makes of the weights for a pass 2 bytes.
+TRAIN_BYTES_PER_PARAM = 18
+
+
+def _memory(cfg, vocab: int) -> dict[str, float]:
+    """Each phase's peak bytes per device, the largest over the widths it trains or evaluates.
+
+    Training (data parallel: every device holds the whole model and optimizer): ``TRAIN_BYTES_PER_PARAM``
+    per parameter; one micro-batch's activations kept for the backward pass, each layer's
+    (``preflight.transformer_activation_bytes``; a GPU's fused attention keeps no T x T matrix), or with
+    checkpointing each layer's fp32 input plus one layer's while it is recomputed; and the loss over one
+    chunk of rows (or the micro-batch): logits, their fp32 copy and its gradient. Evaluation
+    (``ensemble.token_nll``): K fp32 models and, for ``_eval_rows`` windows, K members' fp32
+    log-probabilities and the stack their combination makes. Sampling (``sample.sample``): K fp32 models
+    and their key/value caches for every stream."""
+    from runners.preflight import transformer_activation_bytes
+
+    width = 2 if cfg.precision == "bf16" else 4
+    micro = cfg.micro_batch or cfg.batch_size
+    peaks = {"training": 0.0, "ensemble_eval": 0.0}
+    for d in cfg.sizes:
+        m = model_cfg(cfg, d, vocab)
+        rows, params = micro * m.seq_len, _n_params(m)
+        layer = transformer_activation_bytes(micro, m.seq_len, d, 1, m.n_heads, width, m.ff / d, flash=cfg.device != "cpu")
+        kept = m.n_layers * rows * d * 4 + layer if cfg.checkpointing else m.n_layers * layer
+        loss_rows = min(cfg.loss_chunk, rows) if cfg.loss_chunk > 0 else rows
+        peaks["training"] = max(peaks["training"], TRAIN_BYTES_PER_PARAM * params + kept + loss_rows * vocab * (width + 8))
+        peaks["ensemble_eval"] = max(peaks["ensemble_eval"], cfg.members * 4 * params
+                                     + (2 * cfg.members + 2) * _eval_rows(cfg) * m.seq_len * vocab * 4)
+    m = model_cfg(cfg, _distill_size(cfg), vocab)
+    kv = 2 * m.n_layers * cfg.sample_streams * (m.seq_len + 1) * (m.n_kv_heads or m.n_heads) * (m.d_model // m.n_heads)
+    peaks["distillation_sampling"] = cfg.members * (4 * _n_params(m) + width * kv) + 2 * cfg.sample_streams * vocab * 4
+    return peaks
+
+
+def _eval_rows(cfg) -> int:
+    return cfg.eval_batch or cfg.micro_batch or 256
+
+
 def _distill_size(cfg) -> int:
     """The width distillation works at: the second (the paper's 300M), or the only one."""
     return cfg.sizes[1] if len(cfg.sizes) > 1 else cfg.sizes[0]
@@ -92,10 +162,11 @@ def _distill_size(cfg) -> int:
 
 class Trainer:
     """Training runs through one job pool: each distinct config trains once however many phases (and
-    threads) ask for it (``submit``), or a list of configs at once (``losses``); results are cached."""
+    threads) ask for it (``submit``), or a list of configs at once (``losses``); results are cached. A
+    run of width d asks the pool for ``gpus[d]`` devices (data parallel), the pool's default otherwise."""
 
-    def __init__(self, pool, cache: Path):
-        self.pool, self.cache = pool, cache
+    def __init__(self, pool, cache: Path, gpus: dict[int, int] | None = None):
+        self.pool, self.cache, self.gpus = pool, cache, gpus or {}
         self._inflight, self._lock = {}, threading.Lock()
 
     def submit(self, c):
@@ -103,13 +174,32 @@ class Trainer:
 
         with self._lock:
             if c.key() not in self._inflight:
-                self._inflight[c.key()] = self.pool.submit(tr.train_job, (c, c.corpus, str(self.cache)))
+                self._inflight[c.key()] = self.pool.submit(tr.train_job, (c, c.corpus, str(self.cache)),
+                                                           gpus=self.gpus.get(c.model.d_model))
             return self._inflight[c.key()]
 
     def losses(self, cfgs: list, what: str) -> list[float]:
-        from paper_infcompute import train as tr
+        from concurrent.futures import as_completed
 
-        return [m["val_loss"] for m in self.pool.map(tr.train_job, [(c, c.corpus, str(self.cache)) for c in cfgs], what)]
+        futures = [self.submit(c) for c in cfgs]
+        for _ in track(as_completed(set(futures)), what, total=len(set(futures))):
+            pass
+        return [f.result()["val_loss"] for f in futures]
+
+    def throughput(self) -> dict[str, dict]:
+        """Per width, over the runs trained by this sweep (not loaded from the cache): their count, devices
+        per run, and the median tokens per second per device and model FLOPs utilisation."""
+        import numpy as np
+
+        by_width: dict[int, list[dict]] = {}
+        for f in self._inflight.values():
+            m = f.result() if f.done() and f.exception() is None else {}
+            if "tokens_per_s_per_device" in m and not m.get("cached"):
+                by_width.setdefault(m["d_model"], []).append(m)
+        return {f"d{d}": {"runs": len(ms), "devices": max(m["devices"] for m in ms),
+                          "tokens_per_s_per_device": float(np.median([m["tokens_per_s_per_device"] for m in ms])),
+                          "mfu": float(np.median([m["mfu"] for m in ms])) if all("mfu" in m for m in ms) else None}
+                for d, ms in sorted(by_width.items())}
 
 
 @dataclass
@@ -184,6 +274,16 @@ def _check(cfg) -> None:
         raise ValueError(f"data_sizes {cfg.data_sizes} must include data.train_bytes={cfg.data.train_bytes}")
     if cfg.paper_shapes and set(cfg.sizes) - set(PAPER_SHAPES):
         raise ValueError(f"paper_shapes: sizes must be among {sorted(PAPER_SHAPES)}, got {cfg.sizes}")
+    if cfg.gpus_per_size and len(cfg.gpus_per_size) != len(cfg.sizes):
+        raise ValueError(f"gpus_per_size {cfg.gpus_per_size} must give one device count per size {cfg.sizes}")
+
+
+def _resolved(cfg):
+    """The config with its tokenizer named as it will be used (``auto`` resolved): the runs' cache keys
+    and the report name the tokenizer that made the tokens."""
+    from paper_infcompute.corpus import resolve_tokenizer
+
+    return replace(cfg, data=replace(cfg.data, tokenizer=resolve_tokenizer(cfg.data.tokenizer)))
 
 
 def _search(cfg, setup: Setup, trainer: Trainer) -> Searches:
@@ -252,7 +352,7 @@ def _evaluate_ensembles(cfg, setup: Setup, members: Members) -> Ensembles:
         best = None
         for name, hp in members.hparams[d].items():
             models = [tr.load_model(c, setup.corpus, setup.cache) for c in members.cfgs[(d, name)]]
-            per_token = ensemble.token_nll(models, setup.val, tuple(curves), batch=cfg.micro_batch or 256)
+            per_token = ensemble.token_nll(models, setup.val, tuple(curves), batch=_eval_rows(cfg))
             del models
             nlls = members.losses[(d, name)]
             by_rule = {m: [float(k_nll.mean()) for k_nll in per_token[m]] for m in curves}
@@ -266,26 +366,32 @@ def _evaluate_ensembles(cfg, setup: Setup, members: Members) -> Ensembles:
     return Ensembles(curves, chosen, candidates, gains)
 
 
+def _shards(cfg) -> list[int]:
+    """Tokens per sampling job: ``distill_tokens`` in shards of ``sample_shard_tokens`` (0: one shard)."""
+    size = cfg.sample_shard_tokens or cfg.distill_tokens
+    return [min(size, cfg.distill_tokens - start) for start in range(0, cfg.distill_tokens, size)]
+
+
 def _distill(cfg, setup: Setup, trainer: Trainer, members: Members, ensembles: Ensembles) -> Distillation:
     """Distillation at the second width (the paper's 300M): students trained on real data plus
     unconditional samples (temperature 1) of the chosen ensemble, or of its first member alone
-    (self-distillation, with and without the real data); ``replicates`` students of each kind."""
-    import numpy as np
+    (self-distillation, with and without the real data); ``replicates`` students of each kind. The
+    samples are drawn by jobs on the sweep's executor, a shard each (``_shards``)."""
 
+    from paper_infcompute import sample
     from paper_infcompute import train as tr
-    from paper_infcompute.sample import sample
 
     ref = _distill_size(cfg)
     teachers = members.cfgs[(ref, ensembles.chosen[ref])]
-    unigram = np.bincount(setup.corpus.train, minlength=setup.corpus.vocab_size) / len(setup.corpus.train)
 
     def samples_from(cfgs):
         key = hashlib.sha256(repr(([c.key() for c in cfgs], cfg.distill_tokens, setup.seed,
                                    setup.corpus.sha256)).encode()).hexdigest()[:20]
-        if tr.load_synth(setup.cache, key) is None:
-            models = [tr.load_model(c, setup.corpus, setup.cache).to(cfg.device) for c in cfgs]
-            tr.save_synth(setup.cache, key, sample(models, cfg.distill_tokens, cfg.seq_len, unigram,
-                                                   seed=RUNS_PER_SEED * setup.seed + SAMPLES_MEMBER, device=cfg.device, progress=track))
+        if sample.load_samples(setup.cache, key) is None:
+            seed = RUNS_PER_SEED * setup.seed + SAMPLES_MEMBER
+            jobs = [(cfgs, cfg.data, str(setup.cache), key, i, n, seed + SHARD_SEEDS * i, cfg.sample_streams)
+                    for i, n in enumerate(_shards(cfg))]
+            sample.finish(setup.cache, key, trainer.pool.map(tr.sample_job, jobs, "sampling teachers (shards)"))
         return key
 
     ens_key, self_key = samples_from(teachers), samples_from(teachers[:1])
@@ -497,14 +603,14 @@ def _series(cfg, setup: Setup, searches: Searches, ensembles: Ensembles, fits: F
 
 
 def _info(cfg, setup: Setup, searches: Searches, members: Members, ensembles: Ensembles, distill: Distillation,
-          fits: Fits, efficiency: dict, laps) -> dict:
+          fits: Fits, efficiency: dict, laps, throughput: dict) -> dict:
     """The seed's record: corpus, sizes, every search's result, the member candidates, fits, data
     efficiency, distillation, and each phase's seconds."""
     corpus = setup.corpus
     return {"corpus_sha256": corpus.sha256, "train_files": corpus.train_files, "val_files": corpus.val_files,
             "train_tokens": len(corpus.train), "time_s": {**{k: round(v, 1) for k, v in laps.items()},
                                                           "total": round(laps.total(), 1)},
-            "n_params": setup.n_params,
+            "n_params": setup.n_params, "training_throughput": throughput,
             "standard_search": {f"data{n}_d{d}": {"epochs": r.best["epochs"], "loss": r.loss, "certified": r.certified,
                                                   "runs": r.runs} for (n, d), r in searches.standard.items()},
             "regularized_search": {d: {"best": r.best, "loss_seed0": r.loss, "certified": r.certified, "runs": r.runs}
@@ -540,6 +646,8 @@ class InfComputeConfig(SuiteConfig):
     micro_batch: int = 0
     loss_chunk: int = 0
     checkpointing: bool = False
+    eval_batch: int = 0  # windows per pass of the ensemble evaluation (0: micro_batch, or 256)
+    gpus_per_size: list[int] = field(default_factory=list)  # devices per training run, by size (data parallel)
     sizes: list[int] = field(default_factory=lambda: [24, 48, 64, 96])  # d_model
     standard_wd: float = 0.1
     standard_epochs: list[int] = field(default_factory=lambda: [8, 16, 32, 64])  # grid of its epoch search
@@ -556,6 +664,8 @@ class InfComputeConfig(SuiteConfig):
     distill_weight: float = 0.75  # fraction of each student batch that is synthetic
     distill_epochs: int = 32  # passes over the real data
     distill_wd: float = 0.1
+    sample_streams: int = 512  # sequences sampled in parallel per job (their key/value caches share a device)
+    sample_shard_tokens: int = 0  # tokens per sampling job (0: one job)
     # independent re-runs (init seed and data order) of the single runs that per-run claims compare: the
     # standard recipe at its largest and best smaller size (standard.overfits), and each distillation
     # student; they are those claims' units
@@ -582,10 +692,14 @@ class InfComputeSuite(Suite):
                   "distill_tokens=20000", "distill_epochs=8", "replicates=1"],
         "small": [],
         # The paper's setup: 150M-1.4B Llama models, ~200M tokens of a real web corpus (DCLM-baseline
-        # JSON-lines shards; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64, bf16, its grids,
-        # one GPU job per training run through submitit (SLURM). `data.source=` must name the shards.
+        # JSON-lines shards; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64 in micro-batches of 4,
+        # bf16, its grids, each training run one submitit (SLURM) job of 1-4 GPUs (data parallel), teacher
+        # samples in 100 jobs of 100M tokens. `data.source=` must name the shards; the tokenizer is Llama 3's
+        # where the hub gives access, GPT-2's otherwise.
         "full": ["device=cuda", "precision=bf16", "paper_shapes=true", "sizes=[512,768,1024,2048]",
-                 "data.source=???", "data.pattern=*.jsonl.gz", "data.tokenizer=???", "data.train_bytes=850000000",
+                 "micro_batch=4", "loss_chunk=4096", "eval_batch=1", "gpus_per_size=[1,1,2,4]",
+                 "sample_streams=64", "sample_shard_tokens=100000000",
+                 "data.source=???", "data.pattern=*.jsonl.gz", "data.tokenizer=auto", "data.train_bytes=850000000",
                  "data.val_bytes=18000000", "data_sizes=[850000000,1700000000,3400000000,6800000000]",
                  "seq_len=4096", "batch_size=64", "standard_epochs=[1,2,4,8,16]", "standard_start_epochs=4",
                  "epochs_grid=[1,2,4,8,16,32,64]", "wd_grid=[0.1,0.2,0.4,0.8,1.6,3.2,6.4]",
@@ -700,24 +814,26 @@ class InfComputeSuite(Suite):
                 "distillation": cfg.distill_tokens + cfg.data.train_bytes}
 
     def preflight(self, cfg):
-        """The corpus and tokenizer, and one training step's peak on the device: the largest model's
-        weights with AdamW and EMA, its activations for a batch of ``seq_len`` tokens, and the
-        logits (bf16 and the fp32 copy for the cross-entropy) of the whole batch."""
+        """The corpus, the tokenizer (a file, or hub access: a token where it is gated), each phase's peak
+        memory per device at the configured micro-batch (``_memory``), and disk for the run cache."""
+        from paper_infcompute import corpus as corpus_mod
         from runners import preflight as pf
 
         needs = [pf.present("the corpus (data.source)", cfg.data.source)] if cfg.data.source != "stdlib" else []
-        if cfg.data.tokenizer not in ("bytes", "gpt2"):
-            needs.append(pf.present("the tokenizer (data.tokenizer)", cfg.data.tokenizer))
-        vocab = 256 if cfg.data.tokenizer == "bytes" else 50_257
-        d = max(cfg.sizes)
-        layers = PAPER_SHAPES[d][1] if cfg.paper_shapes else cfg.n_layers
-        params = 12 * layers * d * d + 2 * vocab * d
-        width_bytes = 2 if cfg.precision == "bf16" else 4
-        activations = pf.transformer_activation_bytes(cfg.batch_size, cfg.seq_len, d, layers, max(1, d // 64),
-                                                      bytes_per_value=width_bytes, flash=cfg.device != "cpu")
-        logits = cfg.batch_size * cfg.seq_len * vocab * (width_bytes + 4)
-        needs.append(pf.memory("standard_and_regularized", cfg.device, pf.training_bytes(params, activations + logits)))
-        needs.append(pf.free_disk("the run cache", cache_root(cfg.cache_dir), 20 * params * len(cfg.sizes) / pf.GB + 1))
+        tokenizer = corpus_mod.resolve_tokenizer(cfg.data.tokenizer)
+        if tokenizer != "bytes" and not Path(tokenizer).expanduser().exists() and tokenizer.count("/") == 1:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = isinstance(try_to_load_from_cache(tokenizer, "tokenizer.json"), str)
+            needs.append(pf.hub_access(tokenizer, cached, gated=tokenizer == corpus_mod.LLAMA3))
+        elif tokenizer != "bytes":
+            needs.append(pf.present("the tokenizer (data.tokenizer)", tokenizer))
+        peaks = _memory(cfg, _vocab(tokenizer))
+        needs += [pf.memory(phase, cfg.device, peak) for phase, peak in peaks.items()]
+        weights = sum(4 * _n_params(model_cfg(cfg, d, _vocab(tokenizer))) for d in cfg.sizes)
+        runs = len(cfg.data_sizes) * len(cfg.standard_epochs) + cfg.max_search_runs + 2 * cfg.members + 3 * cfg.replicates
+        tokens = 4 * (cfg.data.train_bytes + 2 * cfg.distill_tokens)
+        needs.append(pf.free_disk("the run cache", cache_root(cfg.cache_dir), (runs * weights + tokens) / pf.GB + 1))
         return needs
 
     def run(self, cfg: InfComputeConfig, seed: int, out_dir: Path) -> RunResult:
@@ -727,12 +843,13 @@ class InfComputeSuite(Suite):
         from runners.jobs import JobPool
 
         _check(cfg)
+        cfg = _resolved(cfg)
         torch.set_num_threads(cfg.threads)
         setup = Setup.load(cfg, seed)
         laps = Laps()
         with JobPool(cfg.executor, cfg.workers, partial(tr.pool_init, cfg.threads), cfg.executor_options,
                      folder=setup.cache / "jobs") as pool:
-            trainer = Trainer(pool, setup.cache)
+            trainer = Trainer(pool, setup.cache, dict(zip(cfg.sizes, cfg.gpus_per_size, strict=False)))
             searches = laps.run("standard_and_regularized", _search, cfg, setup, trainer)
             members = laps.run("ensemble_training", _train_members, cfg, setup, trainer, searches)
             ensembles = laps.run("ensemble_eval", _evaluate_ensembles, cfg, setup, members)
@@ -743,7 +860,8 @@ class InfComputeSuite(Suite):
         return RunResult(metrics=metrics, series=_series(cfg, setup, searches, ensembles, fits),
                          inconclusive=_doubts(cfg, searches, fits, efficiency, metrics),
                          units=_units(cfg, searches, members, ensembles, distill, fits),
-                         info=_info(cfg, setup, searches, members, ensembles, distill, fits, efficiency, laps))
+                         info=_info(cfg, setup, searches, members, ensembles, distill, fits, efficiency, laps,
+                                    trainer.throughput()))
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):

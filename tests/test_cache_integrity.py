@@ -88,15 +88,21 @@ def test_ssd_tiny_decoder_is_checked_before_it_loads(kind, tmp_path):
 
 
 def test_infcompute_teacher_samples_are_checked_and_sampled_again(tmp_path, capsys):
+    from paper_infcompute import sample
     from paper_infcompute import train as tr
 
-    tokens = np.arange(5000, dtype=np.int64)
-    assert tr.load_synth(tmp_path, "k") is None  # none yet: nothing said
-    tr.save_synth(tmp_path, "k", tokens)
-    np.testing.assert_array_equal(tr.load_synth(tmp_path, "k"), tokens)
-    flip_inside(tr.synth_path(tmp_path, "k"), tokens.tobytes()[8000:8016])
-    assert tr.load_synth(tmp_path, "k") is None
-    assert "does not load (BadZipFile); sampling it again" in capsys.readouterr().err
+    shards = [np.arange(5000, dtype=np.int64), np.arange(70_000, 71_000, dtype=np.int64)]
+    assert sample.load_samples(tmp_path, "k") is None  # none yet: nothing said
+    records = [sample.save_shard(tmp_path, "k", i, t, vocab=128_256) for i, t in enumerate(shards)]
+    assert sample.load_samples(tmp_path, "k") is None  # shards without their index are not samples yet
+    sample.finish(tmp_path, "k", records)
+    loaded = sample.load_samples(tmp_path, "k")
+    assert [x.dtype for x in loaded] == [np.uint32, np.uint32]
+    for got, want in zip(loaded, shards, strict=True):
+        np.testing.assert_array_equal(got, want)
+    flip_inside(sample.shard_dir(tmp_path, "k") / "shard-00000.npy", shards[0].astype(np.uint32).tobytes()[8000:8016])
+    assert sample.load_samples(tmp_path, "k") is None
+    assert "do not match their checksum; sampling them again" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="missing or damaged"):
         tr.load_model(tr.RunConfig(synth_key="k"), None, tmp_path)  # never trained without its samples
 

@@ -68,7 +68,8 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
         "distill_tokens", "distill_epochs", "workers")}
     tiny.update({f"data.{k}": getattr(stand_in.data, k) for k in ("train_bytes", "val_bytes")})
     cfg, _ = compose(InfComputeSuite, "full", [
-        "device=cpu", f"data.source={shards}", "data.tokenizer=bytes", "paper_shapes=false",
+        "device=cpu", f"data.source={shards}", "data.tokenizer=bytes", "paper_shapes=false", "gpus_per_size=[]",
+        "micro_batch=3", "loss_chunk=20", "sample_shard_tokens=1200",
         "executor_options.cluster=debug", *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
     assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.data.pattern == "*.jsonl.gz"
     suite = InfComputeSuite()
@@ -78,6 +79,9 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     assert m["ensemble_gain_min"] >= 0 and m["fits_in_range"] == 1.0
     assert {"distill_retention", "data_efficiency_joint", "self_distill_no_real_margin"} <= set(m)
     assert result.info["distillation"]["synthetic_tokens"] == 2000
+    indexes = sorted((tmp_path / "cache").rglob("synth-*/index.json"))
+    assert len(indexes) == 2  # the ensemble's samples, and its first member's
+    assert all(len(json.loads(i.read_text())["shards"]) == 2 for i in indexes)  # 1200 + 800 tokens, a job each
     figures = suite.figures([result], cfg, tmp_path)
     assert len(figures) == 4 and all(p.stat().st_size > 0 for p in figures)
 
@@ -100,7 +104,7 @@ def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     tiny = {k: getattr(stand_in, k) for k in ("n_layers", "sizes", "seq_len", "batch_size", "standard_epochs",
                                               "standard_start_epochs", "epochs_grid", "wd_grid", "search_start_epochs",
                                               "search_start_wd", "max_search_runs", "members", "distill_epochs")}
-    real = ["device=cpu", "data.source=stdlib", "data.pattern=*.py", "data.tokenizer=bytes", "paper_shapes=false", "data.train_bytes=400000",
+    real = ["device=cpu", "gpus_per_size=[]", "data.source=stdlib", "data.pattern=*.py", "data.tokenizer=bytes", "paper_shapes=false", "data.train_bytes=400000",
             "data.val_bytes=4000", "data_sizes=[100000,200000,400000]", "distill_tokens=400000", "replicates=1",
             *(f"{k}={json.dumps(v)}" for k, v in tiny.items())]
     assert main(["run", "infcompute", "--tier", "full", "--rehearse", "--out", "r", *real]) == 0

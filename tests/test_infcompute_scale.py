@@ -82,12 +82,19 @@ def test_micro_batches_cover_the_batch_once_and_split_evenly_over_ranks():
 def test_windows_are_gathered_on_demand_as_before(tmp_path):
     tokens = np.random.default_rng(0).integers(0, 50_000, 1001)
     old_style = torch.as_tensor(tokens[np.arange(17)[None, :] + 16 * np.arange(62)[:, None]], dtype=torch.long)
-    lazy = tr.Windows(np.memmap(tmp_path / "t.bin", dtype=np.uint16, mode="w+", shape=tokens.shape), 16)
-    lazy.tokens[:] = tokens
+    mapped = np.memmap(tmp_path / "t.bin", dtype=np.uint16, mode="w+", shape=tokens.shape)
+    mapped[:] = tokens
+    lazy = tr.Windows(mapped, 16)
     assert len(lazy) == 62 and torch.equal(lazy[:], old_style) and torch.equal(tr.windows(tokens, 16), old_style)
     rows = torch.tensor([5, 0, 61, 5])
     assert torch.equal(lazy[rows], old_style[rows]) and lazy[rows].dtype == torch.long
     assert torch.equal(lazy[3:9], old_style[3:9])
+    # over shards: each shard's windows in turn, none across a shard's end
+    shards = tr.Windows([tokens[:500], tokens[500:]], 16)
+    first, second = tr.windows(tokens[:500], 16), tr.windows(tokens[500:], 16)
+    assert len(shards) == len(first) + len(second) == 31 + 31
+    assert torch.equal(shards[:], torch.cat([first, second]))
+    assert torch.equal(shards[torch.tensor([40, 2, 31, 30])], torch.stack([second[9], first[2], second[0], first[30]]))
 
 
 def test_plain_training_is_unchanged_by_the_memory_options_to_rounding():
@@ -182,3 +189,49 @@ def test_a_two_device_submitit_job_is_one_data_parallel_run(tmp_path, monkeypatc
     _, one = tr.train(cfg, corpus.load(cfg.corpus))
     assert two["devices"] == 2 and one["devices"] == 1
     assert np.allclose(two["loss_curve"], one["loss_curve"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("tokenizer, vocab", [("gpt2", 50_257), ("llama3", 128_256)])
+def test_every_paper_shape_fits_an_80gb_gpu_at_the_full_tiers_micro_batch(tokenizer, vocab):
+    """The preflight's estimate of each phase's peak per device (the largest over the paper's four shapes;
+    distillation at 300M), at the full tier's settings; the same step without micro-batches or a chunked
+    loss does not fit."""
+    from runners.config import compose
+    from suites.infcompute import PAPER_SHAPES, InfComputeSuite, _memory
+
+    cfg, _ = compose(InfComputeSuite, "full", ["data.source=/data/dclm", "data.tokenizer=bytes"])
+    assert cfg.micro_batch and cfg.loss_chunk and cfg.eval_batch and cfg.sizes == list(PAPER_SHAPES)
+    peaks = _memory(cfg, vocab)
+    assert set(peaks) == {"training", "ensemble_eval", "distillation_sampling"}
+    assert max(peaks.values()) < 80e9, {k: round(v / 1e9, 1) for k, v in peaks.items()}
+    for d in PAPER_SHAPES:  # 64 x 4096 tokens at once: the logits alone are tens of GB
+        whole = _memory(replace(cfg, sizes=[d], micro_batch=0, loss_chunk=0), vocab)["training"]
+        assert whole > 80e9, (d, whole / 1e9)
+
+
+def test_a_hugging_face_tokenizer_file_and_the_auto_choice(tmp_path, monkeypatch):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(4):
+        (docs / f"d{i}.txt").write_text(f"the tokenizer reads document {i}.\n\n" * 120)
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train([str(p) for p in docs.iterdir()], trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"]))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    spec = corpus.CorpusSpec(source=str(docs), pattern="*.txt", train_bytes=4000, val_bytes=2000,
+                             tokenizer=str(tmp_path))  # the directory holding tokenizer.json
+    data = corpus.load(spec)
+    assert data.vocab_size == corpus.vocab_size(str(tmp_path)) == tok.get_vocab_size()
+    assert tok.decode(data.train.tolist()) == "".join((docs / f).read_text() for f in data.train_files)[:4000]
+    with pytest.raises(FileNotFoundError, match="tokenizer not found: /no/such/tokenizer.json"):
+        corpus.load(replace(spec, tokenizer="/no/such/tokenizer.json"))
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    assert corpus.resolve_tokenizer("auto") == corpus.GPT2  # no access to the gated Llama 3: GPT-2's
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_token")
+    assert corpus.resolve_tokenizer("auto") == corpus.LLAMA3 and corpus.resolve_tokenizer("bytes") == "bytes"
