@@ -251,19 +251,24 @@ def thin(values: list[float], most: int = 512) -> list[float]:
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
 
 
+def flops_per_token(cfg: ModelConfig) -> float:
+    """Training FLOPs per token: 6 N + 12 L d T, N the parameters that multiply (all but the input
+    embedding), the second term attention's (PaLM, appendix B). Recomputation does not count."""
+    with torch.device("meta"):
+        model = Decoder(cfg)
+    return 6 * (model.n_params(non_embedding=False) - model.embed.weight.numel()) + 12 * cfg.n_layers * cfg.d_model * cfg.seq_len
+
+
 def throughput(model: Decoder, tokens: int, wall: float, world: int, device: torch.device, precision: str) -> dict:
-    """Tokens per second per device and model FLOPs utilisation (MFU): 6 N + 12 L d T FLOPs per token
-    (N the parameters that multiply, i.e. all but the input embedding; the attention term of PaLM's
-    appendix B), over the device's dense bf16 peak. Recomputation (checkpointing) does not count; MFU is
-    left out where the peak is unknown (CPUs, fp32 runs, unlisted GPUs)."""
+    """Tokens per second per device, the FLOPs per token (``flops_per_token``), and model FLOPs utilisation
+    (MFU) over the device's dense bf16 peak, left out where the peak is unknown (CPUs, fp32 runs,
+    unlisted GPUs)."""
     per_device = tokens / max(wall, 1e-9) / world
-    out = {"tokens_per_s_per_device": per_device}
+    out = {"tokens_per_s_per_device": per_device, "flops_per_token": flops_per_token(model.cfg)}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
     if peak and precision == "bf16":
-        c = model.cfg
-        flops = 6 * (model.n_params(non_embedding=False) - model.embed.weight.numel()) + 12 * c.n_layers * c.d_model * c.seq_len
-        out["mfu"] = flops * per_device / peak
+        out["mfu"] = out["flops_per_token"] * per_device / peak
     return out
 def checked_load(path: Path, **kw):
     """``torch.load`` of tensors and plain data only, after checking every record of the archive

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-Tier = Literal["smoke", "small", "full"]
-TIERS: tuple[str, ...] = ("smoke", "small", "full")
+Tier = Literal["smoke", "small", "medium", "full"]
+TIERS: tuple[str, ...] = ("smoke", "small", "medium", "full")
 ClaimStatus = Literal["pass", "fail", "inconclusive", "skipped"]
 Op = Literal["ge", "le", "approx"]
 Rule = Literal["mean", "exact", "rate"]

@@ -14,6 +14,8 @@ an interrupted sweep resumes.
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -86,7 +88,9 @@ def model_cfg(cfg, d: int, vocab: int):
     if cfg.paper_shapes:
         _, layers, heads, kv, ff = PAPER_SHAPES[d]
     else:
-        layers, heads, kv, ff = cfg.n_layers, max(2, d // 16), 0, 0
+        heads = d // cfg.head_dim if cfg.head_dim else max(2, d // 16)
+        ff = 16 * math.ceil(cfg.ff_mult * d / 16) if cfg.ff_mult else 0
+        layers, kv = cfg.n_layers, 0
     return ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv, d_ff=ff,
                        seq_len=cfg.seq_len)
 
@@ -151,6 +155,31 @@ def _memory(cfg, vocab: int) -> dict[str, float]:
     return peaks
 
 
+PAPER_TOKENS_PER_EPOCH = 800 * 64 * 4096  # the paper's 200M-token budget: 800 batches of 64 x 4096
+
+
+def _projection(cfg, trained_flops: float, seconds: float) -> dict | None:
+    """The paper's runs at the rate this sweep achieved: GPU-hours per epoch over the paper's 200M tokens for
+    each of its four shapes (context 4096, the full tier's tokenizer), at the FLOP/s per device of this
+    sweep's searches and ensemble members (the FLOPs of every run they trained over their wall time and
+    the visible GPUs). The paper's larger shapes usually reach a higher utilisation than small models, so
+    these hours are likely overestimates. None off a GPU, or with a cluster executor (whose wall time is
+    not device time)."""
+    if not cfg.device.startswith("cuda") or cfg.executor not in ("process", "inline") or min(seconds, trained_flops) <= 0:
+        return None
+    import torch
+
+    from paper_infcompute.corpus import resolve_tokenizer
+    from paper_infcompute.train import flops_per_token
+
+    rate = trained_flops / seconds / max(1, torch.cuda.device_count())
+    vocab = _vocab(resolve_tokenizer("auto"))
+    paper = replace(cfg, paper_shapes=True, seq_len=4096)
+    hours = {name: flops_per_token(model_cfg(paper, d, vocab)) * PAPER_TOKENS_PER_EPOCH / rate / 3600
+             for d, (name, *_) in PAPER_SHAPES.items()}
+    return {"flops_per_s_per_device": rate, "vocab": vocab, "gpu_hours_per_epoch": hours}
+
+
 def _eval_rows(cfg) -> int:
     return cfg.eval_batch or cfg.micro_batch or 256
 
@@ -185,6 +214,11 @@ class Trainer:
         for _ in track(as_completed(set(futures)), what, total=len(set(futures))):
             pass
         return [f.result()["val_loss"] for f in futures]
+
+    def trained_flops(self) -> float:
+        """Training FLOPs of every run this sweep has trained so far (runs loaded from the cache excluded)."""
+        done = [f.result() for f in self._inflight.values() if f.done() and f.exception() is None]
+        return float(sum(m["tokens"] * m["flops_per_token"] for m in done if "flops_per_token" in m and not m.get("cached")))
 
     def throughput(self) -> dict[str, dict]:
         """Per width, over the runs trained by this sweep (not loaded from the cache): their count, devices
@@ -637,6 +671,8 @@ class InfComputeConfig(SuiteConfig):
     seq_len: int = 64
     batch_size: int = 32
     n_layers: int = 2
+    head_dim: int = 0  # 0: max(2, d_model // 16) heads
+    ff_mult: float = 0.0  # MLP width over d_model (0: Llama's 8/3; the paper's shapes: 3.5)
     paper_shapes: bool = False  # layers / heads / kv heads / MLP width from PAPER_SHAPES by d_model
     lr: float = 3e-3
     precision: str = "fp32"  # fp32 | bf16 (autocast, fp32 parameters: the paper's policy)
@@ -677,6 +713,7 @@ class InfComputeConfig(SuiteConfig):
 
 
 _t = partial(at_tiers, tiers=("small",))
+MEASURED = ("small", "medium", "full")  # the tiers whose claims are judged (smoke checks the plumbing)
 
 
 class InfComputeSuite(Suite):
@@ -691,6 +728,17 @@ class InfComputeSuite(Suite):
                   "search_start_epochs=16", "search_start_wd=0.8", "max_search_runs=4", "members=3",
                   "distill_tokens=20000", "distill_epochs=8", "replicates=1"],
         "small": [],
+        # One GPU, about an hour (projected, never run: the searches' usual paths train about 1.7B tokens over
+        # the three sizes and 0.6B for the students, about 2.5e17 FLOPs, an hour at 7% of an H100's bf16 peak):
+        # three sizes up to the paper's smallest shape (d_model 512, 6 layers, 8 heads, MLP 1792: its "150M"
+        # with Llama 3's vocabulary), byte tokens of 1 MB of text (2 MB for the data law), context 1024, the
+        # paper's grids, four runs at a time on the card.
+        "medium": ["device=cuda", "precision=bf16", "sizes=[256,384,512]", "n_layers=6", "head_dim=64", "ff_mult=3.5",
+                   "seq_len=1024", "batch_size=64", "data.train_bytes=1000000", "data.val_bytes=500000",
+                   "data_sizes=[250000,500000,1000000,2000000]", "standard_epochs=[4,8,16,32]",
+                   "standard_start_epochs=8", "epochs_grid=[4,8,16,32,64]", "wd_grid=[0.1,0.2,0.4,0.8,1.6,3.2,6.4]",
+                   "search_start_epochs=16", "search_start_wd=0.8", "max_search_runs=12", "distill_tokens=4000000",
+                   "distill_epochs=16", "sample_streams=256", "workers=4"],
         # The paper's setup: 150M-1.4B Llama models, ~200M tokens of a real web corpus (DCLM-baseline
         # JSON-lines shards; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64 in micro-batches of 4,
         # bf16, its grids, each training run one submitit (SLURM) job of 1-4 GPUs (data parallel), teacher
@@ -709,49 +757,49 @@ class InfComputeSuite(Suite):
                  "+executor_options.gpus_per_node=1", "+executor_options.tasks_per_node=1",
                  "+executor_options.timeout_min=2880"],
     }
-    tier_requires = {"full": frozenset({"gpus>=1"})}
+    tier_requires = {"medium": frozenset({"gpus>=1"}), "full": frozenset({"gpus>=1"})}
     renamed_keys = {"corpus": "data.source",
                     **{k: f"data.{k}" for k in ("pattern", "tokenizer", "train_bytes", "val_bytes")}}
-    default_seeds = {"smoke": 1, "small": 1, "full": 1}
+    default_seeds = {"smoke": 1, "small": 1, "medium": 1, "full": 1}
     expected_minutes = {"smoke": 1.0, "small": 12.5}  # 2 cores, fresh clone (README)
     claims = (
-        Claim("standard.overfits", "standard_overfit_gap", "ge", _t(0.0, tiers=("small", "full")),
+        Claim("standard.overfits", "standard_overfit_gap", "ge", _t(0.0, tiers=MEASURED),
               unit="seed pairs", source=f"{PAPER}, Fig. 2", context="1.4B 3.764 vs 600M 3.750 nats per Llama-3 token",
               description="standard recipe's tuned loss at the largest size minus the best smaller size, per "
                           "pair of runs with one init seed and data order"),
-        Claim("regularized.monotone", "regularized_monotone", "ge", _t(1.0, tiers=("small", "full")), paper_value=1.0,
+        Claim("regularized.monotone", "regularized_monotone", "ge", _t(1.0, tiers=MEASURED), paper_value=1.0,
               source=f"{PAPER}, Fig. 3",
               description="fraction of size steps where the tuned loss (mean over seeds) falls"),
-        Claim("regularized.beats_standard", "reg_vs_standard_margin", "ge", _t(0.0, tiers=("small", "full")),
+        Claim("regularized.beats_standard", "reg_vs_standard_margin", "ge", _t(0.0, tiers=MEASURED),
               source=f"{PAPER}, Figs. 2-3", context="3.75 -> 3.43 nats per Llama-3 token (gap 0.32, no spread subtracted)",
               description="best standard loss - E_regularized - fit spread of E_regularized"),
-        Claim("ensemble.beats_regularized", "ens_vs_reg_margin", "ge", _t(0.0, tiers=("small", "full")),
+        Claim("ensemble.beats_regularized", "ens_vs_reg_margin", "ge", _t(0.0, tiers=MEASURED),
               source=f"{PAPER}, Figs. 4-5", context="300M members: 3.27 vs 3.43 nats per Llama-3 token",
               description="E_regularized - E_ensemble(second size) - both fits' spreads"),
-        Claim("joint.beats_ensemble", "joint_vs_ens_margin", "ge", _t(0.0, tiers=("small", "full")),
+        Claim("joint.beats_ensemble", "joint_vs_ens_margin", "ge", _t(0.0, tiers=MEASURED),
               source=f"{PAPER}, Fig. 6", context="joint asymptote 3.17 against the ensemble's 3.27 nats per Llama-3 token",
               description="E_ensemble(second size) - E_joint - spreads"),
-        Claim("distill.retention", "distill_retention", "ge", _t(0.5, tiers=("small", "full")), paper_value=0.83,
+        Claim("distill.retention", "distill_retention", "ge", _t(0.5, tiers=MEASURED), paper_value=0.83,
               unit="students", version=2,  # v2: the mean of several students
               source=f"{PAPER}, Sec. 6 (8x300M ensemble -> 300M student, 83%)",
               description="(single - student) / (single - ensemble) at the second size, per student seed; single "
                           "= tuned single-model loss (mean over seeds)"),
-        Claim("self_distill.real_data_beats_teacher", "self_distill_real_margin", "ge", _t(0.0, tiers=("small", "full")),
+        Claim("self_distill.real_data_beats_teacher", "self_distill_real_margin", "ge", _t(0.0, tiers=MEASURED),
               unit="students", version=2,  # v2: the mean of several students
               source=f"{PAPER}, Table 4", context="teacher 3.7103 -> student 3.4373 nats per Llama-3 token (no noise subtracted)",
               description="teacher - student (synthetic + real data) - seed-to-seed sd of the teacher's recipe, per "
                           "student seed"),
-        Claim("self_distill.no_real_data_does_not", "self_distill_no_real_margin", "le", _t(0.0, tiers=("small", "full")),
+        Claim("self_distill.no_real_data_does_not", "self_distill_no_real_margin", "le", _t(0.0, tiers=MEASURED),
               unit="students", version=2,  # v2: the mean of several students
               source=f"{PAPER}, Table 4", context="without real data the student reaches 4.0693 against the teacher's 3.7103",
               description="teacher - student (synthetic only, same steps) - seed-to-seed sd, per student seed; <= 0: no gain "
                           "beyond run-to-run noise"),
-        Claim("data_efficiency.ensemble", "data_efficiency_ensemble", "ge", _t(1.5, tiers=("small", "full")),
+        Claim("data_efficiency.ensemble", "data_efficiency_ensemble", "ge", _t(1.5, tiers=MEASURED),
               scale="log", source=f"{PAPER}, Sec. 5.3",
               context="5 x 1.4B ensemble: 3.75x, a point estimate (here the most pessimistic leave-one-out refit)",
               description="data the standard recipe needs (its fitted data law, most pessimistic leave-one-out "
                           "refit) to match the best measured 5-member ensemble, over the budget"),
-        Claim("data_efficiency.joint", "data_efficiency_joint", "ge", _t(2.0, tiers=("small", "full")),
+        Claim("data_efficiency.joint", "data_efficiency_joint", "ge", _t(2.0, tiers=MEASURED),
               scale="log", source=f"{PAPER}, abstract",
               context="5.17x, a point estimate (here the most pessimistic leave-one-out refit)",
               description="the same projection for the joint (N, K -> inf) asymptote"),
@@ -766,10 +814,20 @@ class InfComputeSuite(Suite):
     )
 
     def notes(self, cfg, tier):
+        from paper_infcompute.corpus import resolve_tokenizer
+
         shapes = "the paper's 150M-1.4B shapes" if cfg.paper_shapes else f"{cfg.n_layers} layers"
+        tokenizer = resolve_tokenizer(cfg.data.tokenizer)
+        vocab = _vocab(tokenizer)
+        sizes = []
+        for d in cfg.sizes:
+            total = _n_params(model_cfg(cfg, d, vocab))
+            sizes.append(f"d_model {d}: {_count(total - 2 * vocab * d)} non-embedding ({_count(total)} in all)")
         return [
-            f"Llama-style decoders ({shapes}), d_model {cfg.sizes}, {cfg.data.tokenizer} tokens, trained on "
-            f"{cfg.data.train_bytes} bytes of {cfg.data.source} text (the paper: 150M-1.4B parameters on 200M DCLM tokens).",
+            f"Llama-style decoders ({shapes}), trained on {cfg.data.train_bytes} bytes of {cfg.data.source} text (the "
+            "paper: 150M-1.4B parameters on 200M DCLM tokens). Sizes by their non-embedding parameters, the fits' N: "
+            + "; ".join(sizes) + ".",
+            _tokenizer_note(tokenizer, vocab),
             f"Learning rate fixed at {cfg.lr} (the paper also tunes it); epochs grid {cfg.epochs_grid}, "
             f"weight decay grid {cfg.wd_grid}; ensembles of {cfg.members} members, hyper-parameters per size "
             "from a two-point box (the single-model optimum, and the paper's 2x epochs / half weight decay), "
@@ -789,7 +847,9 @@ class InfComputeSuite(Suite):
             "A size step of the regularized recipe that moves by less than 2 standard errors over the seeds has no "
             "direction: `regularized.monotone` is then inconclusive, naming the steps.",
             f"Distillation at d_model {cfg.sizes[1] if len(cfg.sizes) > 1 else cfg.sizes[0]}: {cfg.distill_tokens} "
-            f"sampled tokens at temperature 1, students at wd {cfg.distill_wd}, {cfg.distill_epochs} passes over "
+            "sampled tokens (a scaled choice: the paper generated about 10B with a serving engine) at temperature "
+            f"1, in jobs of {cfg.sample_shard_tokens or cfg.distill_tokens} tokens, {cfg.sample_streams} streams each; "
+            f"students at wd {cfg.distill_wd}, {cfg.distill_epochs} passes over "
             f"the real data with {cfg.distill_weight:.0%} synthetic rows; the no-real-data student keeps that "
             "schedule with every row synthetic.",
             "One sweep per seed; claims on gaps subtract the fits' leave-one-out spread, and a gap the fits "
@@ -852,6 +912,11 @@ class InfComputeSuite(Suite):
             trainer = Trainer(pool, setup.cache, dict(zip(cfg.sizes, cfg.gpus_per_size, strict=False)))
             searches = laps.run("standard_and_regularized", _search, cfg, setup, trainer)
             members = laps.run("ensemble_training", _train_members, cfg, setup, trainer, searches)
+            projection = _projection(cfg, trainer.trained_flops(), laps["standard_and_regularized"] + laps["ensemble_training"])
+            if projection:
+                print(f"projected at this sweep's {projection['flops_per_s_per_device'] / 1e12:.1f} TFLOP/s per GPU: GPU-hours "
+                      "per epoch of the paper's 200M tokens: " + ", ".join(
+                          f"{k} {v:.2f}" for k, v in projection["gpu_hours_per_epoch"].items()), file=sys.stderr)
             ensembles = laps.run("ensemble_eval", _evaluate_ensembles, cfg, setup, members)
             distill = laps.run("distillation", _distill, cfg, setup, trainer, members, ensembles)
         fits = _fit(cfg, setup, searches, members, ensembles)
@@ -861,7 +926,7 @@ class InfComputeSuite(Suite):
                          inconclusive=_doubts(cfg, searches, fits, efficiency, metrics),
                          units=_units(cfg, searches, members, ensembles, distill, fits),
                          info=_info(cfg, setup, searches, members, ensembles, distill, fits, efficiency, laps,
-                                    trainer.throughput()))
+                                    {"by_width": trainer.throughput(), "paper_runs_projected": projection}))
 
     # ------------------------------------------------------------------ figures
     def figures(self, results, cfg, out_dir):
@@ -895,15 +960,44 @@ def _fig_recipes(plt, out, r, cfg) -> None:
         else:  # a degenerate fit: say so rather than squash the measured curves
             ax.plot([], [], color=color, ls=ls, lw=1, label=label + ", off scale")
     ax.set_ylim(lo, hi)
-    _loss_axes(ax, "non-embedding parameters N", "Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)", 8)
+    _loss_axes(ax, "non-embedding parameters N", "Recipes under a fixed data budget (Kim et al. 2025, Figs. 2-6)", 8,
+               _unit(cfg))
     out.save(fig, "fig-recipes-vs-size.png")
 
 
-def _loss_axes(ax, xlabel: str, title: str, legend_size: int) -> None:
+def _count(n: float) -> str:
+    """A parameter count the way papers write it: 906M, 1.43B, 13.9k."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(int(n))
+
+
+def _tokenizer_note(tokenizer: str, vocab: int) -> str:
+    """What the losses are measured in, and whether the paper's absolute values compare."""
+    from paper_infcompute.corpus import LLAMA3
+
+    if tokenizer == "bytes":
+        return ("Tokens are bytes (vocabulary 256): losses are nats per byte, on another scale than the paper's nats "
+                "per Llama-3 token; only orderings, ratios and fractions compare.")
+    if tokenizer == LLAMA3:
+        return (f"Tokens from the paper's Llama-3 tokenizer ({LLAMA3}, vocabulary {vocab}); documents are joined by "
+                "blank lines without BOS/EOS tokens (levanter's preparation may differ), so absolute losses are "
+                "close to, not exactly, the paper's scale.")
+    return (f"Tokens from {tokenizer} (vocabulary {vocab}), not the paper's Llama-3 tokenizer: absolute losses are "
+            "not on the paper's scale (3.75 / 3.43 / 3.27 / 3.17 nats per Llama-3 token do not compare); "
+            "orderings, ratios and fractions do.")
+
+
+def _unit(cfg) -> str:
+    return "nats/byte" if cfg.data.tokenizer == "bytes" else "nats/token"
+
+
+def _loss_axes(ax, xlabel: str, title: str, legend_size: int, unit: str) -> None:
     """Validation loss against a log-scaled x, with labels, title and legend."""
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_ylabel(f"validation loss ({unit})")
     ax.set_title(title)
     ax.legend(fontsize=legend_size)
 
@@ -919,7 +1013,7 @@ def _fig_ensemble_scaling(plt, out, r, cfg) -> None:
         ax.axhline(r.metrics[f"e_ensemble_d{d}"], color=f"C{i}", ls=":", lw=1)
     ax.set_xticks(np.arange(1, cfg.members + 1))
     ax.set_xlabel("ensemble members K")
-    ax.set_ylabel("validation loss (nats/byte)")
+    ax.set_ylabel(f"validation loss ({_unit(cfg)})")
     ax.set_title(f"Ensemble scaling ({cfg.combine} averaging); dotted: fitted K->inf asymptote")
     ax.legend(fontsize=8)
     out.save(fig, "fig-ensemble-scaling.png")
@@ -948,8 +1042,8 @@ def _fig_data_efficiency(plt, out, r, cfg) -> None:
                     label=label + f" -> {point:.2f}x data (lowest refit {v['lowest']:.2f}x)")
         else:
             ax.axhline(v["loss"], color=f"C{i}", ls="--", lw=1, label=label + " (below the law's asymptote)")
-    _loss_axes(ax, "training data D (bytes)", "Data efficiency against the standard recipe (Kim et al. 2025, Fig. 1 / "
-               "Sec. 5)", 7)
+    _loss_axes(ax, "training data D (bytes of text)", "Data efficiency against the standard recipe (Kim et al. 2025, "
+               "Fig. 1 / Sec. 5)", 7, _unit(cfg))
     out.save(fig, "fig-data-efficiency.png")
 
 
@@ -969,7 +1063,7 @@ def _fig_distillation(plt, out, r, cfg) -> None:
     lo = min(b[1] for b in bars)
     ax.set_xlim(lo - 0.1, max(b[1] for b in bars) + 0.08)
     ax.invert_yaxis()
-    ax.set_xlabel("validation loss (nats/byte)")
+    ax.set_xlabel(f"validation loss ({_unit(cfg)})")
     ax.set_title(f"Distillation at d_model {r.info['distillation']['size']}: retention "
                  f"{m['distill_retention']:.2f} (paper 0.83)")
     out.save(fig, "fig-distillation.png")

@@ -102,7 +102,7 @@ def test_claim_validation():
     with pytest.raises(ValueError, match="op must be"):
         Claim("c", "m", "gt", {"small": 0.0})
     with pytest.raises(ValueError, match="unknown tier"):
-        Claim("c", "m", "ge", {"medium": 0.0})
+        Claim("c", "m", "ge", {"large": 0.0})
     with pytest.raises(ValueError, match="needs rel_tol or abs_tol"):
         Claim("c", "m", "approx", {"small": 0.0})
     with pytest.raises(ValueError, match="rule must be"):

@@ -235,3 +235,45 @@ def test_a_hugging_face_tokenizer_file_and_the_auto_choice(tmp_path, monkeypatch
     assert corpus.resolve_tokenizer("auto") == corpus.GPT2  # no access to the gated Llama 3: GPT-2's
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_token")
     assert corpus.resolve_tokenizer("auto") == corpus.LLAMA3 and corpus.resolve_tokenizer("bytes") == "bytes"
+
+
+def test_the_one_gpu_medium_tier(harness_env, capsys, monkeypatch):
+    """Its largest model is the paper's smallest shape, its claims are judged, it is skipped without a GPU,
+    and its memory fits one card; the projection of the paper's runs from a sweep's achieved rate."""
+    from runners.cli import main
+    from runners.config import compose
+    from suites.infcompute import (
+        PAPER_SHAPES,
+        PAPER_TOKENS_PER_EPOCH,
+        InfComputeSuite,
+        _memory,
+        _projection,
+        model_cfg,
+    )
+
+    cfg, _ = compose(InfComputeSuite, "medium", [])
+    m = model_cfg(cfg, 512, 256)
+    assert (m.n_layers, m.n_heads, m.n_kv_heads or m.n_heads, m.ff) == PAPER_SHAPES[512][1:]
+    assert cfg.device == "cuda" and cfg.seq_len == 1024 and cfg.data.tokenizer == "bytes"
+    assert all(c.threshold.get("medium") == c.threshold["small"] for c in InfComputeSuite.claims)
+    assert max(_memory(cfg, 256).values()) * cfg.workers < 80e9  # four runs share the card
+    if not torch.cuda.is_available():
+        assert main(["run", "infcompute", "--tier", "medium", "--preflight"]) == 3
+        assert "skipped: requirement unmet: gpus>=1" in capsys.readouterr().out
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr("paper_infcompute.corpus.resolve_tokenizer", lambda name: "bytes")
+    projected = _projection(cfg, trained_flops=3.6e17, seconds=3600.0)  # 100 TFLOP/s
+    assert projected["flops_per_s_per_device"] == pytest.approx(1e14)
+    paper_150m = replace(cfg, paper_shapes=True, seq_len=4096)
+    expected = tr.flops_per_token(model_cfg(paper_150m, 512, 256)) * PAPER_TOKENS_PER_EPOCH / 1e14 / 3600
+    assert projected["gpu_hours_per_epoch"]["150M"] == pytest.approx(expected)
+    assert list(projected["gpu_hours_per_epoch"]) == ["150M", "300M", "600M", "1.4B"]
+    assert _projection(replace(cfg, device="cpu"), 3.6e17, 3600.0) is None
+    assert _projection(replace(cfg, executor="submitit"), 3.6e17, 3600.0) is None
+
+
+def test_flops_per_token_by_hand():
+    m = ModelConfig(vocab_size=100, d_model=8, n_layers=2, n_heads=2, d_ff=16, seq_len=10)
+    # per layer: qkv 8x24, proj 8x8, gate/up 8x16 each, down 16x8, two norms of 8; final norm 8, head 8x100
+    n = 2 * (8 * 24 + 64 + 2 * 128 + 128 + 16) + 8 + 800
+    assert tr.flops_per_token(m) == 6 * n + 12 * 2 * 8 * 10
