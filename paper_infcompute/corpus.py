@@ -159,9 +159,10 @@ def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(_tokenizer_json(tokenizer)))
-    pieces = _chunks(text.decode("utf-8", errors="replace"))
-    ids = [np.asarray(e.ids, dtype=np.int64) for e in tok.encode_batch(pieces, add_special_tokens=False)]
-    return (np.concatenate(ids) if ids else np.zeros(0, np.int64)), tok.get_vocab_size(with_added_tokens=True)
+    pieces, ids = _chunks(text.decode("utf-8", errors="replace")), []
+    for i in range(0, len(pieces), 64):  # an Encoding holds far more than its ids: keep only those
+        ids += [np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(pieces[i:i + 64], add_special_tokens=False)]
+    return (np.concatenate(ids) if ids else np.zeros(0, np.uint32)).astype(np.int64), tok.get_vocab_size(with_added_tokens=True)
 
 
 def _chunks(text: str, size: int = 1 << 20) -> list[str]:

@@ -135,6 +135,47 @@ def mean_nll(model: Decoder, data: torch.Tensor, batch: int = 256) -> float:
     return total / count
 
 
+def optimizer(model: Decoder, cfg: RunConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def step_benchmark(cfg: RunConfig, steps: int = 3, warmup: int = 1) -> dict:
+    """One device's training step of ``cfg`` (its micro-batches, loss chunks, checkpointing, precision) on
+    random tokens, which take the same time and memory as text: seconds per step and tokens per second
+    after ``warmup`` steps, FLOPs per token, MFU where the peak is known, and the peak memory allocated
+    on a GPU."""
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = Decoder(cfg.model).to(device)
+    opt = optimizer(model, cfg)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch = torch.randint(cfg.model.vocab_size, (cfg.batch_size, cfg.model.seq_len + 1), generator=gen).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        accumulate(model, batch, cfg, autocast)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    _sync(device)
+    wall = time.perf_counter() - t0
+    tokens = steps * batch[:, 1:].numel()
+    out = {"seconds_per_step": wall / steps, "tokens_per_s": tokens / wall, "n_params_total": model.n_params(False),
+           **throughput(model, tokens, wall, 1, device, cfg.precision)}
+    if device.type == "cuda":
+        out["peak_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def micro_batches(rows: int, micro: int, world: int = 1) -> list[slice]:
     """Row slices of a batch of ``rows``: ``micro``-row micro-batches (0: one), as many as makes a multiple
     of ``world`` so every rank takes the same number (``parts[rank::world]``); trailing ones may be empty."""
@@ -204,7 +245,7 @@ def train(cfg: RunConfig, corpus: Corpus, synth: list[np.ndarray] | None = None,
     # the real data is seen `epochs` times; synthetic rows fill the rest of each batch
     steps_per_epoch = math.ceil(len(data) / n_real)
     total = cfg.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+    opt = optimizer(model, cfg)
     gen = torch.Generator().manual_seed(10_007 * cfg.seed + 1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     model.train()

@@ -3,7 +3,7 @@
 # take the others' time. Every check writes its JSON under OUT after each finished measurement, so a
 # check cut off by its box keeps what it finished. Needs only torch, numpy, scipy and transformers.
 #
-#   OUT=/some/dir bash scripts/gpu_all.sh                      # the boxes below, at most 6 minutes
+#   OUT=/some/dir bash scripts/gpu_all.sh                      # the boxes below, at most 8.5 minutes
 #   OUT=/some/dir FMNIST=/dir/with/the/gz/files bash scripts/gpu_all.sh
 #   OUT=/some/dir LEWM_S=0 SSD_S=120 bash scripts/gpu_all.sh   # a box of 0 skips that check
 #   OUT=/some/dir DMPC_S=400 DMPC_DATA=hopper-medium-replay.npz bash scripts/gpu_all.sh
@@ -13,6 +13,7 @@ set -u
 # (three models 90 s each, the patch baseline, planning), so it is off unless given its own box.
 LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
 INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S / 6 s, then D-MPC; DMPC_DATA: a dataset
+INFCOMPUTE_STEPS_S=${INFCOMPUTE_STEPS_S:-150}  # one training step of each paper shape, two vocabularies
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -29,6 +30,7 @@ box "$SSD_S" ssd-tiny "$PY" scripts/gpu_ssd.py --tiny --out "$OUT" --prompts 4 -
     --batches 1 4 --temperatures 0 --budget-s $((SSD_S * 2 / 3))
 box "$LEWM_TRAIN_S" lewm-train "$PY" scripts/gpu_lewm.py --train --out "$OUT"
 box "$PACBAYES_S" pacbayes "$PY" scripts/gpu_pacbayes.py --out "$OUT" ${FMNIST:+--data-dir "$FMNIST"}
+box "$INFCOMPUTE_STEPS_S" infcompute-steps "$PY" scripts/gpu_infcompute.py --paper-steps --out "$OUT"
 box "$INFCOMPUTE_S" infcompute "$PY" scripts/gpu_infcompute.py --out "$OUT"
 box "$DMPC_S" dmpc "$PY" scripts/gpu_dmpc.py --out "$OUT" --data "${DMPC_DATA:-}" --seconds $((DMPC_S / 6)) \
     --eval-seconds $((DMPC_S / 6))

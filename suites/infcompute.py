@@ -859,13 +859,13 @@ class InfComputeSuite(Suite):
     # ------------------------------------------------------------------ run
     def rehearsal(self, cfg):
         """Every run of the sweep at its real model, sequence and batch shapes on a thousandth of the text
-        (at least four batches) and of the synthetic tokens, one job at a time here (the projection is then
-        GPU-hours: a GPU per job)."""
+        (at least four batches) and of the synthetic tokens (at most one batch of streams: decoding is
+        sequential), one job at a time here (the projection is then GPU-hours: a GPU per job)."""
         train = min(cfg.data.train_bytes, max(cfg.data.train_bytes // 1000, 4 * cfg.batch_size * (cfg.seq_len + 1)))
         sizes = ",".join(str(max(1, n * train // cfg.data.train_bytes)) for n in cfg.data_sizes)
-        return [f"data.train_bytes={train}", f"data_sizes=[{sizes}]",
-                f"distill_tokens={max(1, cfg.distill_tokens * train // cfg.data.train_bytes)}", "executor=process",
-                "workers=1"]
+        synth = min(cfg.distill_tokens * train // cfg.data.train_bytes, cfg.sample_streams * (cfg.seq_len + 1))
+        return [f"data.train_bytes={train}", f"data_sizes=[{sizes}]", f"distill_tokens={max(1, synth)}",
+                "executor=process", "workers=1"]
 
     def phase_steps(self, cfg):
         """Training tokens per epoch (every run of every phase passes over ``data.train_bytes`` of text;

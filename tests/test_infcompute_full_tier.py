@@ -69,7 +69,7 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     tiny.update({f"data.{k}": getattr(stand_in.data, k) for k in ("train_bytes", "val_bytes")})
     cfg, _ = compose(InfComputeSuite, "full", [
         "device=cpu", f"data.source={shards}", "data.tokenizer=bytes", "paper_shapes=false", "gpus_per_size=[]",
-        "micro_batch=3", "loss_chunk=20", "sample_shard_tokens=1200",
+        "micro_batch=4", "loss_chunk=0", "sample_shard_tokens=1200",
         "executor_options.cluster=debug", *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
     assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.data.pattern == "*.jsonl.gz"
     suite = InfComputeSuite()
@@ -115,3 +115,18 @@ def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     assert list(rows) == ["standard_and_regularized", "ensemble_training", "ensemble_eval", "distillation"]
     assert rows["ensemble_training"]["steps_real"] / rows["ensemble_training"]["steps_rehearsed"] == 400000 / train
     assert record["gpus"] == 0 and record["projected_seconds_per_seed"] > record["seconds"]
+
+
+def test_gpu_script_times_a_training_step_of_each_shape_at_the_full_tiers_settings(tmp_path):
+    script = gpu_script()
+    cfg, _ = compose(InfComputeSuite, "full", ["data.source=/data/dclm", "data.tokenizer=bytes"])
+    assert {k: getattr(cfg, k) for k in script.PAPER_STEP} == script.PAPER_STEP
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_infcompute.py"), "--device", "cpu", "--tiny",
+                           "--paper-steps", "--steps", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "infcompute_paper_steps.json").read_text())
+    rows = record["shapes"]
+    assert [(r["d_model"], r["vocab"]) for r in rows] == [(16, 300), (32, 300), (16, 50), (32, 50)]
+    assert all(r["tokens_per_s"] > 0 and r["estimate_gb"] > 0 and r["gpu_hours_per_paper_epoch"] > 0 for r in rows)
+    assert rows[1]["n_params_total"] > rows[0]["n_params_total"] > rows[2]["n_params_total"]
