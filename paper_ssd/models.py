@@ -288,6 +288,11 @@ class HFSession:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def output_device(self) -> torch.device:
+        """Where the final hidden states and the head are: the last GPU of a layer-split model."""
+        return self.model.get_output_embeddings().weight.device
+
     @torch.no_grad()
     def feed(self, tokens) -> torch.Tensor:
         batch = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
@@ -303,7 +308,7 @@ class HFSession:
         logits at every new position, or only at the sequence indices ``keep``."""
         mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.device),
+                         use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.output_device),
                          **{self._cache_kw: self.cache})
         return out.logits.float().to(self.device)  # layer-split models end on another device
 

@@ -28,11 +28,19 @@ from runners.api import Claim, Invariant, Preparation, RunResult, Suite, SuiteCo
 from runners.progress import Laps, track
 from runners.rundir import cache_root
 
+# Held-out bytes per token the offline statistics may need: byte-level tokens take 1, BPE tokenizers about 3-4
+# on code and English; 6 leaves a margin.
+HELD_OUT_BYTES_PER_TOKEN = 6
+
 
 def text_spec(cfg):
+    """The stdlib text: training bytes for the tiny pair, and held-out text for prompts and the offline
+    statistics (16 KB, or what ``offline_chunks`` x ``offline_len`` tokens need, whichever is more)."""
     from paper_infcompute.corpus import CorpusSpec
 
-    return CorpusSpec(train_bytes=cfg.train_bytes, val_bytes=16_000)
+    need = HELD_OUT_BYTES_PER_TOKEN * cfg.offline_chunks * cfg.offline_len
+    return CorpusSpec(train_bytes=cfg.train_bytes, val_bytes=max(16_000, need))
+
 
 PAPER = "Kumar, Dao, May 2026 (arXiv 2603.03251)"
 # an end-to-end law test fails below this p-value: a test at level 0.001, so that the four p-values of a
@@ -210,28 +218,40 @@ def _exactness(cfg, seed: int, pair: Pair, tiny, text, target, dec: Decoding) ->
     return Exactness(greedy, divergences, toy_pass, e2e)
 
 
-def _outcome_prediction(cfg, pair: Pair, target, draft) -> Outcomes:
-    """Both models fed the held-out chunks (teacher forcing); per chunk and temperature, how often the
-    verification's outcome is among the draft's top fan-out guesses; Saguaro's trade-off per ``c``."""
-    from paper_ssd import offline
-
+def _held_out_chunks(cfg, pair: Pair) -> list[list[int]]:
+    """The held-out text in ``offline_chunks`` chunks of ``offline_len`` tokens; too little text is an error
+    here, before any decoding."""
     chunks = [pair.held_out[i * cfg.offline_len:(i + 1) * cfg.offline_len] for i in range(cfg.offline_chunks)]
     if len(chunks[-1]) < cfg.offline_len:
-        raise ValueError(f"held-out text has {len(pair.held_out)} tokens; offline_chunks x offline_len needs more")
-    p_parts, q_parts = [], []
-    for chunk in track(chunks, "teacher-forced outcome statistics"):
-        for session, feeds in ((target, p_parts), (draft, q_parts)):
-            session.reset()
-            feeds.append(session.feed(chunk))
+        raise ValueError(f"held-out text has {len(pair.held_out)} tokens; offline_chunks x offline_len = "
+                         f"{cfg.offline_chunks * cfg.offline_len} needs more")
+    return chunks
+
+
+def _outcome_prediction(cfg, pair: Pair, target, draft) -> Outcomes:
+    """Both models fed the held-out chunks (teacher forcing); per chunk and temperature, how often the
+    verification's outcome is among the draft's top fan-out guesses; Saguaro's trade-off per ``c``. A
+    chunk's statistics are computed as soon as both models have read it, on the target's output device
+    (the draft's logits moved there), so only one chunk's logits exist at a time."""
+    from paper_ssd import offline
+
+    chunks = _held_out_chunks(cfg, pair)
     fans, sizes = cfg.offline_fan_outs, [len(c) for c in chunks]
-
-    def per_chunk(t, fan_outs, **kw):
-        return [offline.outcome_prediction(p, q, t, fan_outs, **kw) for p, q in zip(p_parts, q_parts, strict=True)]
-
-    chunked = {t: per_chunk(t, fans) for t in cfg.offline_temperatures}
     f_ref = min(fans, key=lambda f: abs(f - cfg.fan_out[0]))
     t_hi = max(cfg.offline_temperatures)
-    saguaro = [offline.pooled(per_chunk(t_hi, [f_ref], c=c, saguaro_fan=f_ref), sizes) for c in cfg.saguaro_cs]
+    chunked = {t: [] for t in cfg.offline_temperatures}
+    saguaro_parts = {c: [] for c in cfg.saguaro_cs}
+    for chunk in track(chunks, "teacher-forced outcome statistics"):
+        target.reset()
+        draft.reset()
+        p = target.feed(chunk)
+        q = draft.feed(chunk).to(p.device)
+        for t in cfg.offline_temperatures:
+            chunked[t].append(offline.outcome_prediction(p, q, t, fans))
+        for c in cfg.saguaro_cs:
+            saguaro_parts[c].append(offline.outcome_prediction(p, q, t_hi, [f_ref], c=c, saguaro_fan=f_ref))
+        del p, q
+    saguaro = [offline.pooled(saguaro_parts[c], sizes) for c in cfg.saguaro_cs]
     return Outcomes(fans, sizes, chunked, {t: offline.pooled(c, sizes) for t, c in chunked.items()}, saguaro, f_ref)
 
 
@@ -495,8 +515,9 @@ class SSDSuite(Suite):
     def preflight(self, cfg):
         """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
         weights split over its GPUs with 10% for the KV cache and activations, the draft's on its own, and
-        the offline statistics' fp32 logits of every held-out token on the target's first GPU. A model
-        given by path counts its safetensors files; a hub model its card's parameters in bf16."""
+        the offline statistics of one held-out chunk on the target's first GPU (both models' fp32 logits and
+        about six fp64 [tokens, vocabulary] arrays in ``offline.outcome_prediction``). A model given by path
+        counts its safetensors files; a hub model its card's parameters in bf16."""
         from paper_ssd import models
         from runners import preflight as pf
 
@@ -511,7 +532,7 @@ class SSDSuite(Suite):
         target_gpus = models.parse_devices(cfg.target_device)
         target_b, draft_b = (1.1 * _weight_bytes(m, given) for m, given in zip(pair, (cfg.target_path, cfg.draft_path),
                                                                                 strict=True))
-        logits = 4.0 * cfg.offline_chunks * cfg.offline_len * _vocab(pair[0], cfg.target_path)
+        logits = (2 * 4 + 6 * 8.0) * cfg.offline_len * _vocab(pair[0], cfg.target_path)
         needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
                   for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
@@ -583,6 +604,7 @@ class SSDSuite(Suite):
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
         pair = _tiny_prompts(cfg, text, tiny) if cfg.pair == "tiny" else _hf_pair(cfg, seed, text, cache)
+        _held_out_chunks(cfg, pair)  # enough held-out text, known before hours of decoding
         laps.done("models_and_prompts")
         vllm, vllm_facts = {}, {}
         if cfg.vllm and pair.where:  # before our models take the GPUs; in its own processes

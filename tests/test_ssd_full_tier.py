@@ -94,3 +94,50 @@ def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
     assert {r["mode"] for r in result["runs"]} == {"ar", "sd", "ssd_jit", "ssd_fast"}
     assert all(r["new_tokens"] == 4 * 10 and r["tokens_per_s"] > 0 for r in result["runs"])
     assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}  # float32: every stream is the target's own
+
+
+def test_a_layer_split_target_takes_the_kept_positions_on_its_heads_device():
+    """transformers indexes the final hidden states (on the last GPU of a layer-split model) with
+    ``logits_to_keep``: the index goes to the head's device, not the first layer's."""
+    from types import SimpleNamespace
+
+    from transformers import Qwen2Config
+
+    class LayerSplit(torch.nn.Module):  # embeddings on the CPU, the head on another device ("meta" here)
+        device = torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.config = Qwen2Config(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2)
+            self.head = torch.nn.Linear(8, 8, bias=False, device="meta")
+
+        def get_output_embeddings(self):
+            return self.head
+
+        def forward(self, **kw):
+            self.kept_on = kw["logits_to_keep"].device
+            return SimpleNamespace(logits=torch.zeros(1, 1, 8))
+
+    session = models.HFSession(LayerSplit())
+    assert session.output_device == torch.device("meta") and session.device == torch.device("cpu")
+    session.forward(torch.zeros(1, 3, dtype=torch.long), torch.arange(3)[None], torch.ones(1, 3, dtype=torch.bool),
+                    keep=torch.tensor([2]))
+    assert session.model.kept_on == torch.device("meta")
+
+
+def test_the_held_out_text_covers_the_offline_statistics_or_the_run_stops_before_decoding(harness_env, monkeypatch):
+    from suites import ssd
+
+    full, _ = compose(SSDSuite, "full", [])
+    assert ssd.text_spec(full).val_bytes >= ssd.HELD_OUT_BYTES_PER_TOKEN * 64 * 512  # 64 chunks of 512 tokens
+    for tier in ("smoke", "small"):  # unchanged where 16 KB were enough
+        assert ssd.text_spec(compose(SSDSuite, tier, [])[0]).val_bytes == 16_000
+    monkeypatch.setattr(ssd, "_decode", lambda *a: pytest.fail("decoded before the held-out text was checked"))
+    monkeypatch.setattr(ssd, "HELD_OUT_BYTES_PER_TOKEN", 1)  # as if the text tokenised at one byte per token...
+    monkeypatch.setattr(ssd, "_tiny_prompts", lambda cfg, text, tiny: ssd.Pair(
+        *tiny, prompts=[[1, 2]], held_out=text.val.tolist()[: len(text.val) // 2], facts={}))  # ...but gave half
+    assert main(["run", "ssd", "--tier", "smoke", "--out", "h", "--no-publish", "offline_chunks=200"]) == 2
+    summary = json.loads((harness_env / "h" / "summary.json").read_text())
+    assert summary["status"] == "error" and summary["seeds_done"] == []
+    need = 200 * compose(SSDSuite, "smoke", [])[0].offline_len
+    assert f"held-out text has {need // 2} tokens; offline_chunks x offline_len = {need} needs more" in summary["reason"]
