@@ -340,9 +340,19 @@ class HFSpec:
 
     where: str
     dtype: str = "bfloat16"
-    device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layer-split over GPUs A..B)
+    device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layer-split over GPUs A..B, or tensor-parallel over them)
+    tensor_parallel: int = 1  # > 1: that many ranks (the GPUs of `device`, or CPU processes), paper_ssd.tp
 
-    def session(self) -> HFSession:
+    def session(self):
+        """A session over the model; with ``tensor_parallel`` > 1 one over its tensor-parallel shards, this
+        process the first rank (``close()`` it to stop the others)."""
+        if self.tensor_parallel > 1:
+            from paper_ssd import tp
+
+            devices = ["cpu"] * self.tensor_parallel if self.device == "cpu" else parse_devices(self.device)
+            if len(devices) != self.tensor_parallel:
+                raise ValueError(f"tensor_parallel={self.tensor_parallel} needs as many GPUs; {self.device} has {len(devices)}")
+            return tp.start(self.where, self.dtype, devices)
         model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False, device=self.device)
         return HFSession(model)
 

@@ -161,7 +161,8 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
     facts = {"prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
                          for p, t in zip(chosen, prompts, strict=True)],
              "models": {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}}
-    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device), models.HFSpec(where_d, cfg.dtype, cfg.draft_device),
+    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device, cfg.target_tp),
+                models.HFSpec(where_d, cfg.dtype, cfg.draft_device),
                 prompts, tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"], facts,
                 (where_t, where_d))
 
@@ -402,6 +403,9 @@ class SSDConfig(SuiteConfig):
     batch_sizes: list[int] = field(default_factory=list)  # batched runs beside batch 1 (all modes, both backups)
     vllm: bool = False  # also time vLLM's draft-model SD and AR (where vllm is installed)
     tensor_parallel: int = 4  # vLLM's tensor parallelism for the target
+    # our engine's target over this many tensor-parallel ranks (paper_ssd.tp): the GPUs of target_device, or
+    # CPU processes with target_device=cpu; 1: one process (a GPU range then splits the layers)
+    target_tp: int = 1
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
@@ -443,7 +447,7 @@ class SSDSuite(Suite):
         # the paper's Table 1 setup: Llama-3.1-70B (4 GPUs) / Llama-3.2-1B (a 5th), batch 1, greedy,
         # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
         "full": ["device=cuda", "pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
-                 "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "draft_device=cuda:4", "greedy_eps=0.25",
+                 "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "target_tp=4", "draft_device=cuda:4", "greedy_eps=0.25",
                  "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
                  "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
     }
@@ -514,7 +518,8 @@ class SSDSuite(Suite):
 
     def preflight(self, cfg):
         """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
-        weights split over its GPUs with 10% for the KV cache and activations, the draft's on its own, and
+        weights split over its GPUs with 10% for the KV cache and activations (and, tensor parallel, one GPU
+        per rank and the accelerate package), the draft's on its own, and
         the offline statistics of one held-out chunk on the target's first GPU (both models' fp32 logits and
         about six fp64 [tokens, vocabulary] arrays in ``offline.outcome_prediction``). A model given by path
         counts its safetensors files; a hub model its card's parameters in bf16."""
@@ -536,6 +541,14 @@ class SSDSuite(Suite):
         needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
                   for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
+        if cfg.target_tp > 1:  # transformers loads tensor-parallel shards through accelerate
+            import importlib.util
+
+            have = importlib.util.find_spec("accelerate") is not None
+            needs += [pf.Need("the package accelerate (tensor-parallel loading)", "it installed",
+                              "it" if have else "nothing", have),
+                      pf.Need("the target's tensor-parallel GPUs", f"{cfg.target_tp} in target_device",
+                              f"{len(target_gpus)} in {cfg.target_device}", len(target_gpus) == cfg.target_tp)]
         return needs
 
     def preparation(self, cfg, seeds):
@@ -555,9 +568,11 @@ class SSDSuite(Suite):
             if cfg.batch_sizes else "Batch 1 only."
         if cfg.pair not in ("tiny", "qwen2.5-coder"):
             return [
-                f"Pair {cfg.pair} by hub id, {cfg.dtype}: target on {cfg.target_device} (layers split across the GPUs "
-                f"in one process - transformers has no tensor parallelism outside torchrun; the paper runs TP = 4), "
-                f"draft on {cfg.draft_device} in its own process.",
+                f"Pair {cfg.pair} by hub id, {cfg.dtype}: target on {cfg.target_device} "
+                + (f"(tensor parallel over {cfg.target_tp} ranks, transformers' plan, one process per GPU driven by "
+                   "ours; eager, no CUDA graphs; the paper runs TP = 4 in its own engine), " if cfg.target_tp > 1 else
+                   "(layers split across the GPUs in one process: one GPU works at a time; the paper runs TP = 4), ")
+                + f"draft on {cfg.draft_device} in its own process.",
                 f"Prompts: {cfg.prompt_set} ({cfg.prompts_per_set} per set), {cfg.new_tokens} new tokens, K = {cfg.k}, "
                 f"fan-out {cfg.fan_out}. {batch_note}",
                 "Peer baseline: vLLM draft-model SD (K = 5) and AR with tensor parallelism "
@@ -611,9 +626,12 @@ class SSDSuite(Suite):
             vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
             laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
-        dec = laps.run("decode", _decode, cfg, seed, pair, target, draft)
-        exact = laps.run("exactness", _exactness, cfg, seed, pair, tiny, text, target, dec)
-        out = laps.run("outcome_prediction", _outcome_prediction, cfg, pair, target, draft)
+        try:
+            dec = laps.run("decode", _decode, cfg, seed, pair, target, draft)
+            exact = laps.run("exactness", _exactness, cfg, seed, pair, tiny, text, target, dec)
+            out = laps.run("outcome_prediction", _outcome_prediction, cfg, pair, target, draft)
+        finally:
+            getattr(target, "close", lambda: None)()  # a tensor-parallel target's other ranks stop
         metrics = _metrics(cfg, dec, exact, out, vllm)
         return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=_units(dec, exact, out),
                          info=_info(cfg, text, pair, vllm_facts, dec, exact, out))

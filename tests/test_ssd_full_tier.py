@@ -23,6 +23,7 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env):
     assert cfg.new_tokens == 512 and cfg.k == 6 and cfg.fan_out == [3] * 7 and cfg.temperature == 0
     assert models.parse_devices(cfg.target_device) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
     assert models.parse_devices(cfg.draft_device) == ["cuda:4"] and cfg.vllm and cfg.tensor_parallel == 4
+    assert cfg.target_tp == 4  # our engine's target: tensor parallel over cuda:0-3 (paper_ssd.tp)
     target, draft = models.PAIRS[cfg.pair]
     assert (target.hub_id, draft.hub_id) == ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
     if torch.cuda.is_available():

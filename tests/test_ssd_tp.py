@@ -1,0 +1,41 @@
+"""A tensor-parallel target (paper_ssd.tp) on a two-rank gloo group of CPU processes: the engines'
+greedy streams equal the single-process target's, for AR, SD and SSD, one prompt and a batch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")  # transformers' tensor-parallel loading needs it
+
+from paper_ssd import engine, models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tp")
+    return (models.tiny_qwen2(root / "target", layers=2, hidden=64, seed=0),
+            models.tiny_qwen2(root / "draft", layers=1, hidden=32, seed=1))
+
+
+def test_tensor_parallel_target_decodes_the_single_process_streams(pair):
+    target_spec, draft_spec = pair
+    single, draft = target_spec.session(), draft_spec.session()
+    split = replace(target_spec, tensor_parallel=2).session()
+    try:
+        weight = split._session.model.model.layers[0].self_attn.q_proj.weight
+        assert weight.to_local().shape[0] == weight.shape[0] // 2  # each rank holds half of the heads
+        cfg = engine.DecodeConfig(k=3, temperature=0.0, fan_out=[2, 2, 2, 2], seed=0)
+        prompts = [[5, 17, 42, 99, 3, 8], [7, 7, 100]]
+        for unit in (prompts[0], prompts):  # one prompt, then the two as a batch
+            for run in (lambda t, u: engine.autoregressive(t, u, 16, 0.0, 0),
+                        lambda t, u: engine.speculative(t, draft, u, 16, cfg)):
+                assert run(split, unit)[0] == run(single, unit)[0]
+            with engine.DraftProcess(draft_spec, cfg) as proc:
+                tp_stream = engine.ssd(split, proc, unit, 16, cfg, core=None)[0]
+                single_stream = engine.ssd(single, proc, unit, 16, cfg, core=None)[0]
+            assert tp_stream == single_stream
+    finally:
+        split.close()
