@@ -64,15 +64,21 @@ def stdlib_prompts(n: int, seed: int = 0) -> list[dict]:
     return (mixed + code[len(prose):])[:n]
 
 
-# The paper's four prompt sets (raw text, no chat template): hub dataset, config, split, and how
-# a row becomes a prompt. Loaded with the ``datasets`` package where the hub is reachable.
+# The paper's four prompt sets as the authors' data script prepares them (raw text, no chat template,
+# tokenised without special tokens: ``paper_token_ids``): hub dataset, config, split, and how a row
+# becomes a prompt. Loaded with the ``datasets`` package where the hub is reachable.
 PAPER_SETS = {
     "humaneval": ("openai/openai_humaneval", None, "test", lambda r: r["prompt"]),
     "alpaca": ("tatsu-lab/alpaca", None, "train",
-               lambda r: r["instruction"] + (f"\n\n{r['input']}" if r.get("input") else "")),
-    "gsm8k": ("openai/gsm8k", "main", "test", lambda r: r["question"]),
-    "ultrafeedback": ("HuggingFaceH4/ultrafeedback_binarized", None, "test_prefs", lambda r: r["prompt"]),
+               lambda r: r["instruction"] + (f"\n\n{r['input']}" if r.get("input", "").strip() else "")),
+    "gsm8k": ("openai/gsm8k", "main", "train", lambda r: r["question"]),
+    "ultrafeedback": ("openbmb/UltraFeedback", None, "train", lambda r: r["instruction"]),
 }
+
+
+def paper_token_ids(tokenizer, prompts: list[dict]) -> list[list[int]]:
+    """The prompts' token ids as the authors' benchmark makes them: no BOS or other special token."""
+    return [tokenizer(p["text"], add_special_tokens=False)["input_ids"] for p in prompts]
 
 
 def paper_prompts(per_set: int, sets: tuple[str, ...] = tuple(PAPER_SETS), load_dataset=None) -> list[dict]:

@@ -8,6 +8,7 @@ width sweep, and a data-dependent prior). The science lives in paper_pacbayes/.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -72,7 +73,7 @@ class BoundConfig(Recipe):
             arch, width, d = (entry.split(":") + ["", ""])[:3]
             if arch not in ("mlp", "cnn", "resnet20") or not width.isdigit() or not d.isdigit():
                 raise ValueError(f"bound.grid entry {entry!r}: expected arch:width:d with arch mlp, cnn or resnet20")
-        if 1 + len(self.grid) > 2 ** self.misc_bits:
+        if math.log2(1 + len(self.grid)) > self.misc_bits:  # (2 ** misc_bits overflows a float past 1023)
             raise ValueError(f"bound.grid: {1 + len(self.grid)} configurations need more than misc_bits = "
                              f"{self.misc_bits:g} bits to pay for the search")
 

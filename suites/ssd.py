@@ -145,7 +145,7 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
     from transformers import AutoTokenizer
 
     from paper_ssd import models
-    from paper_ssd.prompts import paper_prompts, stdlib_prompts
+    from paper_ssd.prompts import paper_prompts, paper_token_ids, stdlib_prompts
 
     if cfg.pair not in models.PAIRS:
         raise ValueError(f"unknown pair {cfg.pair!r}; known: tiny, {', '.join(models.PAIRS)}")
@@ -157,7 +157,8 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
     where_d = models.locate(draft_model, cache, cfg.draft_path)
     tokenizer = AutoTokenizer.from_pretrained(where_t)
     chosen = paper_prompts(cfg.prompts_per_set) if cfg.prompt_set == "paper" else stdlib_prompts(cfg.prompts, seed)
-    prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
+    prompts = paper_token_ids(tokenizer, chosen) if cfg.prompt_set == "paper" else \
+        [tokenizer(p["text"])["input_ids"] for p in chosen]
     facts = {"prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
                          for p, t in zip(chosen, prompts, strict=True)],
              "models": {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}}
@@ -190,7 +191,9 @@ def _decode(cfg, seed: int, pair: Pair, target, draft) -> Decoding:
         parts[m], streams[m] = stats, outs
     batches, batch_streams = SSDSuite._batch_sweep(cfg, target, draft, pair.draft, dcfg, pair.prompts)
     # a Hugging Face pair: transformers' assisted generation against our SD (the prompts are the units)
-    hf = SSDSuite._hf_assisted(target, draft, pair.prompts, cfg, streams["sd"]) if pair.where else (None, None)
+    # (not with a tensor-parallel target: generate() would run on this rank's shard alone)
+    hf = SSDSuite._hf_assisted(target, draft, pair.prompts, cfg, streams["sd"]) \
+        if pair.where and cfg.target_tp == 1 else (None, None)
     return Decoding(parts, streams, batches, batch_streams, *hf)
 
 
@@ -492,6 +495,7 @@ class SSDSuite(Suite):
               description="SSD (draft on its own accelerator) over SD; not claimed on CPUs, where one draft "
                           "forward costs ~0.45 of a target forward (the paper's pairs: ~1/70) - reported only"),
         Claim("sd_vs_hf_assisted", "sd_vs_hf_assisted", "ge", _t(1.0), scale="log", unit="prompts",
+              applies=(("target_tp", 1),),  # generate() cannot drive a target split over processes
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
               description="transformers' assisted generation's seconds over our SD's, per prompt, both timed end "
                           "to end, interleaved prompt by prompt"),
@@ -545,10 +549,11 @@ class SSDSuite(Suite):
             import importlib.util
 
             have = importlib.util.find_spec("accelerate") is not None
-            needs += [pf.Need("the package accelerate (tensor-parallel loading)", "it installed",
-                              "it" if have else "nothing", have),
-                      pf.Need("the target's tensor-parallel GPUs", f"{cfg.target_tp} in target_device",
-                              f"{len(target_gpus)} in {cfg.target_device}", len(target_gpus) == cfg.target_tp)]
+            needs.append(pf.Need("the package accelerate (tensor-parallel loading)", "it installed",
+                                 "it" if have else "nothing", have))
+            if cfg.target_device != "cpu":  # on CPUs the ranks are processes
+                needs.append(pf.Need("the target's tensor-parallel GPUs", f"{cfg.target_tp} in target_device",
+                                     f"{len(target_gpus)} in {cfg.target_device}", len(target_gpus) == cfg.target_tp))
         return needs
 
     def preparation(self, cfg, seeds):

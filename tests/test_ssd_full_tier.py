@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from paper_ssd import models  # noqa: E402
-from paper_ssd.prompts import PAPER_SETS, paper_prompts  # noqa: E402
+from paper_ssd.prompts import PAPER_SETS, paper_prompts, paper_token_ids  # noqa: E402
 from paper_ssd.vllm_baseline import VLLMRun, sampling_args  # noqa: E402
 from runners.cli import main  # noqa: E402
 from runners.config import compose  # noqa: E402
@@ -53,9 +53,9 @@ def test_layer_split_device_map():
 
 def test_paper_prompt_sets_through_their_loaders():
     rows = {"openai/openai_humaneval": [{"prompt": "def add(a, b):\n"}],
-            "tatsu-lab/alpaca": [{"instruction": "Sort these.", "input": "3 1 2"}, {"instruction": "Say hi.", "input": ""}],
+            "tatsu-lab/alpaca": [{"instruction": "Sort these.", "input": "3 1 2"}, {"instruction": "Say hi.", "input": " "}],
             "openai/gsm8k": [{"question": "2 + 2?"}],
-            "HuggingFaceH4/ultrafeedback_binarized": [{"prompt": "Explain tides."}]}
+            "openbmb/UltraFeedback": [{"instruction": "Explain tides."}]}
     calls = []
 
     def load_dataset(hub_id, config, split):
@@ -65,7 +65,14 @@ def test_paper_prompt_sets_through_their_loaders():
     out = paper_prompts(2, load_dataset=load_dataset)
     assert [p["text"] for p in out] == ["def add(a, b):\n", "Sort these.\n\n3 1 2", "Say hi.", "2 + 2?", "Explain tides."]
     assert [p["kind"] for p in out] == ["humaneval", "alpaca", "alpaca", "gsm8k", "ultrafeedback"]
-    assert ("openai/gsm8k", "main", "test") in calls and len(calls) == len(PAPER_SETS)
+    # the authors' preparation: GSM8K's and UltraFeedback's train splits, the latter's instructions
+    assert ("openai/gsm8k", "main", "train") in calls and ("openbmb/UltraFeedback", None, "train") in calls
+    assert len(calls) == len(PAPER_SETS)
+
+    def llama_like(text, add_special_tokens=True):  # a BOS (id 0) unless told not to, as Llama's tokenizer
+        return {"input_ids": [0] * add_special_tokens + [len(text)]}
+
+    assert paper_token_ids(llama_like, [{"text": "hi"}]) == [[2]]  # the authors' benchmark adds no BOS
     with pytest.raises(ValueError, match="unknown prompt set"):
         paper_prompts(1, ("mmlu",), load_dataset=load_dataset)
 
@@ -87,11 +94,11 @@ def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, str(root / "scripts" / "gpu_ssd.py"), "--tiny", "--device", "cpu",
                            "--out", str(tmp_path), "--prompts", "4", "--new-tokens", "10", "--ks", "2",
-                           "--fans", "2", "--temperatures", "0", "0.7", "--batches", "1", "2"],
+                           "--fans", "2", "--temperatures", "0", "--batches", "1", "2"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "ssd_gpu.json").read_text())
-    assert result["complete"] and len(result["runs"]) == 2 * 2 * 4  # T x batch x (AR, SD, SSD jit, SSD fast)
+    assert result["complete"] and len(result["runs"]) == 2 * 4  # batch x (AR, SD, SSD jit, SSD fast)
     assert {r["mode"] for r in result["runs"]} == {"ar", "sd", "ssd_jit", "ssd_fast"}
     assert all(r["new_tokens"] == 4 * 10 and r["tokens_per_s"] > 0 for r in result["runs"])
     assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}  # float32: every stream is the target's own

@@ -184,13 +184,14 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env,
 
 def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The full tier's hub-pair path, rehearsed on CPU with the tiny Qwen2 pair given by path in place of
-    Llama-3.1-70B / 3.2-1B (stdlib prompts: the paper's sets need the hub)."""
+    Llama-3.1-70B / 3.2-1B (stdlib prompts: the paper's sets need the hub), the target tensor parallel over
+    two CPU processes."""
     import json
 
     from runners.cli import main
 
     monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
-    stand_in = ["device=cpu", "target_device=cpu", "draft_device=cpu", f"target_path={hf_pair[0].where}",
+    stand_in = ["device=cpu", "target_device=cpu", "target_tp=2", "draft_device=cpu", f"target_path={hf_pair[0].where}",
                 f"draft_path={hf_pair[1].where}", "dtype=float32", "prompt_set=stdlib", "prompts=4", "vllm=false",
                 "new_tokens=8", "k=2", "fan_out=[2,2,2]", "batch_sizes=[2]", "offline_chunks=4", "offline_len=24",
                 "offline_fan_outs=[1,2,4]", "sampling_runs=200", "threads=1"]

@@ -1,5 +1,5 @@
 """A tensor-parallel target (paper_ssd.tp) on a two-rank gloo group of CPU processes: the engines'
-greedy streams equal the single-process target's, for AR, SD and SSD, one prompt and a batch."""
+greedy streams equal the single-process target's, for AR, SD and SSD on a batch of two prompts."""
 
 from __future__ import annotations
 
@@ -28,14 +28,12 @@ def test_tensor_parallel_target_decodes_the_single_process_streams(pair):
         weight = split._session.model.model.layers[0].self_attn.q_proj.weight
         assert weight.to_local().shape[0] == weight.shape[0] // 2  # each rank holds half of the heads
         cfg = engine.DecodeConfig(k=3, temperature=0.0, fan_out=[2, 2, 2, 2], seed=0)
-        prompts = [[5, 17, 42, 99, 3, 8], [7, 7, 100]]
-        for unit in (prompts[0], prompts):  # one prompt, then the two as a batch
-            for run in (lambda t, u: engine.autoregressive(t, u, 16, 0.0, 0),
-                        lambda t, u: engine.speculative(t, draft, u, 16, cfg)):
-                assert run(split, unit)[0] == run(single, unit)[0]
-            with engine.DraftProcess(draft_spec, cfg) as proc:
-                tp_stream = engine.ssd(split, proc, unit, 16, cfg, core=None)[0]
-                single_stream = engine.ssd(single, proc, unit, 16, cfg, core=None)[0]
-            assert tp_stream == single_stream
+        batch = [[5, 17, 42, 99, 3, 8], [7, 7, 100]]  # two prompts of different lengths, decoded together
+        for run in (lambda t: engine.autoregressive(t, batch, 16, 0.0, 0),
+                    lambda t: engine.speculative(t, draft, batch, 16, cfg)):
+            assert run(split)[0] == run(single)[0]
+        with engine.DraftProcess(draft_spec, cfg) as proc:
+            assert engine.ssd(split, proc, batch, 16, cfg, core=None)[0] == engine.ssd(single, proc, batch, 16, cfg,
+                                                                                     core=None)[0]
     finally:
         split.close()
