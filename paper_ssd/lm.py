@@ -161,6 +161,7 @@ class TinySpec:
     path: str
     model_cls: type
     config_cls: type
+    device: str = "cpu"
 
     def session(self) -> TorchSession:
         """The decoder, loaded as tensors and plain data only (never code), once every record of the
@@ -171,7 +172,7 @@ class TinySpec:
         saved = torch.load(self.path, weights_only=True)
         model = self.model_cls(self.config_cls(**saved["config"]))
         model.load_state_dict(saved["state"])
-        return TorchSession(model)
+        return TorchSession(model.to(self.device))
 
 
 def save_tiny(model, path: str | Path) -> TinySpec:

@@ -14,6 +14,7 @@ set -u
 LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
 INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S / 6 s, then D-MPC; DMPC_DATA: a dataset
 INFCOMPUTE_STEPS_S=${INFCOMPUTE_STEPS_S:-150}  # one training step of each paper shape, two vocabularies
+SSD_TRAIN_S=${SSD_TRAIN_S:-0}  # a byte-level pair trained on the card, then AR / SD / SSD on it (real acceptance)
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
@@ -28,6 +29,7 @@ box "$LEWM_S" lewm "$PY" scripts/gpu_lewm.py --out "$OUT"
 # random tiny Qwen2 pair (no model hub there): the CUDA code paths of every mode, not the paper's numbers
 box "$SSD_S" ssd-tiny "$PY" scripts/gpu_ssd.py --tiny --out "$OUT" --prompts 4 --new-tokens 32 --ks 3 --fans 2 \
     --batches 1 4 --temperatures 0 --budget-s $((SSD_S * 2 / 3))
+box "$SSD_TRAIN_S" ssd-trained "$PY" scripts/gpu_ssd.py --train-pair --out "$OUT/ssd-trained" --budget-s $((SSD_TRAIN_S * 2 / 3))
 box "$LEWM_TRAIN_S" lewm-train "$PY" scripts/gpu_lewm.py --train --out "$OUT"
 box "$PACBAYES_S" pacbayes "$PY" scripts/gpu_pacbayes.py --out "$OUT" ${FMNIST:+--data-dir "$FMNIST"}
 box "$INFCOMPUTE_STEPS_S" infcompute-steps "$PY" scripts/gpu_infcompute.py --paper-steps --out "$OUT"

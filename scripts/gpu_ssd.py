@@ -8,6 +8,12 @@ OUT/ssd_gpu.json after every configuration, so a run cut off by its time limit k
     python scripts/gpu_ssd.py --target DIR --draft DIR --out "$OUT"     # the pair, from local copies
     python scripts/gpu_ssd.py --out "$OUT"                              # the pair via paper_ssd.models.locate
     python scripts/gpu_ssd.py --tiny --device cpu --out /tmp/x          # random tiny Qwen2 pair (tests)
+    python scripts/gpu_ssd.py --train-pair --out "$OUT"                 # a pair trained here (no model hub)
+
+``--train-pair`` trains a byte-level target (d_model 512, 8 layers) and draft (d_model 128, 2 layers) on
+2 MB of the standard library's source (paper_infcompute's decoder and trainer, bf16 on a GPU; a couple of
+minutes on one card), so acceptance rates are real where no model hub is reachable; the prompts are
+held-out bytes. With --tiny it is a seconds-long CPU stand-in of the same path.
 """
 
 from __future__ import annotations
@@ -24,6 +30,42 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def trained_pair(args, out_dir: Path):
+    """(target spec, draft spec, prompts, facts): a byte-level pair trained on stdlib text on ``args.device``,
+    and ``args.prompts`` prompts of 64 held-out bytes at evenly spaced offsets."""
+    import numpy as np
+
+    from paper_infcompute import corpus
+    from paper_infcompute import train as tr
+    from paper_infcompute.model import Decoder, ModelConfig
+    from paper_ssd.lm import TinySpec, save_tiny
+
+    scale = 64 if args.tiny else 1  # the CPU stand-in: a sixty-fourth of the text, small models
+    text = corpus.load(corpus.CorpusSpec(train_bytes=2_000_000 // scale, val_bytes=200_000 // scale))
+    seq_len = 128 if args.tiny else 512
+    shapes = {"target": (64, 2) if args.tiny else (512, 8), "draft": (32, 1) if args.tiny else (128, 2)}
+    gpu = args.device.startswith("cuda")
+    specs, facts = {}, {"train_bytes": len(text.train), "corpus_sha256": text.sha256, "seq_len": seq_len}
+    for role, (d, layers) in shapes.items():
+        run = tr.RunConfig(model=ModelConfig(d_model=d, n_layers=layers, n_heads=max(2, d // 64), seq_len=seq_len),
+                           corpus=text_spec_of(text), epochs=1 if args.tiny else args.train_epochs, batch_size=64,
+                           weight_decay=0.1, device=args.device, precision="bf16" if gpu else "fp32")
+        model, metrics = tr.train(run, text)
+        path = save_tiny(model, out_dir / f"{role}.pt").path
+        specs[role] = TinySpec(path, Decoder, ModelConfig, args.device)
+        facts[role] = {"d_model": d, "layers": layers, **{k: metrics[k] for k in ("n_params", "val_loss", "train_s")}}
+        print(json.dumps({role: facts[role]}), flush=True)
+    starts = np.linspace(0, len(text.val) - 65, args.prompts).astype(int)
+    prompts = [text.val[i:i + 64].tolist() for i in starts]
+    return specs["target"], specs["draft"], prompts, facts
+
+
+def text_spec_of(text):
+    from paper_infcompute.corpus import CorpusSpec
+
+    return CorpusSpec(train_bytes=len(text.train), val_bytes=len(text.val))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -32,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draft", default="")
     ap.add_argument("--cache", default=os.environ.get("PAPERCLUB_CACHE", str(Path.home() / ".cache" / "paperclub")))
     ap.add_argument("--tiny", action="store_true", help="random tiny Qwen2 pair: the code paths, not the numbers")
+    ap.add_argument("--train-pair", action="store_true", help="train a byte-level target and draft here first")
+    ap.add_argument("--train-epochs", type=int, default=8, help="--train-pair: passes over the text")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--ks", type=int, nargs="+", default=[3, 5])
@@ -58,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(result, indent=1))
         tmp.replace(out_dir / "ssd_gpu.json")
 
-    if args.tiny:
+    if args.train_pair:
+        target_spec, draft_spec, prompts, result["training"] = trained_pair(args, out_dir)
+        save()
+    elif args.tiny:
         root = Path(tempfile.mkdtemp())
         target_spec = models.tiny_qwen2(root / "target", 2, 64, 0)
         draft_spec = models.tiny_qwen2(root / "draft", 1, 32, 1)
@@ -70,13 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         where_d = models.locate(pair[1], Path(args.cache) / "ssd", args.draft)
         target_spec = models.HFSpec(where_t, "bfloat16", args.device)
         draft_spec = models.HFSpec(where_d, "bfloat16", args.device)
-    from transformers import AutoTokenizer
+    if not args.train_pair:
+        from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(target_spec.where)
-    chosen = stdlib_prompts(args.prompts, 0)
-    prompts = [tokenizer(p["text"])["input_ids"] for p in chosen]
+        tokenizer = AutoTokenizer.from_pretrained(target_spec.where)
+        prompts = [tokenizer(p["text"])["input_ids"] for p in stdlib_prompts(args.prompts, 0)]
+        result["models"] = {"target": target_spec.where, "draft": draft_spec.where, "dtype": target_spec.dtype}
     target, draft = target_spec.session(), draft_spec.session()
-    result["models"] = {"target": target_spec.where, "draft": draft_spec.where, "dtype": target_spec.dtype}
     result["prompt_tokens"] = [len(p) for p in prompts]
 
     def decode(mode: str, batch: int, cfg, proc=None) -> tuple[list[list[int]], engine.Stats]:

@@ -149,3 +149,24 @@ def test_the_held_out_text_covers_the_offline_statistics_or_the_run_stops_before
     assert summary["status"] == "error" and summary["seeds_done"] == []
     need = 200 * compose(SSDSuite, "smoke", [])[0].offline_len
     assert f"held-out text has {need // 2} tokens; offline_chunks x offline_len = {need} needs more" in summary["reason"]
+
+
+def test_gpu_script_trains_its_own_pair_on_a_cpu_stand_in(tmp_path):
+    """The device machine has no model hub: the script trains a byte-level pair first, then decodes with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "gpu_ssd.py"), "--train-pair", "--tiny", "--device",
+                           "cpu", "--out", str(tmp_path), "--prompts", "2", "--new-tokens", "8", "--ks", "2",
+                           "--fans", "2", "--temperatures", "0", "--batches", "1", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "ssd_gpu.json").read_text())
+    training = result["training"]
+    assert training["target"]["n_params"] > training["draft"]["n_params"] and training["target"]["val_loss"] > 0
+    assert result["complete"] and {r["mode"] for r in result["runs"]} == {"ar", "sd", "ssd_jit", "ssd_fast"}
+    sd = next(r for r in result["runs"] if r["mode"] == "sd")
+    assert sd["acceptance"] > 0  # a trained pair agrees on some tokens (a random pair: about none)
+    assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}
