@@ -150,3 +150,9 @@ class Decoder(nn.Module):
     def n_params(self, non_embedding: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())
         return total - (self.embed.weight.numel() + self.head.weight.numel() if non_embedding else 0)
+
+
+def parameter_count(cfg: ModelConfig, non_embedding: bool = False) -> int:
+    """A model's parameters, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        return Decoder(cfg).n_params(non_embedding)

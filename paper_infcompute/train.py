@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from paper_infcompute import distributed
 from paper_infcompute.corpus import Corpus, CorpusSpec
 from paper_infcompute.loss import linear_cross_entropy
-from paper_infcompute.model import Decoder, ModelConfig
+from paper_infcompute.model import Decoder, ModelConfig, parameter_count
 from paper_infcompute.sample import load_samples, sample, save_shard, shard_dir
 
 
@@ -295,9 +295,7 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e1
 def flops_per_token(cfg: ModelConfig) -> float:
     """Training FLOPs per token: 6 N + 12 L d T, N the parameters that multiply (all but the input
     embedding), the second term attention's (PaLM, appendix B). Recomputation does not count."""
-    with torch.device("meta"):
-        model = Decoder(cfg)
-    return 6 * (model.n_params(non_embedding=False) - model.embed.weight.numel()) + 12 * cfg.n_layers * cfg.d_model * cfg.seq_len
+    return 6 * (parameter_count(cfg) - cfg.vocab_size * cfg.d_model) + 12 * cfg.n_layers * cfg.d_model * cfg.seq_len
 
 
 def throughput(model: Decoder, tokens: int, wall: float, world: int, device: torch.device, precision: str) -> dict:

@@ -110,13 +110,9 @@ def _vocab(tokenizer: str) -> int:
 
 
 def _n_params(model) -> int:
-    """Every parameter of a model config, counted on the meta device (nothing is allocated)."""
-    import torch
+    from paper_infcompute.model import parameter_count
 
-    from paper_infcompute.model import Decoder
-
-    with torch.device("meta"):
-        return Decoder(model).n_params(non_embedding=False)
+    return parameter_count(model)
 
 
 # Training keeps, per parameter: fp32 weights 4, gradients 4, AdamW moments 8, and the bf16 copies autocast
