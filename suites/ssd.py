@@ -222,6 +222,71 @@ def _exactness(cfg, seed: int, pair: Pair, tiny, text, target, dec: Decoding) ->
     return Exactness(greedy, divergences, toy_pass, e2e)
 
 
+@dataclass
+class Official:
+    """The official engine's runs: per mode (ar, sd, ssd) its summary (``official.summary``) and streams."""
+
+    summaries: dict[str, dict]
+    streams: dict[str, list[list[int]]]
+
+
+def _official(cfg, pair: Pair) -> Official:
+    """AR, SD and SSD in the official engine (``paper_ssd.official``), each in its own process on the run's
+    GPUs: the target's tensor-parallel GPUs, and for SSD the draft's after them; batch 1, the run's K,
+    fan-out, temperature and new tokens; the models from their local copies."""
+    from paper_ssd import models, official
+
+    def index(device: str) -> list[int]:
+        return [] if device == "cpu" else [int(d.split(":")[1]) for d in models.parse_devices(device)]
+
+    where_t, where_d = (_local_dir(w) for w in pair.where)
+    out = Official({}, {})
+    for mode in official.MODES:
+        gpus = index(cfg.target_device) + (index(cfg.draft_device) if mode == "ssd" else [])
+        spec = official.OfficialRun(cfg.official_python, where_t, where_d, mode, tuple(gpus), k=cfg.k,
+                                    fan_out=cfg.fan_out[0], temperature=cfg.temperature, new_tokens=cfg.new_tokens)
+        rows = official.run(spec, pair.prompts)
+        out.summaries[mode], out.streams[mode] = official.summary(rows, cfg.k), [r["token_ids"] for r in rows]
+    return out
+
+
+def _local_dir(where: str) -> str:
+    """A model's local directory: as given, or its hub snapshot (the official engine reads local files)."""
+    if Path(where).exists():
+        return where
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(where)
+
+
+def _official_metrics(off: Official, ours_ar: list[list[int]]) -> tuple[dict, dict, dict]:
+    """(metrics, per-prompt units, info): each mode's tokens per second; SSD over SD and over AR (the
+    geometric mean of the per-prompt ratios, the prompts being the units); SD's acceptance and SSD's cache
+    hit rate as the engine measures them; and the greedy streams compared token for token: the official
+    SD and SSD against its AR, its AR against ours."""
+    import numpy as np
+
+    from paper_ssd import official
+
+    s = off.summaries
+    per_prompt = {"official_ssd_over_sd": official.ratios(s["ssd"], s["sd"]),
+                  "official_ssd_over_ar": official.ratios(s["ssd"], s["ar"])}
+    m = {f"official_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in s.items()}
+    m.update({k: float(np.exp(np.mean(np.log(v)))) for k, v in per_prompt.items()})
+    m.update(official_sd_acceptance=s["sd"].get("acceptance", float("nan")),
+             official_ssd_cache_hit_rate=s["ssd"].get("cache_hit_rate", float("nan")))
+
+    def same(a, b):
+        return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+
+    matches = {"sd_vs_its_ar": same(off.streams["sd"], off.streams["ar"]),
+               "ssd_vs_its_ar": same(off.streams["ssd"], off.streams["ar"]),
+               "its_ar_vs_ours": same(off.streams["ar"], ours_ar)}
+    info = {"summaries": {mode: {k: v for k, v in x.items() if k != "per_prompt_tokens_per_s"} for mode, x in s.items()},
+            "greedy_streams_equal": matches}
+    return m, per_prompt, info
+
+
 def _held_out_chunks(cfg, pair: Pair) -> list[list[int]]:
     """The held-out text in ``offline_chunks`` chunks of ``offline_len`` tokens; too little text is an error
     here, before any decoding."""
@@ -409,6 +474,10 @@ class SSDConfig(SuiteConfig):
     # our engine's target over this many tensor-parallel ranks (paper_ssd.tp): the GPUs of target_device, or
     # CPU processes with target_device=cpu; 1: one process (a GPU range then splits the layers)
     target_tp: int = 1
+    # the official engine (tanishqkumar/ssd) as a peer, from its own virtualenv's interpreter
+    # (paper_ssd.official): AR, SD and SSD on the same prompts and GPUs; the paper's speed claims use it
+    official: bool = False
+    official_python: str = ""
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
@@ -450,7 +519,7 @@ class SSDSuite(Suite):
         # the paper's Table 1 setup: Llama-3.1-70B (4 GPUs) / Llama-3.2-1B (a 5th), batch 1, greedy,
         # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
         "full": ["device=cuda", "pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
-                 "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "target_tp=4", "draft_device=cuda:4", "greedy_eps=0.25",
+                 "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "target_tp=4", "draft_device=cuda:4", "official=true", "greedy_eps=0.25",
                  "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
                  "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
     }
@@ -499,6 +568,16 @@ class SSDSuite(Suite):
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
               description="transformers' assisted generation's seconds over our SD's, per prompt, both timed end "
                           "to end, interleaved prompt by prompt"),
+        Claim("official.ssd_over_sd", "official_ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58,
+              scale="log", unit="prompts", applies=(("official", True),),
+              source=f"{PAPER}, Table 1 (Llama-3.1-70B on 4 H100s, 1B draft on a fifth, batch 1, greedy; the mean "
+                     "of four prompt sets)",
+              description="the official engine's SSD decode tokens/s (prefill excluded, as the paper's tables) over "
+                          "its SD's, per prompt (same prompts, GPUs, K)"),
+        Claim("official.ssd_over_ar", "official_ssd_over_ar", "ge", _t(1.0, tiers=("full",)), paper_value=4.68,
+              scale="log", unit="prompts", applies=(("official", True),),
+              source=f"{PAPER}, Table 1 (255.8 over 54.7 tok/s, the mean of four prompt sets)",
+              description="the official engine's SSD decode tokens/s over its autoregressive decoding's, per prompt"),
         Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58, scale="log",
               requires=frozenset({"vllm"}),
               source=f"{PAPER}, Table 1 (SD column: an open-source engine's draft-model SD, 5 draft tokens)",
@@ -545,6 +624,10 @@ class SSDSuite(Suite):
         needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
                   for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
+        if cfg.official:  # the official engine's own interpreter (its virtualenv)
+            given = bool(cfg.official_python) and Path(cfg.official_python).is_file()
+            needs.append(pf.Need("the official engine's interpreter (official_python)", "its virtualenv's python",
+                                 cfg.official_python if given else (cfg.official_python or "nothing set"), given))
         if cfg.target_tp > 1:  # transformers loads tensor-parallel shards through accelerate
             import importlib.util
 
@@ -582,7 +665,11 @@ class SSDSuite(Suite):
                 f"fan-out {cfg.fan_out}. {batch_note}",
                 "Peer baseline: vLLM draft-model SD (K = 5) and AR with tensor parallelism "
                 f"{cfg.tensor_parallel}, end to end, each in its own process before our engines load.",
-            ]
+            ] + ([f"The official engine (tanishqkumar/ssd, from {cfg.official_python or 'official_python'}) runs AR, SD "
+                  "and SSD on the same prompts and GPUs, each in its own process; the paper's SSD/SD and SSD/AR are "
+                  "judged on its decode tokens/s (prefill excluded, as the paper's tables), per prompt. Its synchronous "
+                  "SD at temperature > 0 is not exact (its PR #24): sampling is compared only at temperature 0."]
+                 if cfg.official else [])
         if cfg.pair != "tiny":
             return [
                 f"Pair {cfg.pair}: Qwen2.5-Coder-1.5B-Instruct target, 0.5B draft, {cfg.dtype}, assembled from their "
@@ -626,8 +713,11 @@ class SSDSuite(Suite):
         pair = _tiny_prompts(cfg, text, tiny) if cfg.pair == "tiny" else _hf_pair(cfg, seed, text, cache)
         _held_out_chunks(cfg, pair)  # enough held-out text, known before hours of decoding
         laps.done("models_and_prompts")
-        vllm, vllm_facts = {}, {}
-        if cfg.vllm and pair.where:  # before our models take the GPUs; in its own processes
+        vllm, vllm_facts, official = {}, {}, None
+        if cfg.official and pair.where:  # before our models take the GPUs; each mode in its own process
+            official = _official(cfg, pair)
+            laps.done("official_engine")
+        if cfg.vllm and pair.where:  # the same; in its own processes
             vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
             laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
@@ -637,9 +727,13 @@ class SSDSuite(Suite):
             out = laps.run("outcome_prediction", _outcome_prediction, cfg, pair, target, draft)
         finally:
             getattr(target, "close", lambda: None)()  # a tensor-parallel target's other ranks stop
-        metrics = _metrics(cfg, dec, exact, out, vllm)
-        return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=_units(dec, exact, out),
-                         info=_info(cfg, text, pair, vllm_facts, dec, exact, out))
+        metrics, units, info = (_metrics(cfg, dec, exact, out, vllm), _units(dec, exact, out),
+                                _info(cfg, text, pair, vllm_facts, dec, exact, out))
+        if official is not None:
+            more, per_prompt, info["official_engine"] = _official_metrics(official, dec.streams["ar"])
+            metrics.update(more)
+            units.update(per_prompt)
+        return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=units, info=info)
 
     @staticmethod
     def _tiny_pair(cfg, text, cache):

@@ -85,6 +85,7 @@ def test_ssd_preflight_names_the_gated_weights_and_each_gpu_share(monkeypatch):
     verdict = check(SSDSuite, cfg, "full")
     lines = [n.line() for n in verdict.needs]
     assert any("meta-llama/Llama-3.1-70B-Instruct (gated): needs a Hugging Face token" in x for x in lines)
+    assert "the official engine's interpreter (official_python): needs its virtualenv's python, found nothing set" in lines
     shares = [n for n in verdict.needs if n.what.startswith("memory of phase decode (target share)")]
     assert [n.what.split(" on ")[1] for n in shares] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
     assert all(n.ok for n in shares)  # 70.6B x 2 bytes x 1.1 / 4 = 38.8 GB (+ 3.7 GB for one held-out chunk on cuda:0)

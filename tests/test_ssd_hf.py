@@ -191,7 +191,8 @@ def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, 
     from runners.cli import main
 
     monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
-    stand_in = ["device=cpu", "target_device=cpu", "target_tp=2", "draft_device=cpu", f"target_path={hf_pair[0].where}",
+    stand_in = ["device=cpu", "target_device=cpu", "target_tp=2", "official=false", "draft_device=cpu",
+                f"target_path={hf_pair[0].where}",
                 f"draft_path={hf_pair[1].where}", "dtype=float32", "prompt_set=stdlib", "prompts=4", "vllm=false",
                 "new_tokens=8", "k=2", "fan_out=[2,2,2]", "batch_sizes=[2]", "offline_chunks=4", "offline_len=24",
                 "offline_fan_outs=[1,2,4]", "sampling_runs=200", "threads=1"]

@@ -1,0 +1,113 @@
+"""The official SSD engine as a peer (paper_ssd.official), against a stand-in of its interface: our token-id
+prompts in, each mode in its own process with its own visible GPUs, token ids and the engine's metrics out,
+and the paper's speed claims judged on them (passing and failing)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("torch")
+
+from paper_ssd import official  # noqa: E402
+from runners.claims import evaluate  # noqa: E402
+from suites import ssd  # noqa: E402
+
+# the engine's public surface as its bench.py uses it: LLM(model, **kwargs).generate(prompts, params) returns
+# ([{"text", "token_ids"}], METRICS), METRICS accumulating over calls; exit() ends the process
+STAND_IN = textwrap.dedent('''
+    import json, os
+
+    METRICS = {"cache_hits": [], "accepted_suffix_lens_with_recovery": [], "prefill_total_time": 0,
+               "decode_total_time": 0, "prefill_total_tokens": 0, "decode_total_tokens": 0,
+               "target_step_times": [], "target_verify_times": []}
+    SECONDS_PER_TOKEN = json.loads(os.environ["STAND_IN_SPEED"])
+
+
+    class SamplingParams:
+        def __init__(self, temperature=0.0, ignore_eos=False, max_new_tokens=64):
+            self.max_new_tokens = max_new_tokens
+
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            self.mode = "ssd" if kwargs.get("draft_async") else "sd" if kwargs["speculate"] else "ar"
+            with open(os.environ["STAND_IN_LOG"], "a") as fh:
+                fh.write(json.dumps({"model": model, "kwargs": kwargs,
+                                     "visible": os.environ["CUDA_VISIBLE_DEVICES"]}) + "\\n")
+
+        def generate(self, prompts, params, use_tqdm=True):
+            outputs = []
+            for prompt, p in zip(prompts, params):
+                n = p.max_new_tokens
+                METRICS["decode_total_tokens"] += n
+                METRICS["decode_total_time"] += SECONDS_PER_TOKEN[self.mode] * n
+                METRICS["target_step_times"] += [0.01] * (n // 3)
+                if self.mode != "ar":
+                    METRICS["accepted_suffix_lens_with_recovery"] += [3] * (n // 3)
+                if self.mode == "ssd":
+                    METRICS["cache_hits"] += [1, 1, 0, 1]
+                outputs.append({"text": "", "token_ids": [(sum(prompt) + 7 * i) % 97 for i in range(n)]})
+            return outputs, METRICS
+
+        def exit(self, hard=True):
+            os._exit(0)
+''')
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    (tmp_path / "ssd").mkdir()
+    (tmp_path / "ssd" / "__init__.py").write_text(STAND_IN)
+    for name in ("target", "draft"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "calls.jsonl"))
+    cfg = SimpleNamespace(official_python=sys.executable, target_device="cuda:0-3", draft_device="cuda:4", k=6,
+                          fan_out=[3] * 7, temperature=0.0, new_tokens=12)
+    prompts = [[5, 6, 7], [1, 2], [40, 41, 42, 43]]
+    pair = ssd.Pair(None, None, prompts, [], {}, (str(tmp_path / "target"), str(tmp_path / "draft")))
+    return SimpleNamespace(cfg=cfg, pair=pair, log=tmp_path / "calls.jsonl", monkeypatch=monkeypatch)
+
+
+def claims_on(per_prompt: dict) -> dict:
+    return {c.id: evaluate(c, per_prompt[c.metric], "full")["status"] for c in ssd.SSDSuite.claims
+            if c.id.startswith("official.")}
+
+
+def test_each_mode_runs_in_its_own_process_and_the_speed_claims_are_judged(engine):
+    engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.006, "ssd": 0.004}))
+    off = ssd._official(engine.cfg, engine.pair)
+    calls = [json.loads(line) for line in engine.log.read_text().splitlines()]
+    assert [c["visible"] for c in calls] == ["0,1,2,3", "0,1,2,3", "0,1,2,3,4"]  # the draft's GPU joins for SSD
+    ar, sd, ssd_call = (c["kwargs"] for c in calls)
+    assert not ar["speculate"] and ar["num_gpus"] == 4 and ar["max_num_seqs"] == 1
+    assert sd["speculate"] and not sd["draft_async"] and sd["speculate_k"] == 6 and sd["draft"].endswith("draft")
+    assert ssd_call["draft_async"] and ssd_call["num_gpus"] == 5 and ssd_call["async_fan_out"] == 3
+    assert ssd_call["jit_speculate"]
+    metrics, per_prompt, info = ssd._official_metrics(off, ours_ar=off.streams["ar"])
+    assert metrics["official_ssd_over_sd"] == pytest.approx(0.006 / 0.004)
+    assert metrics["official_ssd_over_ar"] == pytest.approx(0.02 / 0.004)
+    assert metrics["official_sd_acceptance"] == pytest.approx((3 - 1) / 6)  # the engine's own definition
+    assert metrics["official_ssd_cache_hit_rate"] == pytest.approx(0.75)
+    assert len(per_prompt["official_ssd_over_sd"]) == 3  # one unit per prompt
+    assert info["greedy_streams_equal"] == {"sd_vs_its_ar": 1.0, "ssd_vs_its_ar": 1.0, "its_ar_vs_ours": 1.0}
+    assert claims_on(per_prompt) == {"official.ssd_over_sd": "pass", "official.ssd_over_ar": "pass"}
+
+
+def test_an_ssd_slower_than_sd_fails_the_claim(engine):
+    engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.004, "ssd": 0.006}))
+    _, per_prompt, _ = ssd._official_metrics(ssd._official(engine.cfg, engine.pair), ours_ar=[[0]] * 3)
+    assert claims_on(per_prompt) == {"official.ssd_over_sd": "fail", "official.ssd_over_ar": "pass"}
+
+
+def test_a_run_that_leaves_no_result_is_one_line(tmp_path):
+    spec = official.OfficialRun(sys.executable, str(tmp_path), str(tmp_path), "ar", ())  # no `ssd` to import
+    with pytest.raises(RuntimeError, match=r"the official engine's ar run left no result \(exit 1\): .*ssd"):
+        official.run(spec, [[1, 2]])
+    with pytest.raises(ValueError, match="mode 'eagle'"):
+        official.OfficialRun(sys.executable, "t", "d", "eagle", ()).llm_kwargs()
