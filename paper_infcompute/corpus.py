@@ -197,6 +197,12 @@ def load(spec: CorpusSpec, cache: str | Path | None = None) -> Corpus:
     return found
 
 
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in blocks (token files run to gigabytes)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _stamps(spec: CorpusSpec, names: list[str]) -> dict[str, list[int]]:
     """(size, modification time) of the text files and of a tokenizer file."""
     root = _root(spec)
@@ -215,7 +221,7 @@ def _write(entry: Path, corpus: Corpus, spec: CorpusSpec) -> None:
         ids = getattr(corpus, split).astype(dtype)
         ids.tofile(tmp / f"{split}.bin")
         tokens[split] = {"count": len(ids), "dtype": np.dtype(dtype).name,
-                         "sha256": hashlib.sha256(ids.tobytes()).hexdigest()}
+                         "sha256": file_sha256(tmp / f"{split}.bin")}
     meta = {"spec": asdict(spec), "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "tokens": tokens,
             "train_files": corpus.train_files, "val_files": corpus.val_files,
             "stamps": _stamps(spec, corpus.val_files + corpus.train_files)}
@@ -234,10 +240,9 @@ def _open(entry: Path, spec: CorpusSpec) -> Corpus | None:
         arrays = {}
         for split, info in meta["tokens"].items():
             path = entry / f"{split}.bin"
-            with open(path, "rb") as fh:
-                if hashlib.file_digest(fh, "sha256").hexdigest() != info["sha256"]:
-                    print(f"{path} does not match its checksum; tokenising again", file=sys.stderr)
-                    return None
+            if file_sha256(path) != info["sha256"]:
+                print(f"{path} does not match its checksum; tokenising again", file=sys.stderr)
+                return None
             arrays[split] = np.memmap(path, dtype=info["dtype"], mode="r", shape=(info["count"],))
     except (OSError, KeyError, ValueError):
         return None

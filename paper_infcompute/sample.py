@@ -8,7 +8,6 @@ index of the finished shards with their checksums (``finish``); ``load_samples``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from paper_infcompute.corpus import file_sha256
 
 
 @torch.no_grad()
@@ -62,7 +63,7 @@ def save_shard(cache: Path, key: str, index: int, tokens: np.ndarray, vocab: int
     with open(tmp, "wb") as fh:
         np.save(fh, ids)
     tmp.replace(folder / name)
-    return {"name": name, "count": len(ids), "sha256": _digest(folder / name)}
+    return {"name": name, "count": len(ids), "sha256": file_sha256(folder / name)}
 
 
 def finish(cache: Path, key: str, shards: list[dict]) -> None:
@@ -83,13 +84,8 @@ def load_samples(cache: Path, key: str) -> list[np.ndarray] | None:
         return None
     for shard in shards:
         path = folder / shard["name"]
-        if not path.is_file() or _digest(path) != shard["sha256"]:
+        if not path.is_file() or file_sha256(path) != shard["sha256"]:
             print(f"teacher samples {path} are missing or do not match their checksum; sampling them again",
                   file=sys.stderr)
             return None
     return [np.load(folder / shard["name"], mmap_mode="r", allow_pickle=False) for shard in shards]
-
-
-def _digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
