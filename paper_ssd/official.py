@@ -79,6 +79,7 @@ def summary(rows: list[dict], k: int) -> dict:
     out = {"tokens_per_s": sum(decoded) / sum(decode_s),
            "per_prompt_tokens_per_s": [t / s for t, s in zip(decoded, decode_s, strict=True)],
            "end_to_end_tokens_per_s": sum(len(r["token_ids"]) for r in rows) / sum(r["seconds"] for r in rows),
+           "per_prompt_end_to_end_tokens_per_s": [len(r["token_ids"]) / r["seconds"] for r in rows],
            "target_step_ms": 1000 * float(np.mean(pooled["target_step_times"])) if pooled["target_step_times"] else None}
     accepted = pooled["accepted_suffix_lens_with_recovery"]
     if accepted:

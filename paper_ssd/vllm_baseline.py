@@ -37,18 +37,22 @@ def sampling_args(n_new: int, temperature: float) -> dict:
 def measure(run: VLLMRun, prompts: list[list[int]], n_new: int, temperature: float = 0.0,
             batch: int = 1) -> dict:
     """Decode tokens/s of vLLM on token-id prompts, ``batch`` requests at a time (batch 1 is the
-    paper's latency setting). Prefill is included: vLLM does not report it apart."""
+    paper's latency setting), pooled and per call (per prompt at batch 1). Prefill is included: vLLM does
+    not report it apart."""
     from vllm import LLM, SamplingParams
 
     llm = LLM(**run.engine_args())
     params = SamplingParams(**sampling_args(n_new, temperature))
     requests = [{"prompt_token_ids": p} for p in prompts]
     llm.generate(requests[:1], params, use_tqdm=False)  # warm-up: graphs, allocator
-    streams, elapsed = [], 0.0
+    streams, seconds = [], []
     for i in range(0, len(requests), batch):
         t0 = time.perf_counter()
         outs = llm.generate(requests[i:i + batch], params, use_tqdm=False)
-        elapsed += time.perf_counter() - t0
+        seconds.append(time.perf_counter() - t0)
         streams += [list(o.outputs[0].token_ids) for o in outs]
     n = sum(len(s) for s in streams)
-    return {"tokens_per_s_end_to_end": n / elapsed, "tokens": n, "seconds": elapsed, "streams": streams}
+    per_call = [sum(len(s) for s in streams[i:i + batch]) / t for i, t in zip(range(0, len(streams), batch), seconds,
+                                                                               strict=True)]
+    return {"tokens_per_s_end_to_end": n / sum(seconds), "tokens": n, "seconds": sum(seconds), "streams": streams,
+            "per_call_tokens_per_s": per_call}

@@ -259,11 +259,12 @@ def _local_dir(where: str) -> str:
     return snapshot_download(where)
 
 
-def _official_metrics(off: Official, ours_ar: list[list[int]]) -> tuple[dict, dict, dict]:
+def _official_metrics(off: Official, ours_ar: list[list[int]], vllm_sd: dict | None = None) -> tuple[dict, dict, dict]:
     """(metrics, per-prompt units, info): each mode's tokens per second; SSD over SD and over AR (the
-    geometric mean of the per-prompt ratios, the prompts being the units); SD's acceptance and SSD's cache
-    hit rate as the engine measures them; and the greedy streams compared token for token: the official
-    SD and SSD against its AR, its AR against ours."""
+    geometric mean of the per-prompt ratios, the prompts being the units); with vLLM's draft-model SD
+    measured (``vllm_sd``, batch 1), the official SSD over it, end to end on both sides (the paper's SD
+    baseline); SD's acceptance and SSD's cache hit rate as the engine measures them; and the greedy streams
+    compared token for token: the official SD and SSD against its AR, its AR against ours."""
     import numpy as np
 
     from paper_ssd import official
@@ -271,6 +272,9 @@ def _official_metrics(off: Official, ours_ar: list[list[int]]) -> tuple[dict, di
     s = off.summaries
     per_prompt = {"official_ssd_over_sd": official.ratios(s["ssd"], s["sd"]),
                   "official_ssd_over_ar": official.ratios(s["ssd"], s["ar"])}
+    if vllm_sd is not None:
+        per_prompt["official_ssd_over_vllm_sd"] = [a / b for a, b in zip(
+            s["ssd"]["per_prompt_end_to_end_tokens_per_s"], vllm_sd["per_call_tokens_per_s"], strict=True)]
     m = {f"official_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in s.items()}
     m.update({k: float(np.exp(np.mean(np.log(v)))) for k, v in per_prompt.items()})
     m.update(official_sd_acceptance=s["sd"].get("acceptance", float("nan")),
@@ -282,7 +286,7 @@ def _official_metrics(off: Official, ours_ar: list[list[int]]) -> tuple[dict, di
     matches = {"sd_vs_its_ar": same(off.streams["sd"], off.streams["ar"]),
                "ssd_vs_its_ar": same(off.streams["ssd"], off.streams["ar"]),
                "its_ar_vs_ours": same(off.streams["ar"], ours_ar)}
-    info = {"summaries": {mode: {k: v for k, v in x.items() if k != "per_prompt_tokens_per_s"} for mode, x in s.items()},
+    info = {"summaries": {mode: {k: v for k, v in x.items() if not k.startswith("per_prompt")} for mode, x in s.items()},
             "greedy_streams_equal": matches}
     return m, per_prompt, info
 
@@ -366,7 +370,8 @@ def _metrics(cfg, dec: Decoding, exact: Exactness, out: Outcomes, vllm: dict) ->
     m["ssd_vs_model"] = tps[dec.best] / m["ssd_model_tokens_per_s"]
     if cfg.vllm and "vllm_sd_tokens_per_s_end_to_end" in m:
         best = tot[dec.best]
-        m["ssd_over_vllm_sd"] = best.new_tokens / (best.prefill_s + best.decode_s) / m["vllm_sd_tokens_per_s_end_to_end"]
+        # ours against vLLM: reported, never claimed (engines, not algorithms; the claim uses the official SSD)
+        m["ours_ssd_over_vllm_sd"] = best.new_tokens / (best.prefill_s + best.decode_s) / m["vllm_sd_tokens_per_s_end_to_end"]
     if dec.hf_ratios is not None:
         m["sd_vs_hf_assisted"] = float(np.exp(np.mean(np.log(dec.hf_ratios))))
     m["sampling_tv_pass"] = float(all(exact.law_units()))
@@ -568,20 +573,23 @@ class SSDSuite(Suite):
               source="peer comparison: transformers' assisted generation, same pair, prompts, K, greedy",
               description="transformers' assisted generation's seconds over our SD's, per prompt, both timed end "
                           "to end, interleaved prompt by prompt"),
-        Claim("official.ssd_over_sd", "official_ssd_over_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58,
+        Claim("official.ssd_over_sd", "official_ssd_over_sd", "ge", _t(1.0, tiers=("full",)),
               scale="log", unit="prompts", applies=(("official", True),),
-              source=f"{PAPER}, Table 1 (Llama-3.1-70B on 4 H100s, 1B draft on a fifth, batch 1, greedy; the mean "
-                     "of four prompt sets)",
+              source=f"{PAPER}, Table 1 (Llama-3.1-70B on 4 H100s, 1B draft on a fifth, batch 1, greedy)",
+              context="the paper's 1.58 is over an open-source engine's SD (K = 5: ssd_over_vllm_sd below), not this "
+                      "engine's own; an independent reproduction measured 1.49 for Qwen3-32B against the engine's sync SD",
               description="the official engine's SSD decode tokens/s (prefill excluded, as the paper's tables) over "
                           "its SD's, per prompt (same prompts, GPUs, K)"),
         Claim("official.ssd_over_ar", "official_ssd_over_ar", "ge", _t(1.0, tiers=("full",)), paper_value=4.68,
               scale="log", unit="prompts", applies=(("official", True),),
               source=f"{PAPER}, Table 1 (255.8 over 54.7 tok/s, the mean of four prompt sets)",
               description="the official engine's SSD decode tokens/s over its autoregressive decoding's, per prompt"),
-        Claim("ssd_over_vllm_sd", "ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58, scale="log",
-              requires=frozenset({"vllm"}),
+        Claim("ssd_over_vllm_sd", "official_ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58,
+              scale="log", unit="prompts", version=2,  # v2: the official engine's SSD, not ours, over vLLM's SD
+              requires=frozenset({"vllm"}), applies=(("official", True),),
               source=f"{PAPER}, Table 1 (SD column: an open-source engine's draft-model SD, 5 draft tokens)",
-              description="our SSD over vLLM's draft-model speculative decoding (K = 5), end to end, batch 1"),
+              description="the official engine's SSD over vLLM's draft-model speculative decoding (K = 5), end to "
+                          "end on both sides, batch 1, per prompt"),
     )
 
     invariants = (
@@ -730,7 +738,8 @@ class SSDSuite(Suite):
         metrics, units, info = (_metrics(cfg, dec, exact, out, vllm), _units(dec, exact, out),
                                 _info(cfg, text, pair, vllm_facts, dec, exact, out))
         if official is not None:
-            more, per_prompt, info["official_engine"] = _official_metrics(official, dec.streams["ar"])
+            vllm_sd = vllm_facts.get("vllm", {}).get("sd") if isinstance(vllm_facts.get("vllm"), dict) else None
+            more, per_prompt, info["official_engine"] = _official_metrics(official, dec.streams["ar"], vllm_sd)
             metrics.update(more)
             units.update(per_prompt)
         return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=units, info=info)

@@ -76,7 +76,7 @@ def engine(tmp_path, monkeypatch):
 
 def claims_on(per_prompt: dict) -> dict:
     return {c.id: evaluate(c, per_prompt[c.metric], "full")["status"] for c in ssd.SSDSuite.claims
-            if c.id.startswith("official.")}
+            if c.metric.startswith("official_")}
 
 
 def test_each_mode_runs_in_its_own_process_and_the_speed_claims_are_judged(engine):
@@ -89,20 +89,27 @@ def test_each_mode_runs_in_its_own_process_and_the_speed_claims_are_judged(engin
     assert sd["speculate"] and not sd["draft_async"] and sd["speculate_k"] == 6 and sd["draft"].endswith("draft")
     assert ssd_call["draft_async"] and ssd_call["num_gpus"] == 5 and ssd_call["async_fan_out"] == 3
     assert ssd_call["jit_speculate"]
-    metrics, per_prompt, info = ssd._official_metrics(off, ours_ar=off.streams["ar"])
+    # vLLM's SD at batch 1, end to end (prefill included, as the official calls' wall times are)
+    vllm_sd = {"per_call_tokens_per_s": [0.8 * x for x in off.summaries["ssd"]["per_prompt_end_to_end_tokens_per_s"]]}
+    metrics, per_prompt, info = ssd._official_metrics(off, ours_ar=off.streams["ar"], vllm_sd=vllm_sd)
+    assert metrics["official_ssd_over_vllm_sd"] == pytest.approx(1.25)
     assert metrics["official_ssd_over_sd"] == pytest.approx(0.006 / 0.004)
     assert metrics["official_ssd_over_ar"] == pytest.approx(0.02 / 0.004)
     assert metrics["official_sd_acceptance"] == pytest.approx((3 - 1) / 6)  # the engine's own definition
     assert metrics["official_ssd_cache_hit_rate"] == pytest.approx(0.75)
     assert len(per_prompt["official_ssd_over_sd"]) == 3  # one unit per prompt
     assert info["greedy_streams_equal"] == {"sd_vs_its_ar": 1.0, "ssd_vs_its_ar": 1.0, "its_ar_vs_ours": 1.0}
-    assert claims_on(per_prompt) == {"official.ssd_over_sd": "pass", "official.ssd_over_ar": "pass"}
+    assert claims_on(per_prompt) == {"official.ssd_over_sd": "pass", "official.ssd_over_ar": "pass",
+                                     "ssd_over_vllm_sd": "pass"}
 
 
-def test_an_ssd_slower_than_sd_fails_the_claim(engine):
+def test_an_ssd_slower_than_sd_or_vllm_fails_the_claims(engine):
     engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.004, "ssd": 0.006}))
-    _, per_prompt, _ = ssd._official_metrics(ssd._official(engine.cfg, engine.pair), ours_ar=[[0]] * 3)
-    assert claims_on(per_prompt) == {"official.ssd_over_sd": "fail", "official.ssd_over_ar": "pass"}
+    off = ssd._official(engine.cfg, engine.pair)
+    vllm_sd = {"per_call_tokens_per_s": [2 * x for x in off.summaries["ssd"]["per_prompt_end_to_end_tokens_per_s"]]}
+    _, per_prompt, _ = ssd._official_metrics(off, ours_ar=[[0]] * 3, vllm_sd=vllm_sd)
+    assert claims_on(per_prompt) == {"official.ssd_over_sd": "fail", "official.ssd_over_ar": "pass",
+                                     "ssd_over_vllm_sd": "fail"}
 
 
 def test_a_run_that_leaves_no_result_is_one_line(tmp_path):
