@@ -41,14 +41,15 @@ def trained_pair(args, out_dir: Path):
     from paper_ssd.lm import TinySpec, save_tiny
 
     scale = 64 if args.tiny else 1  # the CPU stand-in: a sixty-fourth of the text, small models
-    text = corpus.load(corpus.CorpusSpec(train_bytes=2_000_000 // scale, val_bytes=200_000 // scale))
+    spec = corpus.CorpusSpec(train_bytes=2_000_000 // scale, val_bytes=200_000 // scale)
+    text = corpus.load(spec)
     seq_len = 128 if args.tiny else 512
     shapes = {"target": (64, 2) if args.tiny else (512, 8), "draft": (32, 1) if args.tiny else (128, 2)}
     gpu = args.device.startswith("cuda")
     specs, facts = {}, {"train_bytes": len(text.train), "corpus_sha256": text.sha256, "seq_len": seq_len}
     for role, (d, layers) in shapes.items():
         run = tr.RunConfig(model=ModelConfig(d_model=d, n_layers=layers, n_heads=max(2, d // 64), seq_len=seq_len),
-                           corpus=text_spec_of(text), epochs=1 if args.tiny else args.train_epochs, batch_size=64,
+                           corpus=spec, epochs=1 if args.tiny else args.train_epochs, batch_size=64,
                            weight_decay=0.1, device=args.device, precision="bf16" if gpu else "fp32")
         model, metrics = tr.train(run, text)
         path = save_tiny(model, out_dir / f"{role}.pt").path
@@ -58,12 +59,6 @@ def trained_pair(args, out_dir: Path):
     starts = np.linspace(0, len(text.val) - 65, args.prompts).astype(int)
     prompts = [text.val[i:i + 64].tolist() for i in starts]
     return specs["target"], specs["draft"], prompts, facts
-
-
-def text_spec_of(text):
-    from paper_infcompute.corpus import CorpusSpec
-
-    return CorpusSpec(train_bytes=len(text.train), val_bytes=len(text.val))
 
 
 def main(argv: list[str] | None = None) -> int:
