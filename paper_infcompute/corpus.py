@@ -5,19 +5,24 @@ validation takes whole files first, training the next files, so the two never sh
 file. The exact bytes are fingerprinted (sha256) so every result names the data it saw.
 Tokens are bytes by default (vocabulary 256), so "parameters" are transformer weights and
 not mostly embeddings; GPT-2's BPE reads a local `gpt2.tiktoken` vocabulary file, and any Hugging
-Face `tokenizer.json` (the paper's Llama 3, GPT-2's) is read from a path or the hub.
+Face `tokenizer.json` (the paper's Llama 3, GPT-2's) is read from a path or the hub. Tokenising
+streams: the text is read a document at a time and, with a cache, its ids go straight to memory-mapped
+token files, so a corpus of gigabytes needs a tokeniser batch of memory, not the text and its ids.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import itertools
 import json
 import os
 import random
 import shutil
 import sys
 import sysconfig
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +82,24 @@ def read_document(path: Path) -> bytes:
 
 
 def _take(files: list[Path], start: int, budget: int) -> tuple[bytes, list[Path], int]:
-    out, used, i = [], [], start
-    size = 0
+    """``budget`` bytes from whole documents from ``files[start]`` on (the last one cut), in memory."""
+    used: list[Path] = []
+    data = b"".join(_read(files, start, budget, used))
+    return data, used, start + len(used)
+
+
+def _read(files: list[Path], start: int, budget: int, used: list[Path]) -> Iterator[bytes]:
+    """The documents from ``files[start]`` on, one at a time, until ``budget`` bytes (the last one cut);
+    each file read is appended to ``used``. Too few bytes is an error, raised after the last file."""
+    size, i = 0, start
     while size < budget and i < len(files):
-        data = read_document(files[i])
-        out.append(data[: budget - size])
+        data = read_document(files[i])[: budget - size]
         used.append(files[i])
-        size += len(out[-1])
+        size += len(data)
         i += 1
+        yield data
     if size < budget:
         raise ValueError(f"corpus too small: wanted {budget} bytes, found {size}")
-    return b"".join(out), used, i
 
 
 # The paper's tokenizer (Llama 3, vocabulary 128,256; gated on the Hugging Face hub) and the public fallback.
@@ -144,37 +156,62 @@ def vocab_size(tokenizer: str) -> int:
 
 
 def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
-    """Token ids and the vocabulary size: bytes; GPT-2's BPE from a local ``gpt2.tiktoken``; or any
-    Hugging Face ``tokenizer.json`` (``_tokenizer_json``), without special tokens, over chunks of the
-    text split after blank lines and encoded in parallel."""
+    """Token ids (int64) and the vocabulary size of ``text`` (``encoder``)."""
+    encoder, vocab = encoder_for(tokenizer)
+    ids = list(encoder([text]))
+    return (np.concatenate(ids) if ids else np.zeros(0, np.uint32)).astype(np.int64), vocab
+
+
+def encoder_for(tokenizer: str) -> tuple[Callable[[Iterable[bytes]], Iterator[np.ndarray]], int]:
+    """A streaming tokeniser and the vocabulary size: it takes the text as blocks of bytes and yields its
+    token ids a batch at a time, never holding the whole text or all its ids. Bytes; GPT-2's BPE from a
+    local ``gpt2.tiktoken``; or any Hugging Face ``tokenizer.json`` (``_tokenizer_json``), without special
+    tokens. BPE tokenisers read the text as UTF-8 (invalid bytes replaced) in pieces of about 2^20
+    characters cut after blank lines (``_pieces``), 64 pieces encoded in parallel; the ids do not depend on
+    how the blocks split the text."""
     if tokenizer == "bytes":
-        return np.frombuffer(text, dtype=np.uint8).astype(np.int64), 256
+        return (lambda blocks: (np.frombuffer(b, dtype=np.uint8) for b in blocks if b)), 256
     if tokenizer.endswith(".tiktoken"):
         path = Path(tokenizer)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer vocabulary not found: {path} (use tokenizer=bytes, or a local "
                                     "gpt2.tiktoken file, e.g. from the openai-whisper source distribution)")
         enc = _gpt2_tiktoken(path)
-        return np.asarray(enc.encode_ordinary(text.decode("utf-8", errors="replace")), dtype=np.int64), enc.n_vocab
+        return (lambda blocks: (np.asarray(enc.encode_ordinary(p), dtype=np.uint32)
+                                for p in _pieces(_decoded(blocks)))), enc.n_vocab
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(_tokenizer_json(tokenizer)))
-    pieces, ids = _chunks(text.decode("utf-8", errors="replace")), []
-    for i in range(0, len(pieces), 64):  # an Encoding holds far more than its ids: keep only those
-        ids += [np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(pieces[i:i + 64], add_special_tokens=False)]
-    return (np.concatenate(ids) if ids else np.zeros(0, np.uint32)).astype(np.int64), tok.get_vocab_size(with_added_tokens=True)
+
+    def hugging_face(blocks: Iterable[bytes]) -> Iterator[np.ndarray]:
+        pieces = _pieces(_decoded(blocks))
+        while batch := list(itertools.islice(pieces, 64)):
+            # an Encoding holds far more than its ids: keep only those
+            yield from (np.asarray(e.ids, dtype=np.uint32) for e in tok.encode_batch(batch, add_special_tokens=False))
+
+    return hugging_face, tok.get_vocab_size(with_added_tokens=True)
 
 
-def _chunks(text: str, size: int = 1 << 20) -> list[str]:
-    """``text`` in pieces of about ``size`` characters, each ending after a blank line where there is one."""
-    out, start = [], 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        cut = text.rfind("\n\n", start, end) + 2 if end < len(text) else end
-        end = cut if cut > start + 1 else end
-        out.append(text[start:end])
-        start = end
-    return out
+def _decoded(blocks: Iterable[bytes]) -> Iterator[str]:
+    """The blocks read as one UTF-8 text (a character may span two blocks), invalid bytes replaced."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    yield from (decoder.decode(b) for b in blocks)
+    yield decoder.decode(b"", final=True)
+
+
+def _pieces(texts: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
+    """The text ``texts`` make when joined, in pieces of at most ``size`` characters, each but the last
+    ending after the last blank line within its first ``size`` characters where it has one."""
+    buf, pos = "", 0
+    for text in texts:
+        buf, pos = buf[pos:] + text, 0
+        while len(buf) - pos > size:
+            cut = buf.rfind("\n\n", pos, pos + size) + 2
+            end = cut if cut > pos + 1 else pos + size
+            yield buf[pos:end]
+            pos = end
+    if pos < len(buf):
+        yield buf[pos:]
 
 
 def load(spec: CorpusSpec, cache: str | Path | None = None) -> Corpus:
@@ -192,7 +229,7 @@ def load(spec: CorpusSpec, cache: str | Path | None = None) -> Corpus:
     with FileLock(f"{entry}.lock"):  # one job tokenises; the others wait, then map its files
         found = _open(entry, spec)
         if found is None:
-            _write(entry, _tokenise(spec), spec)
+            _write(entry, spec)
             found = _open(entry, spec)
     return found
 
@@ -212,16 +249,27 @@ def _stamps(spec: CorpusSpec, names: list[str]) -> dict[str, list[int]]:
     return {n: [p.stat().st_size, p.stat().st_mtime_ns] for n, p in paths.items() if p.is_file()}
 
 
-def _write(entry: Path, corpus: Corpus, spec: CorpusSpec) -> None:
-    dtype = np.uint16 if corpus.vocab_size <= 1 << 16 else np.uint32
+def _write(entry: Path, spec: CorpusSpec) -> None:
+    """Tokenise the corpus straight into ``entry``'s token files (uint16 ids, or uint32 for larger
+    vocabularies), made under a temporary name and renamed whole."""
+    dtype = np.dtype(np.uint16 if vocab_size(spec.tokenizer) <= 1 << 16 else np.uint32)
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.part")
     tmp.mkdir(parents=True, exist_ok=True)
-    tokens = {}
-    for split in ("train", "val"):
-        ids = getattr(corpus, split).astype(dtype)
-        ids.tofile(tmp / f"{split}.bin")
-        tokens[split] = {"count": len(ids), "dtype": np.dtype(dtype).name,
-                         "sha256": file_sha256(tmp / f"{split}.bin")}
+    counts = dict.fromkeys(("train", "val"), 0)
+    try:
+        with open(tmp / "train.bin", "wb") as train, open(tmp / "val.bin", "wb") as val:
+            out = {"train": train, "val": val}
+
+            def sink(split: str, ids: np.ndarray) -> None:
+                ids.astype(dtype).tofile(out[split])
+                counts[split] += len(ids)
+
+            corpus = _stream(spec, sink)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tokens = {split: {"count": n, "dtype": dtype.name, "sha256": file_sha256(tmp / f"{split}.bin")}
+              for split, n in counts.items()}
     meta = {"spec": asdict(spec), "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "tokens": tokens,
             "train_files": corpus.train_files, "val_files": corpus.val_files,
             "stamps": _stamps(spec, corpus.val_files + corpus.train_files)}
@@ -251,11 +299,32 @@ def _open(entry: Path, spec: CorpusSpec) -> Corpus | None:
 
 
 def _tokenise(spec: CorpusSpec) -> Corpus:
+    """The corpus with its ids in memory (int64)."""
+    ids: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    corpus = _stream(spec, lambda split, chunk: ids[split].append(chunk))
+    joined = {k: np.concatenate(v).astype(np.int64) if v else np.zeros(0, np.int64) for k, v in ids.items()}
+    return replace(corpus, **joined)
+
+
+def _stream(spec: CorpusSpec, sink: Callable[[str, np.ndarray], None]) -> Corpus:
+    """Read and tokenise the corpus, handing each split's ids to ``sink`` a batch at a time; the Corpus
+    returned has its sha256 (of ``train\\0`` + training text + ``val\\0`` + held-out text), vocabulary and
+    files, and no ids. Of the text, only the held-out split and one tokeniser batch are in memory at once."""
     root, files = _files(spec)
-    val, val_files, nxt = _take(files, 0, spec.val_bytes)
-    train, train_files, _ = _take(files, nxt, spec.train_bytes)
-    sha = hashlib.sha256(b"train\0" + train + b"val\0" + val).hexdigest()
-    train_ids, vocab = encode(train, spec.tokenizer)
-    val_ids, _ = encode(val, spec.tokenizer)
-    return Corpus(train_ids, val_ids, vocab, sha, [str(p.relative_to(root)) for p in train_files],
+    encoder, vocab = encoder_for(spec.tokenizer)
+    val, val_files, nxt = _take(files, 0, spec.val_bytes)  # validation takes the first files
+    digest, train_files = hashlib.sha256(b"train\0"), []
+    for ids in encoder(_hashed(_read(files, nxt, spec.train_bytes, train_files), digest)):
+        sink("train", ids)
+    digest.update(b"val\0" + val)
+    for ids in encoder([val]):
+        sink("val", ids)
+    empty = np.zeros(0, np.int64)
+    return Corpus(empty, empty, vocab, digest.hexdigest(), [str(p.relative_to(root)) for p in train_files],
                   [str(p.relative_to(root)) for p in val_files])
+
+
+def _hashed(blocks: Iterable[bytes], digest) -> Iterator[bytes]:
+    for block in blocks:
+        digest.update(block)
+        yield block

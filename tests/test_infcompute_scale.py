@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import subprocess
 import sys
 from dataclasses import replace
@@ -154,6 +155,31 @@ def test_corpus_is_tokenised_once_into_checked_memory_mapped_files(tmp_path, cap
     changed.write_text(changed.read_text().upper())
     fresh = corpus.load(spec, tmp_path / "cache")
     assert "changed since" in capsys.readouterr().err and fresh.sha256 == corpus.load(spec).sha256 != plain.sha256
+
+
+def test_tokenising_streams_and_its_ids_do_not_depend_on_how_the_text_arrives(tmp_path):
+    """The text is read in blocks (documents, or any split): a character split between two blocks, invalid
+    bytes, and the pieces cut after blank lines come out as from the whole text at once."""
+    rng = random.Random(0)
+    text = "".join(rng.choice(["ab", "\n\n", "\n", " ", "é", "日本", "x" * 9]) for _ in range(3000)).encode() + b"\xff\xc3"
+    whole = text.decode("utf-8", errors="replace")
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(text)), 6))
+        blocks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert "".join(corpus._decoded(blocks)) == whole
+        pieces = list(corpus._pieces(corpus._decoded(blocks), size=50))
+        assert pieces == list(corpus._pieces([whole], size=50)) and "".join(pieces) == whole
+        assert all(len(p) <= 50 for p in pieces)
+        assert all(p.endswith("\n\n") or "\n\n" not in p for p in pieces[:-1])  # cut after the last blank line
+    assert list(corpus._pieces(["a\n\nbc", "d"], size=4)) == ["a\n\n", "bcd"]
+    assert list(corpus._pieces(["abcdefghij"], size=4)) == ["abcd", "efgh", "ij"]  # no blank line: cut at size
+    # a corpus too small for its budget is an error, and leaves no partial cache entry behind
+    for name in ("a.txt", "b.txt"):  # one for validation, one for training
+        (tmp_path / name).write_text("short " * 100)
+    spec = corpus.CorpusSpec(source=str(tmp_path), pattern="*.txt", train_bytes=5000, val_bytes=100)
+    with pytest.raises(ValueError, match="corpus too small: wanted 5000 bytes, found 600"):
+        corpus.load(spec, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_streaming_ensemble_nll_equals_the_materialised_one():
