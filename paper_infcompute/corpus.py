@@ -13,11 +13,13 @@ token files, so a corpus of gigabytes needs a tokeniser batch of memory, not the
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import hashlib
 import itertools
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import sysconfig
@@ -30,7 +32,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    source: str = "stdlib"  # "stdlib" or a directory of text files
+    source: str = "stdlib"  # "stdlib", a directory of text files, or hf://datasets/OWNER/NAME[@REVISION]
     pattern: str = "*.py"
     train_bytes: int = 25_000
     val_bytes: int = 32_000
@@ -48,52 +50,102 @@ class Corpus:
     sha256: str
     train_files: list[str]
     val_files: list[str]
+    revision: str = ""  # the commit of a hub dataset source
 
 
-def _root(spec: CorpusSpec) -> Path:
-    return Path(sysconfig.get_paths()["stdlib"]) if spec.source == "stdlib" else Path(spec.source)
+# A Hugging Face dataset repository as the corpus: hf://datasets/OWNER/NAME, or NAME@REVISION at one commit
+HUB = "hf://datasets/"
 
 
-def _files(spec: CorpusSpec) -> tuple[Path, list[Path]]:
-    root = _root(spec)
-    if not root.is_dir():
-        raise FileNotFoundError(f"corpus directory not found: {root}")
+@dataclass(frozen=True)
+class Source:
+    """Where the text files are: a local directory, or a hub dataset repository at one commit."""
+    root: Path | None = None
+    repo: str = ""
+    revision: str = ""  # the commit read (a hub source only)
+
+    def read(self, name: str) -> bytes:
+        """A file's documents (``read_document``); a hub file is fetched once into the hub cache."""
+        if self.root is not None:
+            return read_document(self.root / name)
+        from huggingface_hub import hf_hub_download
+
+        return read_document(Path(hf_hub_download(self.repo, name, repo_type="dataset", revision=self.revision)))
+
+    def names(self, pattern: str, recursive: bool = True) -> list[str]:
+        """The files matching ``pattern`` (``*`` spans folders), by relative path, sorted."""
+        if self.root is None:
+            from huggingface_hub import HfApi
+
+            listed = HfApi().list_repo_files(self.repo, repo_type="dataset", revision=self.revision)
+            return sorted(n for n in listed if fnmatch.fnmatch(n, pattern))
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"corpus directory not found: {self.root}")
+        found = self.root.rglob(pattern) if recursive else self.root.glob(pattern)
+        return sorted(str(p.relative_to(self.root)) for p in found if p.is_file())
+
+
+def source_of(spec: CorpusSpec) -> Source:
+    """The spec's source; a hub revision that is not a commit sha (a branch, a tag, none: ``main``) is
+    resolved to the commit it names now (one hub request)."""
+    if not spec.source.startswith(HUB):
+        return Source(Path(sysconfig.get_paths()["stdlib"]) if spec.source == "stdlib" else Path(spec.source))
+    repo, _, revision = spec.source.removeprefix(HUB).partition("@")
+    if not re.fullmatch(r"[0-9a-f]{40}", revision):
+        from huggingface_hub import HfApi
+
+        revision = HfApi().dataset_info(repo, revision=revision or None).sha
+    return Source(repo=repo, revision=revision)
+
+
+def _files(spec: CorpusSpec) -> tuple[Source, list[str]]:
+    source = source_of(spec)
     # top level only for the stdlib: no tests or vendored packages, and stable across patch releases
-    found = root.glob(spec.pattern) if spec.source == "stdlib" else root.rglob(spec.pattern)
-    files = sorted((p for p in found if p.is_file()), key=lambda p: str(p.relative_to(root)))
+    files = source.names(spec.pattern, recursive=spec.source != "stdlib")
     if not files:
-        raise FileNotFoundError(f"no files matching {spec.pattern!r} under {root}")
+        raise FileNotFoundError(f"no files matching {spec.pattern!r} in {source.root or spec.source}")
     random.Random(spec.seed).shuffle(files)
-    return root, files
+    return source, files
 
 
 def read_document(path: Path) -> bytes:
-    """A text file's bytes; for JSON-lines shards (``.jsonl``, ``.jsonl.gz``, as DCLM-baseline and
-    most web corpora ship), the records' ``text`` fields separated by blank lines."""
+    """A text file's bytes; for JSON-lines shards (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst`` or
+    ``.jsonl.zstd``, as DCLM-baseline ships), the records' ``text`` fields separated by blank lines."""
     name = path.name
-    if name.endswith((".jsonl", ".jsonl.gz")):
+    if not name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd")):
+        return path.read_bytes()
+    with _open_text(path) as fh:
+        return "\n\n".join(json.loads(line)["text"] for line in fh if line.strip()).encode()
+
+
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
         import gzip
-        import json
 
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            return "\n\n".join(json.loads(line)["text"] for line in fh if line.strip()).encode()
-    return path.read_bytes()
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.name.endswith((".zst", ".zstd")):
+        import io
+
+        import zstandard
+
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True),
+                                encoding="utf-8")
+    return open(path, encoding="utf-8")
 
 
-def _take(files: list[Path], start: int, budget: int) -> tuple[bytes, list[Path], int]:
+def _take(source: Source, files: list[str], start: int, budget: int) -> tuple[bytes, list[str], int]:
     """``budget`` bytes from whole documents from ``files[start]`` on (the last one cut), in memory."""
-    used: list[Path] = []
-    data = b"".join(_read(files, start, budget, used))
+    used: list[str] = []
+    data = b"".join(_read(source, files, start, budget, used))
     return data, used, start + len(used)
 
 
-def _read(files: list[Path], start: int, budget: int, used: list[Path]) -> Iterator[bytes]:
+def _read(source: Source, files: list[str], start: int, budget: int, used: list[str]) -> Iterator[bytes]:
     """The documents from ``files[start]`` on, one at a time, until ``budget`` bytes (the last one cut);
     each file read is appended to ``used``. Too few bytes is an error, raised after the last file."""
     size, i = 0, start
     while size < budget and i < len(files):
-        data = read_document(files[i])[: budget - size]
+        data = source.read(files[i])[: budget - size]
         used.append(files[i])
         size += len(data)
         i += 1
@@ -240,13 +292,14 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _stamps(spec: CorpusSpec, names: list[str]) -> dict[str, list[int]]:
-    """(size, modification time) of the text files and of a tokenizer file."""
-    root = _root(spec)
-    paths = {n: root / n for n in names}
+def _stamps(spec: CorpusSpec, names: list[str], revision: str) -> dict[str, list]:
+    """(size, modification time) of local text files and of a tokenizer file; a hub dataset's files are
+    those of the commit read (``revision``), which an entry keeps."""
+    paths = {} if revision else {n: source_of(spec).root / n for n in names}
     if spec.tokenizer != "bytes" and Path(spec.tokenizer).is_file():
         paths["<tokenizer>"] = Path(spec.tokenizer)
-    return {n: [p.stat().st_size, p.stat().st_mtime_ns] for n, p in paths.items() if p.is_file()}
+    stamps = {n: [p.stat().st_size, p.stat().st_mtime_ns] for n, p in paths.items() if p.is_file()}
+    return {**stamps, "<revision>": [revision]} if revision else stamps
 
 
 def _write(entry: Path, spec: CorpusSpec) -> None:
@@ -272,7 +325,7 @@ def _write(entry: Path, spec: CorpusSpec) -> None:
               for split, n in counts.items()}
     meta = {"spec": asdict(spec), "sha256": corpus.sha256, "vocab_size": corpus.vocab_size, "tokens": tokens,
             "train_files": corpus.train_files, "val_files": corpus.val_files,
-            "stamps": _stamps(spec, corpus.val_files + corpus.train_files)}
+            "revision": corpus.revision, "stamps": _stamps(spec, corpus.val_files + corpus.train_files, corpus.revision)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(entry, ignore_errors=True)  # a stale or damaged entry (jobs mapping it keep their pages)
     tmp.rename(entry)
@@ -282,7 +335,7 @@ def _open(entry: Path, spec: CorpusSpec) -> Corpus | None:
     """The cached corpus, memory-mapped read-only; None if absent, stale or not matching its checksums."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
-        if meta["stamps"] != _stamps(spec, meta["val_files"] + meta["train_files"]):
+        if meta["stamps"] != _stamps(spec, meta["val_files"] + meta["train_files"], meta.get("revision", "")):
             print(f"the corpus' files changed since {entry} was made; tokenising again", file=sys.stderr)
             return None
         arrays = {}
@@ -295,7 +348,7 @@ def _open(entry: Path, spec: CorpusSpec) -> Corpus | None:
     except (OSError, KeyError, ValueError):
         return None
     return Corpus(arrays["train"], arrays["val"], meta["vocab_size"], meta["sha256"], meta["train_files"],
-                  meta["val_files"])
+                  meta["val_files"], meta.get("revision", ""))
 
 
 def _tokenise(spec: CorpusSpec) -> Corpus:
@@ -310,18 +363,17 @@ def _stream(spec: CorpusSpec, sink: Callable[[str, np.ndarray], None]) -> Corpus
     """Read and tokenise the corpus, handing each split's ids to ``sink`` a batch at a time; the Corpus
     returned has its sha256 (of ``train\\0`` + training text + ``val\\0`` + held-out text), vocabulary and
     files, and no ids. Of the text, only the held-out split and one tokeniser batch are in memory at once."""
-    root, files = _files(spec)
+    source, files = _files(spec)
     encoder, vocab = encoder_for(spec.tokenizer)
-    val, val_files, nxt = _take(files, 0, spec.val_bytes)  # validation takes the first files
+    val, val_files, nxt = _take(source, files, 0, spec.val_bytes)  # validation takes the first files
     digest, train_files = hashlib.sha256(b"train\0"), []
-    for ids in encoder(_hashed(_read(files, nxt, spec.train_bytes, train_files), digest)):
+    for ids in encoder(_hashed(_read(source, files, nxt, spec.train_bytes, train_files), digest)):
         sink("train", ids)
     digest.update(b"val\0" + val)
     for ids in encoder([val]):
         sink("val", ids)
     empty = np.zeros(0, np.int64)
-    return Corpus(empty, empty, vocab, digest.hexdigest(), [str(p.relative_to(root)) for p in train_files],
-                  [str(p.relative_to(root)) for p in val_files])
+    return Corpus(empty, empty, vocab, digest.hexdigest(), train_files, val_files, source.revision)
 
 
 def _hashed(blocks: Iterable[bytes], digest) -> Iterator[bytes]:

@@ -95,6 +95,20 @@ def model_cfg(cfg, d: int, vocab: int):
                        seq_len=cfg.seq_len)
 
 
+def _hub_corpus(spec):
+    """A hub dataset as the corpus: it answers, and has files matching the pattern (one listing)."""
+    from paper_infcompute import corpus as corpus_mod
+    from runners.preflight import Need
+
+    what, needed = f"the corpus ({spec.source})", f"files matching {spec.pattern} on the hub"
+    try:
+        source = corpus_mod.source_of(spec)
+        n = len(source.names(spec.pattern))
+    except Exception as exc:  # no network, no such repository or revision, no access: one line, never a crash
+        return Need(what, needed, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", False)
+    return Need(what, needed, f"{n} at commit {source.revision[:12]}", n > 0)
+
+
 def _vocab(tokenizer: str) -> int:
     """The vocabulary of a tokenizer for the estimates: known ones by name, others read (the paper's 128,256
     where the file cannot be read: its need is reported on its own)."""
@@ -637,7 +651,8 @@ def _info(cfg, setup: Setup, searches: Searches, members: Members, ensembles: En
     """The seed's record: corpus, sizes, every search's result, the member candidates, fits, data
     efficiency, distillation, and each phase's seconds."""
     corpus = setup.corpus
-    return {"corpus_sha256": corpus.sha256, "train_files": corpus.train_files, "val_files": corpus.val_files,
+    return {"corpus_sha256": corpus.sha256, **({"corpus_revision": corpus.revision} if corpus.revision else {}),
+            "train_files": corpus.train_files, "val_files": corpus.val_files,
             "train_tokens": len(corpus.train), "time_s": {**{k: round(v, 1) for k, v in laps.items()},
                                                           "total": round(laps.total(), 1)},
             "n_params": setup.n_params, "training_throughput": throughput,
@@ -735,15 +750,16 @@ class InfComputeSuite(Suite):
                    "standard_start_epochs=8", "epochs_grid=[4,8,16,32,64]", "wd_grid=[0.1,0.2,0.4,0.8,1.6,3.2,6.4]",
                    "search_start_epochs=16", "search_start_wd=0.8", "max_search_runs=12", "distill_tokens=4000000",
                    "distill_epochs=16", "sample_streams=256", "workers=4"],
-        # The paper's setup: 150M-1.4B Llama models, ~200M tokens of a real web corpus (DCLM-baseline
-        # JSON-lines shards; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64 in micro-batches of 4,
-        # bf16, its grids, each training run one submitit (SLURM) job of 1-4 GPUs (data parallel), teacher
-        # samples in 100 jobs of 100M tokens. `data.source=` must name the shards; the tokenizer is Llama 3's
-        # where the hub gives access, GPT-2's otherwise.
+        # The paper's setup: 150M-1.4B Llama models, ~200M tokens of a real web corpus (DCLM-baseline's
+        # JSON-lines shards, read from the hub at the commit its main branch names when the corpus is made, or
+        # from a directory: data.source=PATH; ~850 MB of text is ~200M GPT-2 tokens), seq 4096, batch 64 in
+        # micro-batches of 4, bf16, its grids, each training run one submitit (SLURM) job of 1-4 GPUs (data
+        # parallel), teacher samples in 100 jobs of 100M tokens. The tokenizer is Llama 3's where the hub gives
+        # access, GPT-2's otherwise.
         "full": ["device=cuda", "precision=bf16", "paper_shapes=true", "sizes=[512,768,1024,2048]",
                  "micro_batch=4", "loss_chunk=4096", "eval_batch=1", "gpus_per_size=[1,1,2,4]",
                  "sample_streams=64", "sample_shard_tokens=100000000",
-                 "data.source=???", "data.pattern=*.jsonl.gz", "data.tokenizer=auto", "data.train_bytes=850000000",
+                 "data.source=hf://datasets/mlfoundations/dclm-baseline-1.0", "data.pattern=*.jsonl.zstd", "data.tokenizer=auto", "data.train_bytes=850000000",
                  "data.val_bytes=18000000", "data_sizes=[850000000,1700000000,3400000000,6800000000]",
                  "seq_len=4096", "batch_size=64", "standard_epochs=[1,2,4,8,16]", "standard_start_epochs=4",
                  "epochs_grid=[1,2,4,8,16,32,64]", "wd_grid=[0.1,0.2,0.4,0.8,1.6,3.2,6.4]",
@@ -875,7 +891,9 @@ class InfComputeSuite(Suite):
         from paper_infcompute import corpus as corpus_mod
         from runners import preflight as pf
 
-        needs = [pf.present("the corpus (data.source)", cfg.data.source)] if cfg.data.source != "stdlib" else []
+        needs = [] if cfg.data.source == "stdlib" else [
+            _hub_corpus(cfg.data) if cfg.data.source.startswith(corpus_mod.HUB)
+            else pf.present("the corpus (data.source)", cfg.data.source)]
         tokenizer = corpus_mod.resolve_tokenizer(cfg.data.tokenizer)
         if tokenizer != "bytes" and not Path(tokenizer).expanduser().exists() and tokenizer.count("/") == 1:
             from huggingface_hub import try_to_load_from_cache

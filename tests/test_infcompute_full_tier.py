@@ -36,9 +36,9 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, 
     assert cfg.wd_grid == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4] and cfg.epochs_grid == [1, 2, 4, 8, 16, 32, 64]
     assert cfg.executor == "submitit" and cfg.executor_options["cluster"] == "slurm"
     assert cfg.executor_options["gpus_per_node"] == 1
-    # the corpus has no default at this tier: one line naming it
-    assert main(["run", "infcompute", "--tier", "full", "--out", "m", "--no-publish"]) == 2
-    assert "data.source" in capsys.readouterr().err
+    # DCLM-baseline's shards from the hub by default, or a directory
+    default, _ = compose(InfComputeSuite, "full", [])
+    assert (default.data.source, default.data.pattern) == ("hf://datasets/mlfoundations/dclm-baseline-1.0", "*.jsonl.zstd")
     # the corpus' keys are paper_infcompute's CorpusSpec, nested as `data`: the old flat key names the new one
     assert main(["run", "infcompute", "--tier", "full", "--out", "m", "--no-publish", "corpus=/data/dclm"]) == 2
     assert "key 'corpus' of suite 'infcompute' is now 'data.source'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -270,6 +271,54 @@ def test_jsonl_shards_are_read_by_their_text_field(tmp_path):
         fh.write(json.dumps({"text": "zipped", "url": "x"}) + "\n")
     assert corpus.read_document(tmp_path / "a.jsonl") == b"first document\n\nsecond"
     assert corpus.read_document(tmp_path / "b.jsonl.gz") == b"zipped"
+    zstandard = pytest.importorskip("zstandard")
+    frames = [zstandard.ZstdCompressor().compress((json.dumps({"text": t}) + "\n").encode()) for t in ("één", "two")]
+    (tmp_path / "c.jsonl.zstd").write_bytes(b"".join(frames))  # DCLM-baseline's shards; two frames, both read
+    assert corpus.read_document(tmp_path / "c.jsonl.zstd") == "één\n\ntwo".encode()
+
+
+def test_a_hub_dataset_is_read_at_one_commit(tmp_path, monkeypatch):
+    """``hf://datasets/OWNER/NAME``: the files matching the pattern anywhere in the repository, listed and
+    fetched at the commit the branch names when the corpus is made; the token cache keeps that commit and
+    does not ask the hub again."""
+    import huggingface_hub
+
+    shards = {f"global-shard_0{g}/shard_{i}.jsonl": f"shard {g} {i} " * 60 for g in range(2) for i in range(3)}
+    for name, text in shards.items():
+        (tmp_path / "hub" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "hub" / name).write_text(json.dumps({"text": text}) + "\n")
+    calls = []
+
+    class Api:
+        def dataset_info(self, repo, revision=None):
+            calls.append(("info", repo, revision))
+            return type("Info", (), {"sha": "a" * 40})()
+
+        def list_repo_files(self, repo, repo_type, revision):
+            calls.append(("list", repo, repo_type, revision))
+            return [*shards, "README.md"]
+
+    def download(repo, name, repo_type, revision):
+        calls.append(("get", name, revision))
+        return str(tmp_path / "hub" / name)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    spec = corpus.CorpusSpec(source="hf://datasets/org/web", pattern="*.jsonl", train_bytes=1500, val_bytes=500)
+    made = corpus.load(spec, tmp_path / "cache")
+    assert made.revision == "a" * 40 and calls[0] == ("info", "org/web", None)
+    assert ("list", "org/web", "dataset", "a" * 40) in calls
+    read = [c[1] for c in calls if c[0] == "get"]
+    assert read == made.val_files + made.train_files and set(read) <= set(shards)  # never README.md
+    assert {c[2] for c in calls if c[0] == "get"} == {"a" * 40}
+    local = corpus.load(replace(spec, source=str(tmp_path / "hub")))  # the same files from a directory
+    assert np.array_equal(made.train, local.train) and made.sha256 == local.sha256
+    calls.clear()
+    again = corpus.load(spec, tmp_path / "cache")
+    assert calls == [] and again.revision == made.revision  # mapped: the hub is not asked again
+    calls.clear()
+    assert corpus.load(replace(spec, source="hf://datasets/org/web@" + "a" * 40)).sha256 == made.sha256
+    assert not [c for c in calls if c[0] == "info"]  # a commit sha is not resolved
 
 
 def test_search_certifies_from_points_it_has_already_seen():

@@ -72,6 +72,37 @@ def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys):
     assert "memory of phase training on cpu" in err
 
 
+def test_infcompute_preflight_lists_a_hub_corpus_once(monkeypatch, capsys):
+    """The full tier's default corpus is DCLM-baseline on the hub: the preflight lists its shards at the commit
+    the branch names (seconds), and a hub it cannot reach is one line, not a traceback."""
+    pytest.importorskip("torch")
+    import huggingface_hub
+
+    from paper_infcompute.corpus import CorpusSpec
+    from suites.infcompute import _hub_corpus
+
+    class Api:
+        def dataset_info(self, repo, revision=None):
+            return type("Info", (), {"sha": "0123456789abcdef" * 2 + "01234567"})()
+
+        def list_repo_files(self, repo, repo_type, revision):
+            return ["a/shard_0.jsonl.zstd", "b/shard_1.jsonl.zstd", "README.md"]
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    spec = CorpusSpec(source="hf://datasets/mlfoundations/dclm-baseline-1.0", pattern="*.jsonl.zstd")
+    need = _hub_corpus(spec)
+    assert need.ok and need.found == "2 at commit 0123456789ab"
+
+    class Offline(Api):
+        def dataset_info(self, repo, revision=None):
+            raise OSError("cannot reach huggingface.co")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    assert main(["run", "infcompute", "--tier", "full", "--preflight", "device=cpu", "data.tokenizer=bytes"]) == 2
+    assert ("the corpus (hf://datasets/mlfoundations/dclm-baseline-1.0): needs files matching *.jsonl.zstd on the "
+            "hub, found OSError: cannot reach huggingface.co") in capsys.readouterr().err
+
+
 def test_ssd_preflight_names_the_gated_weights_and_each_gpu_share(monkeypatch):
     pytest.importorskip("torch")
     from runners.config import compose
