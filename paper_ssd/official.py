@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from paper_ssd import theory
+
 WORKER = Path(__file__).with_name("official_worker.py")
 MODES = ("ar", "sd", "ssd")
 
@@ -95,3 +97,27 @@ def summary(rows: list[dict], k: int) -> dict:
 def ratios(faster: dict, slower: dict) -> list[float]:
     """Per prompt, one mode's tokens per second over another's (the same prompts, in order)."""
     return [a / b for a, b in zip(faster["per_prompt_tokens_per_s"], slower["per_prompt_tokens_per_s"], strict=True)]
+
+
+def theorem7(ssd_rows: list[dict], sd_rows: list[dict]) -> list[dict]:
+    """Theorem 7 per prompt on the engine's own measures, SSD's counts with SD's latencies: from the SSD run,
+    the hit rate p and the tokens per round after a hit and after a miss (E_hit, E_miss: its on-hit and
+    on-miss accepted lengths, the bonus or recovery token included); from the SD run on the same prompt (the
+    same target, draft and K), the mean verification time t_v and T_b, its drafting time per round (round
+    minus verification) over t_v, since a just-in-time backup drafts K tokens as SD does; and T_p = 1, the
+    draft's cache build hidden behind verification as a separate draft GPU intends (slower drafting only
+    lowers the measured speed). Per prompt: the terms, the predicted decode tokens/s
+    (``theory.ssd_speedup`` / t_v) and the measured one (decode tokens over decode time, as the engine logs)."""
+    out = []
+    for ssd, sd in zip(ssd_rows, sd_rows, strict=True):
+        m, n = ssd["metrics"], sd["metrics"]
+        t_verify = float(np.mean(n["target_verify_times"]))
+        sd_round = n["decode_total_time"] / len(n["accepted_suffix_lens_with_recovery"])
+        terms = {"p_hit": float(np.mean(m["cache_hits"])),
+                 "e_hit": float(np.mean(m["accepted_suffix_lens_on_hit"] or [0.0])),
+                 "e_miss": float(np.mean(m["accepted_suffix_lens_on_miss"] or [0.0])),
+                 "t_verify_ms": 1000 * t_verify, "t_primary": 1.0, "t_backup": max(sd_round - t_verify, 0.0) / t_verify}
+        speedup = theory.ssd_speedup(terms["p_hit"], terms["e_hit"], terms["e_miss"], 1.0, terms["t_backup"])
+        out.append({**terms, "model_tokens_per_s": speedup / t_verify,
+                    "measured_tokens_per_s": m["decode_total_tokens"] / m["decode_total_time"]})
+    return out

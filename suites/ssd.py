@@ -224,10 +224,13 @@ def _exactness(cfg, seed: int, pair: Pair, tiny, text, target, dec: Decoding) ->
 
 @dataclass
 class Official:
-    """The official engine's runs: per mode (ar, sd, ssd) its summary (``official.summary``) and streams."""
+    """The official engine's runs: per mode (ar, sd, ssd) its rows (``official.run``), summary
+    (``official.summary``) and streams; the K sweep's SSD summaries by K, over the sweep's prompts."""
 
-    summaries: dict[str, dict]
-    streams: dict[str, list[list[int]]]
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+    summaries: dict[str, dict] = field(default_factory=dict)
+    streams: dict[str, list[list[int]]] = field(default_factory=dict)
+    k_sweep: dict[int, dict] = field(default_factory=dict)
 
 
 def _official(cfg, pair: Pair) -> Official:
@@ -240,13 +243,21 @@ def _official(cfg, pair: Pair) -> Official:
         return [] if device == "cpu" else [int(d.split(":")[1]) for d in models.parse_devices(device)]
 
     where_t, where_d = (_local_dir(w) for w in pair.where)
-    out = Official({}, {})
-    for mode in official.MODES:
+    out = Official()
+
+    def spec(mode: str, k: int):
         gpus = index(cfg.target_device) + (index(cfg.draft_device) if mode == "ssd" else [])
-        spec = official.OfficialRun(cfg.official_python, where_t, where_d, mode, tuple(gpus), k=cfg.k,
+        return official.OfficialRun(cfg.official_python, where_t, where_d, mode, tuple(gpus), k=k,
                                     fan_out=cfg.fan_out[0], temperature=cfg.temperature, new_tokens=cfg.new_tokens)
-        rows = official.run(spec, pair.prompts)
+
+    for mode in official.MODES:
+        rows = out.rows[mode] = official.run(spec(mode, cfg.k), pair.prompts)
         out.summaries[mode], out.streams[mode] = official.summary(rows, cfg.k), [r["token_ids"] for r in rows]
+    few = pair.prompts[:cfg.official_sweep_prompts]
+    if cfg.official_k_sweep:
+        out.k_sweep[cfg.k] = official.summary(out.rows["ssd"][:len(few)], cfg.k)
+    for k in sorted(set(cfg.official_k_sweep) - {cfg.k}):
+        out.k_sweep[k] = official.summary(official.run(spec("ssd", k), few), k)
     return out
 
 
@@ -260,8 +271,9 @@ def _local_dir(where: str) -> str:
 
 
 def _official_metrics(off: Official, ours_ar: list[list[int]], vllm_sd: dict | None = None) -> tuple[dict, dict, dict]:
-    """(metrics, per-prompt units, info): each mode's tokens per second; SSD over SD and over AR (the
-    geometric mean of the per-prompt ratios, the prompts being the units); with vLLM's draft-model SD
+    """(metrics, per-prompt units, info): each mode's tokens per second; SSD over SD and over AR, and SSD
+    over Theorem 7's prediction (``official.theorem7``) (the geometric mean of the per-prompt ratios, the
+    prompts being the units); the K sweep's SSD tokens per second; with vLLM's draft-model SD
     measured (``vllm_sd``, batch 1), the official SSD over it, end to end on both sides (the paper's SD
     baseline); SD's acceptance and SSD's cache hit rate as the engine measures them; and the greedy streams
     compared token for token: the official SD and SSD against its AR, its AR against ours."""
@@ -270,15 +282,19 @@ def _official_metrics(off: Official, ours_ar: list[list[int]], vllm_sd: dict | N
     from paper_ssd import official
 
     s = off.summaries
+    model = official.theorem7(off.rows["ssd"], off.rows["sd"])
     per_prompt = {"official_ssd_over_sd": official.ratios(s["ssd"], s["sd"]),
-                  "official_ssd_over_ar": official.ratios(s["ssd"], s["ar"])}
+                  "official_ssd_over_ar": official.ratios(s["ssd"], s["ar"]),
+                  "official_ssd_vs_model": [t["measured_tokens_per_s"] / t["model_tokens_per_s"] for t in model]}
     if vllm_sd is not None:
         per_prompt["official_ssd_over_vllm_sd"] = [a / b for a, b in zip(
             s["ssd"]["per_prompt_end_to_end_tokens_per_s"], vllm_sd["per_call_tokens_per_s"], strict=True)]
     m = {f"official_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in s.items()}
     m.update({k: float(np.exp(np.mean(np.log(v)))) for k, v in per_prompt.items()})
     m.update(official_sd_acceptance=s["sd"].get("acceptance", float("nan")),
-             official_ssd_cache_hit_rate=s["ssd"].get("cache_hit_rate", float("nan")))
+             official_ssd_cache_hit_rate=s["ssd"].get("cache_hit_rate", float("nan")),
+             official_ssd_model_tokens_per_s=float(np.mean([t["model_tokens_per_s"] for t in model])))
+    m.update({f"official_ssd_k{k}_tokens_per_s": v["tokens_per_s"] for k, v in off.k_sweep.items()})
 
     def same(a, b):
         return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
@@ -287,7 +303,9 @@ def _official_metrics(off: Official, ours_ar: list[list[int]], vllm_sd: dict | N
                "ssd_vs_its_ar": same(off.streams["ssd"], off.streams["ar"]),
                "its_ar_vs_ours": same(off.streams["ar"], ours_ar)}
     info = {"summaries": {mode: {k: v for k, v in x.items() if not k.startswith("per_prompt")} for mode, x in s.items()},
-            "greedy_streams_equal": matches}
+            "greedy_streams_equal": matches, "theorem7": model,
+            "k_sweep": {str(k): {key: v for key, v in x.items() if not key.startswith("per_prompt")}
+                        for k, x in off.k_sweep.items()}}
     return m, per_prompt, info
 
 
@@ -420,6 +438,9 @@ def _series(cfg, dec: Decoding, out: Outcomes, m: dict) -> dict[str, list]:
     for mode in ("ar", "sd", "ssd_jit", "ssd_fast"):
         series[f"batch_{mode}"] = [(1, dec.tokens_per_s[mode])] + [
             (b, m[f"b{b}_{mode}_tokens_per_s"]) for b in cfg.batch_sizes if f"b{b}_{mode}_tokens_per_s" in m]
+    sweep = sorted({cfg.k, *cfg.official_k_sweep}) if cfg.official_k_sweep else []
+    if sweep and f"official_ssd_k{cfg.k}_tokens_per_s" in m:
+        series["official_ssd_k"] = [(k, m[f"official_ssd_k{k}_tokens_per_s"]) for k in sweep]
     return series
 
 
@@ -483,6 +504,9 @@ class SSDConfig(SuiteConfig):
     # (paper_ssd.official): AR, SD and SSD on the same prompts and GPUs; the paper's speed claims use it
     official: bool = False
     official_python: str = ""
+    # the official SSD at these K besides ``k``, on the first official_sweep_prompts prompts (reported)
+    official_k_sweep: list[int] = field(default_factory=list)
+    official_sweep_prompts: int = 32
 
 
 _t = partial(at_tiers, tiers=("small", "full"))
@@ -525,7 +549,7 @@ class SSDSuite(Suite):
         # 512 tokens, the four prompt sets; SSD at K = 6, F = 3 (the authors' logs); batch sweep 2-16
         "full": ["device=cuda", "pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
                  "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "target_tp=4", "draft_device=cuda:4", "official=true", "greedy_eps=0.25",
-                 "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
+                 "official_k_sweep=[4,5,7]", "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
                  "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
     }
     # the paper's layout: a 70B target over four 80 GB GPUs, the draft on a fifth
@@ -584,6 +608,11 @@ class SSDSuite(Suite):
               scale="log", unit="prompts", applies=(("official", True),),
               source=f"{PAPER}, Table 1 (255.8 over 54.7 tok/s, the mean of four prompt sets)",
               description="the official engine's SSD decode tokens/s over its autoregressive decoding's, per prompt"),
+        Claim("official.ssd_vs_model", "official_ssd_vs_model", "ge", _t(0.85, tiers=("full",)), unit="prompts",
+              applies=(("official", True),), source=f"{PAPER}, Theorem 7 (speedup model); threshold as ssd_vs_model's",
+              description="the official engine's SSD decode tokens/s over Theorem 7's prediction from its SSD run's "
+                          "hit rate and accepted lengths after hits and misses, with its SD run's verification and "
+                          "drafting latencies on the same prompt and the draft hidden (T_p = 1), per prompt"),
         Claim("ssd_over_vllm_sd", "official_ssd_over_vllm_sd", "ge", _t(1.0, tiers=("full",)), paper_value=1.58,
               scale="log", unit="prompts", version=2,  # v2: the official engine's SSD, not ours, over vLLM's SD
               requires=frozenset({"vllm"}), applies=(("official", True),),
@@ -603,9 +632,12 @@ class SSDSuite(Suite):
         return [f"{k}={min(2, getattr(cfg, k))}" for k in ("prompts_per_set", "prompts", "offline_chunks")]
 
     def phase_steps(self, cfg):
-        """Prompts decoded (every mode; and again for exactness) and chunks of held-out text scored."""
+        """Prompts decoded (every mode; and again for exactness; the official engine's three modes and its K
+        sweep's extra runs, in prompt-runs) and chunks of held-out text scored."""
         prompts = cfg.prompts_per_set * 4 if cfg.prompt_set == "paper" else cfg.prompts
-        return {"vllm": prompts, "decode": prompts, "exactness": prompts, "outcome_prediction": cfg.offline_chunks}
+        extra_k = len(set(cfg.official_k_sweep) - {cfg.k})
+        return {"official_engine": 3 * prompts + extra_k * min(cfg.official_sweep_prompts, prompts), "vllm": prompts,
+                "decode": prompts, "exactness": prompts, "outcome_prediction": cfg.offline_chunks}
 
     def preflight(self, cfg):
         """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
@@ -676,7 +708,11 @@ class SSDSuite(Suite):
             ] + ([f"The official engine (tanishqkumar/ssd, from {cfg.official_python or 'official_python'}) runs AR, SD "
                   "and SSD on the same prompts and GPUs, each in its own process; the paper's SSD/SD and SSD/AR are "
                   "judged on its decode tokens/s (prefill excluded, as the paper's tables), per prompt. Its synchronous "
-                  "SD at temperature > 0 is not exact (its PR #24): sampling is compared only at temperature 0."]
+                  "SD at temperature > 0 is not exact (its PR #24): sampling is compared only at temperature 0. "
+                  "Theorem 7 is set beside its SSD with its SSD run's hit rate and accepted lengths and its SD run's "
+                  "verification and drafting latencies (the draft taken as hidden, T_p = 1)"
+                  + (f"; its SSD also runs at K = {cfg.official_k_sweep} on the first {cfg.official_sweep_prompts} "
+                     "prompts (reported)." if cfg.official_k_sweep else ".")]
                  if cfg.official else [])
         if cfg.pair != "tiny":
             return [
@@ -963,4 +999,12 @@ class SSDSuite(Suite):
             ax.set_title("Throughput against batch size (cf. the paper's Figs. 6, 13)")
             ax.legend(fontsize=8)
             out.save(fig, "fig-batch.png")
+        if "official_ssd_k" in r.series:
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            k, v = zip(*r.series["official_ssd_k"], strict=True)
+            ax.plot(k, v, "o-", color="C2")
+            ax.set_xlabel("K (speculated tokens per round)")
+            ax.set_ylabel("decode tokens/s (prefill excluded)")
+            ax.set_title(f"The official engine's SSD against K ({cfg.official_sweep_prompts} prompts, batch 1)")
+            out.save(fig, "fig-official-k-sweep.png")
         return out.paths

@@ -22,10 +22,11 @@ from suites import ssd  # noqa: E402
 STAND_IN = textwrap.dedent('''
     import json, os
 
-    METRICS = {"cache_hits": [], "accepted_suffix_lens_with_recovery": [], "prefill_total_time": 0,
-               "decode_total_time": 0, "prefill_total_tokens": 0, "decode_total_tokens": 0,
-               "target_step_times": [], "target_verify_times": []}
+    METRICS = {"cache_hits": [], "accepted_suffix_lens_with_recovery": [], "accepted_suffix_lens_on_hit": [],
+               "accepted_suffix_lens_on_miss": [], "prefill_total_time": 0, "decode_total_time": 0,
+               "prefill_total_tokens": 0, "decode_total_tokens": 0, "target_step_times": [], "target_verify_times": []}
     SECONDS_PER_TOKEN = json.loads(os.environ["STAND_IN_SPEED"])
+    VERIFY_S = 0.012  # each round's verification
 
 
     class SamplingParams:
@@ -47,10 +48,13 @@ STAND_IN = textwrap.dedent('''
                 METRICS["decode_total_tokens"] += n
                 METRICS["decode_total_time"] += SECONDS_PER_TOKEN[self.mode] * n
                 METRICS["target_step_times"] += [0.01] * (n // 3)
-                if self.mode != "ar":
+                if self.mode != "ar":  # rounds of 3 tokens
                     METRICS["accepted_suffix_lens_with_recovery"] += [3] * (n // 3)
-                if self.mode == "ssd":
+                    METRICS["target_verify_times"] += [VERIFY_S] * (n // 3)
+                if self.mode == "ssd":  # 12 tokens: 4 rounds, one a miss
                     METRICS["cache_hits"] += [1, 1, 0, 1]
+                    METRICS["accepted_suffix_lens_on_hit"] += [3, 3, 3]
+                    METRICS["accepted_suffix_lens_on_miss"] += [3]
                 outputs.append({"text": "", "token_ids": [(sum(prompt) + 7 * i) % 97 for i in range(n)]})
             return outputs, METRICS
 
@@ -68,7 +72,8 @@ def engine(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "calls.jsonl"))
     cfg = SimpleNamespace(official_python=sys.executable, target_device="cuda:0-3", draft_device="cuda:4", k=6,
-                          fan_out=[3] * 7, temperature=0.0, new_tokens=12)
+                          fan_out=[3] * 7, temperature=0.0, new_tokens=12, official_k_sweep=[],
+                          official_sweep_prompts=2)
     prompts = [[5, 6, 7], [1, 2], [40, 41, 42, 43]]
     pair = ssd.Pair(None, None, prompts, [], {}, (str(tmp_path / "target"), str(tmp_path / "draft")))
     return SimpleNamespace(cfg=cfg, pair=pair, log=tmp_path / "calls.jsonl", monkeypatch=monkeypatch)
@@ -99,17 +104,38 @@ def test_each_mode_runs_in_its_own_process_and_the_speed_claims_are_judged(engin
     assert metrics["official_ssd_cache_hit_rate"] == pytest.approx(0.75)
     assert len(per_prompt["official_ssd_over_sd"]) == 3  # one unit per prompt
     assert info["greedy_streams_equal"] == {"sd_vs_its_ar": 1.0, "ssd_vs_its_ar": 1.0, "its_ar_vs_ours": 1.0}
+    # Theorem 7: p = 3/4, E_hit = E_miss = 3 tokens; SD's round 3 x 6 ms of which 12 ms verifying, so
+    # T_b = (18 - 12) / 12; 3 / (12 ms x (3/4 x 1 + 1/4 x (1 + T_b))) against SSD's measured 1 / 4 ms
+    model = 3 / (0.012 * (0.75 + 0.25 * (1 + 0.5)))
+    assert info["theorem7"][0]["t_backup"] == pytest.approx(0.5) and info["theorem7"][0]["p_hit"] == 0.75
+    assert metrics["official_ssd_model_tokens_per_s"] == pytest.approx(model)
+    assert metrics["official_ssd_vs_model"] == pytest.approx(250 / model)
     assert claims_on(per_prompt) == {"official.ssd_over_sd": "pass", "official.ssd_over_ar": "pass",
-                                     "ssd_over_vllm_sd": "pass"}
+                                     "official.ssd_vs_model": "pass", "ssd_over_vllm_sd": "pass"}
 
 
 def test_an_ssd_slower_than_sd_or_vllm_fails_the_claims(engine):
     engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.004, "ssd": 0.006}))
     off = ssd._official(engine.cfg, engine.pair)
     vllm_sd = {"per_call_tokens_per_s": [2 * x for x in off.summaries["ssd"]["per_prompt_end_to_end_tokens_per_s"]]}
-    _, per_prompt, _ = ssd._official_metrics(off, ours_ar=[[0]] * 3, vllm_sd=vllm_sd)
+    metrics, per_prompt, _ = ssd._official_metrics(off, ours_ar=[[0]] * 3, vllm_sd=vllm_sd)
+    # SD's rounds are all verification (T_b = 0): the model predicts 3 tokens per 12 ms, SSD makes 1 per 6 ms
+    assert metrics["official_ssd_vs_model"] == pytest.approx((1 / 0.006) / (3 / 0.012))
     assert claims_on(per_prompt) == {"official.ssd_over_sd": "fail", "official.ssd_over_ar": "pass",
-                                     "ssd_over_vllm_sd": "fail"}
+                                     "official.ssd_vs_model": "fail", "ssd_over_vllm_sd": "fail"}
+
+
+def test_the_k_sweep_runs_ssd_at_each_k_on_the_first_prompts(engine):
+    engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.006, "ssd": 0.004}))
+    engine.cfg.official_k_sweep = [4, 6, 8]
+    off = ssd._official(engine.cfg, engine.pair)
+    calls = [json.loads(line)["kwargs"] for line in engine.log.read_text().splitlines()]
+    assert [c.get("speculate_k") for c in calls] == [None, 6, 6, 4, 8] and all(c["draft_async"] for c in calls[2:])
+    assert sorted(off.k_sweep) == [4, 6, 8]  # K = 6 from the main run's first two prompts
+    assert all(len(v["per_prompt_tokens_per_s"]) == 2 for v in off.k_sweep.values())
+    metrics, _, info = ssd._official_metrics(off, ours_ar=off.streams["ar"])
+    assert {k: metrics[f"official_ssd_k{k}_tokens_per_s"] for k in (4, 6, 8)} == pytest.approx({4: 250, 6: 250, 8: 250})
+    assert set(info["k_sweep"]) == {"4", "6", "8"}
 
 
 def test_a_run_that_leaves_no_result_is_one_line(tmp_path):
