@@ -1,6 +1,6 @@
 """The hashed lock files the images install from, generated from pyproject.toml.
 
-    python containers/locks.py            # regenerate both (uv pip compile --generate-hashes)
+    python containers/locks.py            # regenerate every lock (uv pip compile --generate-hashes)
     python containers/locks.py --check    # exit 1 if a lock is stale (no network needed)
     python containers/locks.py --verify cuda   # against PyPI: every pin has a wheel for the platform, and
                                                # every hash the lock holds is one PyPI publishes for it
@@ -47,10 +47,12 @@ SDIST_ONLY = ("antlr4-python3-runtime",)
 @dataclass(frozen=True)
 class Image:
     name: str
-    extras: tuple[str, ...]
+    extras: tuple[str, ...]  # pyproject's extras beside its core dependencies
     overrides: tuple[str, ...] = ()
     # the wheels its base can install (the lock is resolved for PLATFORM, which fixes no glibc floor)
     base_platform: str = PLATFORM
+    # a virtualenv of another project inside an image: its requirements instead of pyproject's
+    requires: tuple[str, ...] = ()
 
     @property
     def lock(self) -> Path:
@@ -63,7 +65,16 @@ IMAGES = {
     "cuda": Image("cuda", ("gpu", "llm", "suites", "rl", "ui"),
                   overrides=("torch==2.14.0", "transformers>=5.16.1,<5.21", "numpy>=2.3,<2.4"),
                   base_platform="x86_64-manylinux_2_39"),  # Ubuntu 24.04: glibc 2.39 (llguidance needs > 2.28)
+    # The official SSD engine's virtualenv in the CUDA image (paper_ssd.official): the requirements of its
+    # pyproject.toml at OFFICIAL_SSD_COMMIT (its pins differ from ours), FlashInfer's prebuilt kernels of the
+    # same release, ninja for the kernels FlashInfer still compiles at run time, and its build backend.
+    "ssd-official": Image("ssd-official", (), base_platform="x86_64-manylinux_2_39", requires=(
+        "torch==2.9.1", "triton", "transformers==4.57.1", "xxhash", "numpy", "safetensors", "tqdm",
+        "flashinfer-python==0.6.2", "sgl-kernel==0.3.21", "nvidia-cutlass-dsl>=4.3.4", "wandb==0.22.0",
+        "hf_transfer", "tiktoken", "flashinfer-cubin==0.6.2", "ninja", "setuptools>=61")),  # setuptools: its build
 }
+# tanishqkumar/ssd at the commit the adapter is written against (its LLM arguments, metrics and exit)
+OFFICIAL_SSD_COMMIT = "05007c76c7fd1f97b4a26cdd352ac6de44235f1a"
 
 
 def pyproject() -> dict:
@@ -72,6 +83,8 @@ def pyproject() -> dict:
 
 def inputs(image: Image) -> list[str]:
     """Every requirement the lock is resolved from, in a fixed order."""
+    if image.requires:
+        return sorted(set(image.requires))
     meta = pyproject()
     project = meta["project"]
     reqs = list(project["dependencies"]) + list(meta["build-system"]["requires"])
@@ -81,8 +94,10 @@ def inputs(image: Image) -> list[str]:
 
 
 def input_digest(image: Image) -> str:
-    blob = json.dumps({"inputs": inputs(image), "overrides": list(image.overrides), "python": PYTHON,
-                       "platform": PLATFORM}, sort_keys=True)
+    facts = {"inputs": inputs(image), "overrides": list(image.overrides), "python": PYTHON, "platform": PLATFORM}
+    if image.requires:
+        facts["project"] = f"tanishqkumar/ssd@{OFFICIAL_SSD_COMMIT}"
+    blob = json.dumps(facts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -213,7 +228,9 @@ def compile_lock(image: Image) -> None:
     body = re.sub(r"-r \S*\.inputs-\w+\.txt", "pyproject.toml", body)
     body = re.sub(r"--override \S*\.overrides-\w+\.txt", "override", body)
     head = [f"# paperclub lock: image={image.name} inputs-sha256={input_digest(image)}",
-            f"# python {PYTHON}, {PLATFORM}; extras: {', '.join(image.extras)}",
+            f"# python {PYTHON}, {PLATFORM}; "
+            + (f"requirements of tanishqkumar/ssd@{OFFICIAL_SSD_COMMIT[:12]} and FlashInfer's kernels" if image.requires
+               else f"extras: {', '.join(image.extras)}"),
             f"# overrides: {', '.join(image.overrides) or 'none'}",
             "# regenerate: python containers/locks.py"]
     image.lock.write_text("\n".join(head) + "\n" + body, encoding="utf-8")

@@ -40,6 +40,7 @@ class OfficialRun:
     eager: bool = False  # True: no CUDA graphs
     block_size: int = 256
     max_model_len: int = 8192
+    cuda_home: str = ""  # the CUDA toolkit FlashInfer compiles its kernels with, where not the system's
 
     def llm_kwargs(self) -> dict:
         """The engine's ``LLM`` arguments for this mode (its bench.py's names), batch 1."""
@@ -61,6 +62,8 @@ def run(spec: OfficialRun, prompts: list[list[int]], timeout_s: float = 7200.0) 
         request.write_text(json.dumps({"model": spec.target, "llm_kwargs": spec.llm_kwargs(), "prompts": prompts,
                                        "temperature": spec.temperature, "new_tokens": spec.new_tokens}))
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(map(str, spec.gpus))}
+        if spec.cuda_home:
+            env.update(CUDA_HOME=spec.cuda_home, PATH=f"{spec.cuda_home}/bin:{env.get('PATH', '')}")
         proc = subprocess.run([spec.python, str(WORKER), str(request), str(result)], env=env, capture_output=True,
                               text=True, timeout=timeout_s)
         if not result.is_file():

@@ -17,6 +17,7 @@ batches 1-16; vLLM's draft-model speculative decoding as the peer baseline (skip
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -247,8 +248,9 @@ def _official(cfg, pair: Pair) -> Official:
 
     def spec(mode: str, k: int):
         gpus = index(cfg.target_device) + (index(cfg.draft_device) if mode == "ssd" else [])
-        return official.OfficialRun(cfg.official_python, where_t, where_d, mode, tuple(gpus), k=k,
-                                    fan_out=cfg.fan_out[0], temperature=cfg.temperature, new_tokens=cfg.new_tokens)
+        return official.OfficialRun(_official_python(cfg), where_t, where_d, mode, tuple(gpus), k=k,
+                                    fan_out=cfg.fan_out[0], temperature=cfg.temperature, new_tokens=cfg.new_tokens,
+                                    cuda_home=os.environ.get("PAPERCLUB_OFFICIAL_CUDA_HOME", ""))
 
     for mode in official.MODES:
         rows = out.rows[mode] = official.run(spec(mode, cfg.k), pair.prompts)
@@ -259,6 +261,11 @@ def _official(cfg, pair: Pair) -> Official:
     for k in sorted(set(cfg.official_k_sweep) - {cfg.k}):
         out.k_sweep[k] = official.summary(official.run(spec("ssd", k), few), k)
     return out
+
+
+def _official_python(cfg) -> str:
+    """The official engine's interpreter: as configured, else the CUDA image's ($PAPERCLUB_OFFICIAL_PYTHON)."""
+    return cfg.official_python or os.environ.get("PAPERCLUB_OFFICIAL_PYTHON", "")
 
 
 def _local_dir(where: str) -> str:
@@ -503,7 +510,7 @@ class SSDConfig(SuiteConfig):
     # the official engine (tanishqkumar/ssd) as a peer, from its own virtualenv's interpreter
     # (paper_ssd.official): AR, SD and SSD on the same prompts and GPUs; the paper's speed claims use it
     official: bool = False
-    official_python: str = ""
+    official_python: str = ""  # "": $PAPERCLUB_OFFICIAL_PYTHON (the CUDA image's)
     # the official SSD at these K besides ``k``, on the first official_sweep_prompts prompts (reported)
     official_k_sweep: list[int] = field(default_factory=list)
     official_sweep_prompts: int = 32
@@ -665,9 +672,10 @@ class SSDSuite(Suite):
                   for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
         if cfg.official:  # the official engine's own interpreter (its virtualenv)
-            given = bool(cfg.official_python) and Path(cfg.official_python).is_file()
+            python = _official_python(cfg)
+            given = bool(python) and Path(python).is_file()
             needs.append(pf.Need("the official engine's interpreter (official_python)", "its virtualenv's python",
-                                 cfg.official_python if given else (cfg.official_python or "nothing set"), given))
+                                 python if given else (python or "nothing set"), given))
         if cfg.target_tp > 1:  # transformers loads tensor-parallel shards through accelerate
             import importlib.util
 
@@ -705,7 +713,7 @@ class SSDSuite(Suite):
                 f"fan-out {cfg.fan_out}. {batch_note}",
                 "Peer baseline: vLLM draft-model SD (K = 5) and AR with tensor parallelism "
                 f"{cfg.tensor_parallel}, end to end, each in its own process before our engines load.",
-            ] + ([f"The official engine (tanishqkumar/ssd, from {cfg.official_python or 'official_python'}) runs AR, SD "
+            ] + ([f"The official engine (tanishqkumar/ssd, from {_official_python(cfg) or 'official_python'}) runs AR, SD "
                   "and SSD on the same prompts and GPUs, each in its own process; the paper's SSD/SD and SSD/AR are "
                   "judged on its decode tokens/s (prefill excluded, as the paper's tables), per prompt. Its synchronous "
                   "SD at temperature > 0 is not exact (its PR #24): sampling is compared only at temperature 0. "

@@ -22,7 +22,7 @@ sys.modules[_spec.name] = locks  # dataclasses look their module up
 _spec.loader.exec_module(locks)
 
 FROM = re.compile(r"^FROM\s+(?:--platform=\S+\s+)?(?P<image>[\w./-]+):(?P<tag>[\w.-]+)"
-                  r"(?:@sha256:(?P<digest>[0-9a-f]{64}))?(?:\s+AS\s+\w+)?\s*$", re.I)
+                  r"(?:@sha256:(?P<digest>[0-9a-f]{64}))?(?:\s+AS\s+[\w-]+)?\s*$", re.I)
 EXACT_TAG = re.compile(r"^v?\d+\.\d+\.\d+")  # a full release number, not a floating 3.11 or latest
 
 
@@ -45,7 +45,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def _with_defaults(inst: str, args: dict[str, str]) -> str:
-    """A FROM line with ${NAME} / $NAME replaced by the ARG's default (the base a plain build uses)."""
+    """An instruction with ${NAME} / $NAME replaced by the ARG's default (what a plain build uses)."""
     return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), inst)
 
 
@@ -73,8 +73,10 @@ def policy_violations(text: str) -> list[str]:
                 continue
             if not ({"pip", "pip3"} & set(words) or any(w.endswith("/pip") for w in words)):
                 continue
-            lock = [w for w in words if re.fullmatch(r"containers/requirements-\w+\.txt", w)]
+            lock = [w for w in words if re.fullmatch(r"containers/requirements-[\w-]+\.txt", w)]
             own_project = words[-2:] == ["-e", "."] or words[-1:] == ["."]
+            # another project at one commit (an archive URL naming its sha), its dependencies from a lock
+            by_commit = "--no-deps" in words and re.search(r"https://\S+/[0-9a-f]{40}\.tar\.gz", _with_defaults(cmd, args))
             if lock:
                 lock_used = True
                 if "--require-hashes" not in words:
@@ -86,6 +88,8 @@ def policy_violations(text: str) -> list[str]:
                     and not w.startswith("http") and not re.fullmatch(r"[A-Z_]+=\S*", w)]  # env assignments
                 if extra:
                     problems.append(f"install names packages besides the lock: {extra}")
+            elif by_commit:
+                continue
             elif own_project:
                 if "--no-deps" not in words or not ({"--no-index", "--offline"} & set(words)):
                     problems.append(f"the project's own install must be --no-deps and offline: {cmd.strip()}")
@@ -107,6 +111,12 @@ def test_policy_catches_what_it_should():
     assert any("not from a hashed lock: pip install requests" in p for p in found)
     assert any("without --require-hashes" in p for p in found)
     assert any("--no-deps and offline" in p for p in found)
+    # a project by URL must name its commit, and its dependencies come from a lock
+    unpinned = 'RUN uv pip install --no-deps "x @ https://github.com/o/x/archive/main.tar.gz"\n'
+    assert any("not from a hashed lock" in p for p in policy_violations(unpinned))
+    pinned = unpinned.replace("main.tar.gz", "0123456789abcdef0123456789abcdef01234567.tar.gz")
+    assert not any("not from a hashed lock" in p for p in policy_violations(pinned))
+    assert any("not from a hashed lock" in p for p in policy_violations(pinned.replace("--no-deps ", "")))
     # a base given as a build argument is held to its default
     assert any("without a digest" in p for p in policy_violations("ARG BASE=python:3.11.14-slim\nFROM ${BASE}\n"))
     good = ("# digest unresolved: why\nFROM x/y:1.2.3\n"

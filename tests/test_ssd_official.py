@@ -38,8 +38,8 @@ STAND_IN = textwrap.dedent('''
         def __init__(self, model, **kwargs):
             self.mode = "ssd" if kwargs.get("draft_async") else "sd" if kwargs["speculate"] else "ar"
             with open(os.environ["STAND_IN_LOG"], "a") as fh:
-                fh.write(json.dumps({"model": model, "kwargs": kwargs,
-                                     "visible": os.environ["CUDA_VISIBLE_DEVICES"]}) + "\\n")
+                fh.write(json.dumps({"model": model, "kwargs": kwargs, "visible": os.environ["CUDA_VISIBLE_DEVICES"],
+                                     "cuda_home": os.environ.get("CUDA_HOME")}) + "\\n")
 
         def generate(self, prompts, params, use_tqdm=True):
             outputs = []
@@ -126,10 +126,15 @@ def test_an_ssd_slower_than_sd_or_vllm_fails_the_claims(engine):
 
 
 def test_the_k_sweep_runs_ssd_at_each_k_on_the_first_prompts(engine):
+    """... from the CUDA image's interpreter and toolkit where none is configured."""
     engine.monkeypatch.setenv("STAND_IN_SPEED", json.dumps({"ar": 0.02, "sd": 0.006, "ssd": 0.004}))
-    engine.cfg.official_k_sweep = [4, 6, 8]
+    engine.monkeypatch.setenv("PAPERCLUB_OFFICIAL_PYTHON", engine.cfg.official_python)
+    engine.monkeypatch.setenv("PAPERCLUB_OFFICIAL_CUDA_HOME", "/opt/cuda-12.8")
+    engine.cfg.official_python, engine.cfg.official_k_sweep = "", [4, 6, 8]
     off = ssd._official(engine.cfg, engine.pair)
-    calls = [json.loads(line)["kwargs"] for line in engine.log.read_text().splitlines()]
+    logged = [json.loads(line) for line in engine.log.read_text().splitlines()]
+    assert {c["cuda_home"] for c in logged} == {"/opt/cuda-12.8"}
+    calls = [c["kwargs"] for c in logged]
     assert [c.get("speculate_k") for c in calls] == [None, 6, 6, 4, 8] and all(c["draft_async"] for c in calls[2:])
     assert sorted(off.k_sweep) == [4, 6, 8]  # K = 6 from the main run's first two prompts
     assert all(len(v["per_prompt_tokens_per_s"]) == 2 for v in off.k_sweep.values())
