@@ -268,6 +268,28 @@ def _official_python(cfg) -> str:
     return cfg.official_python or os.environ.get("PAPERCLUB_OFFICIAL_PYTHON", "")
 
 
+def _agreement(a: list[list[int]], b: list[list[int]]) -> dict:
+    """Two engines' greedy streams on the same prompts: the fraction identical, and the mean fraction of a
+    stream before their first difference."""
+    def prefix(x, y):
+        n = next((i for i, (u, v) in enumerate(zip(x, y, strict=False)) if u != v), min(len(x), len(y)))
+        return n / max(len(x), len(y), 1)
+
+    pairs = list(zip(a, b, strict=True))
+    return {"identical": sum(x == y for x, y in pairs) / len(pairs),
+            "common_prefix": sum(prefix(x, y) for x, y in pairs) / len(pairs)}
+
+
+def _vllm_agreement(ours_ar: list[list[int]], vllm: dict[str, list], official: Official | None) -> dict:
+    """vLLM's greedy streams (AR, and its SD) against ours and the official engine's AR (``_agreement``)."""
+    out = {f"vllm_{mode}_vs_ours_ar": _agreement(streams, ours_ar) for mode, streams in vllm.items()}
+    if "ar" in vllm and "sd" in vllm:
+        out["vllm_sd_vs_vllm_ar"] = _agreement(vllm["sd"], vllm["ar"])
+    if official is not None and "ar" in vllm:
+        out["vllm_ar_vs_official_ar"] = _agreement(vllm["ar"], official.streams["ar"])
+    return out
+
+
 def _local_dir(where: str) -> str:
     """A model's local directory: as given, or its hub snapshot (the official engine reads local files)."""
     if Path(where).exists():
@@ -303,12 +325,9 @@ def _official_metrics(off: Official, ours_ar: list[list[int]], vllm_sd: dict | N
              official_ssd_model_tokens_per_s=float(np.mean([t["model_tokens_per_s"] for t in model])))
     m.update({f"official_ssd_k{k}_tokens_per_s": v["tokens_per_s"] for k, v in off.k_sweep.items()})
 
-    def same(a, b):
-        return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
-
-    matches = {"sd_vs_its_ar": same(off.streams["sd"], off.streams["ar"]),
-               "ssd_vs_its_ar": same(off.streams["ssd"], off.streams["ar"]),
-               "its_ar_vs_ours": same(off.streams["ar"], ours_ar)}
+    matches = {"sd_vs_its_ar": _agreement(off.streams["sd"], off.streams["ar"]),
+               "ssd_vs_its_ar": _agreement(off.streams["ssd"], off.streams["ar"]),
+               "its_ar_vs_ours": _agreement(off.streams["ar"], ours_ar)}
     info = {"summaries": {mode: {k: v for k, v in x.items() if not k.startswith("per_prompt")} for mode, x in s.items()},
             "greedy_streams_equal": matches, "theorem7": model,
             "k_sweep": {str(k): {key: v for key, v in x.items() if not key.startswith("per_prompt")}
@@ -769,8 +788,9 @@ class SSDSuite(Suite):
         if cfg.official and pair.where:  # before our models take the GPUs; each mode in its own process
             official = _official(cfg, pair)
             laps.done("official_engine")
+        vllm_streams: dict[str, list] = {}
         if cfg.vllm and pair.where:  # the same; in its own processes
-            vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts)
+            vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts, vllm_streams)
             laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
         try:
@@ -786,6 +806,8 @@ class SSDSuite(Suite):
             more, per_prompt, info["official_engine"] = _official_metrics(official, dec.streams["ar"], vllm_sd)
             metrics.update(more)
             units.update(per_prompt)
+        if vllm_streams and cfg.temperature == 0:  # the three engines' greedy streams, token for token
+            info["vllm_greedy_streams"] = _vllm_agreement(dec.streams["ar"], vllm_streams, official)
         return RunResult(metrics=metrics, series=_series(cfg, dec, out, metrics), units=units, info=info)
 
     @staticmethod
@@ -865,9 +887,10 @@ class SSDSuite(Suite):
         return batches, streams
 
     @staticmethod
-    def _vllm(cfg, where_t, where_d, prompts, info) -> dict[str, float]:
+    def _vllm(cfg, where_t, where_d, prompts, info, streams) -> dict[str, float]:
         """vLLM autoregressive and draft-model SD (K = 5, the paper's SD baseline) on the same
-        prompts, each in a fresh process (so the GPUs are free again for our engines)."""
+        prompts, each in a fresh process (so the GPUs are free again for our engines); each mode's
+        token streams go to ``streams``."""
         import importlib.util
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
@@ -882,7 +905,7 @@ class SSDSuite(Suite):
                           ("sd", VLLMRun(where_t, where_d, 5, cfg.tensor_parallel, cfg.dtype))):
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
                 res = pool.submit(measure, run, prompts, cfg.new_tokens, cfg.temperature).result()
-            info["vllm"][name] = {k: v for k, v in res.items() if k != "streams"}
+            info["vllm"][name], streams[name] = {k: v for k, v in res.items() if k != "streams"}, res["streams"]
             out[f"vllm_{name}_tokens_per_s_end_to_end"] = res["tokens_per_s_end_to_end"]
         return out
 

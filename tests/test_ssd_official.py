@@ -103,7 +103,8 @@ def test_each_mode_runs_in_its_own_process_and_the_speed_claims_are_judged(engin
     assert metrics["official_sd_acceptance"] == pytest.approx((3 - 1) / 6)  # the engine's own definition
     assert metrics["official_ssd_cache_hit_rate"] == pytest.approx(0.75)
     assert len(per_prompt["official_ssd_over_sd"]) == 3  # one unit per prompt
-    assert info["greedy_streams_equal"] == {"sd_vs_its_ar": 1.0, "ssd_vs_its_ar": 1.0, "its_ar_vs_ours": 1.0}
+    same = {"identical": 1.0, "common_prefix": 1.0}
+    assert info["greedy_streams_equal"] == {"sd_vs_its_ar": same, "ssd_vs_its_ar": same, "its_ar_vs_ours": same}
     # Theorem 7: p = 3/4, E_hit = E_miss = 3 tokens; SD's round 3 x 6 ms of which 12 ms verifying, so
     # T_b = (18 - 12) / 12; 3 / (12 ms x (3/4 x 1 + 1/4 x (1 + T_b))) against SSD's measured 1 / 4 ms
     model = 3 / (0.012 * (0.75 + 0.25 * (1 + 0.5)))
@@ -149,3 +150,15 @@ def test_a_run_that_leaves_no_result_is_one_line(tmp_path):
         official.run(spec, [[1, 2]])
     with pytest.raises(ValueError, match="mode 'eagle'"):
         official.OfficialRun(sys.executable, "t", "d", "eagle", ()).llm_kwargs()
+
+
+def test_the_three_engines_greedy_streams_are_compared_token_for_token():
+    ours = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    vllm = {"ar": [[1, 2, 3, 4], [5, 6, 0, 8]], "sd": [[1, 2, 3, 4], [5, 6, 0, 8]]}
+    off = ssd.Official(streams={"ar": [[1, 9, 3, 4], [5, 6, 0, 8]]})
+    agree = ssd._vllm_agreement(ours, vllm, off)
+    # the second stream first differs at token 2 of 4: half of it is common
+    assert agree["vllm_ar_vs_ours_ar"] == {"identical": 0.5, "common_prefix": (1 + 0.5) / 2}
+    assert agree["vllm_sd_vs_vllm_ar"] == {"identical": 1.0, "common_prefix": 1.0}
+    assert agree["vllm_ar_vs_official_ar"] == {"identical": 0.5, "common_prefix": (0.25 + 1) / 2}
+    assert ssd._agreement([[1, 2]], [[1, 2, 3]]) == {"identical": 0.0, "common_prefix": 2 / 3}
