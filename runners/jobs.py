@@ -19,8 +19,12 @@ remaining chain of work first.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +37,20 @@ def _with_init(initializer: Callable | None, fn: Callable, arg: Any) -> Any:
     if initializer is not None:
         initializer()
     return fn(arg)
+
+
+def _worker_init(parent: int, initializer: Callable | None) -> None:
+    """A local pool worker ends with the process that made it, even one killed outright (SIGKILL leaves
+    no chance to shut the pool down): a daemon thread watches for the worker being handed to another
+    parent and then ends it as SIGTERM would."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+    if initializer is not None:
+        initializer()
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,7 @@ class JobPool:
                 initializer()
         elif kind == "process":
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=initializer)
+                                                initializer=functools.partial(_worker_init, os.getpid(), initializer))
         elif kind == "submitit":
             try:
                 import submitit

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +97,41 @@ def test_a_resumed_graph_runs_only_what_had_not_finished():
     assert calls == ["b", "c"]  # a finished in the run that was cut off: its kept result is used
     assert done == {"a": "a(kept)", "b": "b(a(kept))", "c": "c(a(kept),b(a(kept)))"}
     assert finished == [("b", "b(a(kept))"), ("c", "c(a(kept),b(a(kept)))")]
+
+
+def test_a_killed_parent_takes_its_pool_workers_with_it(tmp_path):
+    """SIGKILL gives the pool no shutdown: its spawned workers still end (within their watch's second)
+    instead of finishing their jobs for nobody."""
+    script = tmp_path / "parent.py"
+    script.write_text(f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from runners.jobs import JobPool
+
+def job(path):
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    pool = JobPool("process", 1)
+    pool.submit(job, {str(tmp_path / "worker.pid")!r})
+    time.sleep(120)
+""")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    pid_file = tmp_path / "worker.pid"
+    for _ in range(300):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the pool's worker outlived its killed parent")
