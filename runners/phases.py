@@ -30,6 +30,7 @@ PHASES = "phases.json"
 KEPT = "phases"  # the seed's folder of finished phases' results
 MISSING = object()
 _state: dict = {"path": None, "rows": []}
+_worker: dict = {"kept": None}  # a worker process's folder for checkpoints (``checkpoints_in``)
 
 
 def _cuda():
@@ -94,9 +95,19 @@ def record(name: str, seconds: float, parts: dict[str, float] | None = None) -> 
 
 
 def _kept(name: str) -> Path | None:
-    if _state["path"] is None:
-        return None
-    return _state["path"].parent / KEPT / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".pkl")
+    folder = kept_folder() or _worker["kept"]
+    return None if folder is None else folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".pkl")
+
+
+def kept_folder() -> Path | None:
+    """The recorded seed's folder of kept results and checkpoints; None outside a recorded seed."""
+    return None if _state["path"] is None else _state["path"].parent / KEPT
+
+
+def checkpoints_in(folder: Path | None) -> None:
+    """In a worker process of a recorded seed (a pool's initializer): keep ``Checkpoint``s in ``folder``, the
+    seed's ``kept_folder()``, as its own process does; None: none."""
+    _worker["kept"] = None if folder is None else Path(folder)
 
 
 def kept(name: str):
@@ -144,8 +155,8 @@ def keep(name: str, value, rows_then: list[dict]) -> None:
 
 class Checkpoint:
     """A long training loop's state, saved every ``every_s`` seconds into the seed's ``phases/`` folder
-    (``PAPERCLUB_CHECKPOINT_S``, default 300) and loaded when the seed runs again (``--resume``). Outside
-    a recorded seed it saves nothing. The loop decides what its state is: everything it needs to go on
+    (``PAPERCLUB_CHECKPOINT_S``, default 300) and loaded when the seed runs again (``--resume``); in a pool's
+    worker, into the folder ``checkpoints_in`` named. Outside a recorded seed it saves nothing. The loop decides what its state is: everything it needs to go on
     exactly as if it had not stopped (weights, optimiser, schedule, generators, step, history)."""
 
     def __init__(self, name: str, every_s: float | None = None):

@@ -82,10 +82,14 @@ def _below_target(spec, meta: dict) -> str:
             "anyway with require_target=false (the report then says so)")
 
 
-def _set_threads(n: int) -> None:
+def _set_threads(n: int, checkpoints: Path | None = None) -> None:
+    """A job process's torch threads, and where its training checkpoints go (the seed's folder)."""
     import torch
 
+    from runners import phases
+
     torch.set_num_threads(n)
+    phases.checkpoints_in(checkpoints)
 
 
 def _load_chunks(path: str, horizon: int | None = None):
@@ -205,8 +209,8 @@ def _distill_job(job: tuple) -> JobOut:
 
 
 def _train_job(job: tuple) -> JobOut:
-    """(name, model, chunk file, chunk horizon or None, TrainConfig) -> the EMA model and its losses; in this
-    process (one worker), its training is checkpointed for a resumed run (``runners.phases.Checkpoint``)."""
+    """(name, model, chunk file, chunk horizon or None, TrainConfig) -> the EMA model and its losses; its
+    training is checkpointed for a resumed run (``runners.phases.Checkpoint``), in a worker process too."""
     from paper_dmpc import models
     from runners.phases import Checkpoint
 
@@ -373,7 +377,7 @@ def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
     from runners import phases
 
     pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
-                   initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers))))
+                   initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers)), phases.kept_folder()))
     with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
         chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it each time
         np.savez(chunk_file, **vars(prep.chunks))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import pytest
 
@@ -161,3 +162,31 @@ def test_lewm_training_resumed_from_its_checkpoint_is_the_uninterrupted_training
     assert hist_a["loss"] == hist_b["loss"] and len(hist_b["loss"]) == 7
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _checkpointed_job(step: int) -> str:
+    """A training job's checkpoint, made where the job runs."""
+    from runners.phases import Checkpoint
+
+    ckpt = Checkpoint("train_member", every_s=0)
+    ckpt.save({"step": step})
+    return str(ckpt.path)
+
+
+def test_training_in_a_pool_worker_checkpoints_into_the_seed(tmp_path):
+    """dmpc's models train in spawned workers with ``workers > 1``: their checkpoints go to the recorded
+    seed's folder (``phases.checkpoints_in``, the pool's initializer), where a resumed seed finds them."""
+    import torch
+
+    from runners import phases
+    from runners.jobs import JobPool
+
+    with phases.recording(tmp_path / "seed_0"):
+        folder = phases.kept_folder()
+        with JobPool("process", 1, initializer=partial(phases.checkpoints_in, folder)) as pool:
+            path = pool.submit(_checkpointed_job, 7).result()
+        assert path == str(folder / "train_member.ckpt.pkl")
+        assert phases.Checkpoint("train_member").load() == {"step": 7}  # the seed's process reads it
+        assert torch.load(path, weights_only=False) == {"step": 7}
+    with JobPool("process", 1) as pool:  # a worker of no recorded seed keeps nothing
+        assert pool.submit(_checkpointed_job, 1).result() == "None"
