@@ -185,8 +185,9 @@ def verify(image: Image) -> int:
     """Check a lock against PyPI without downloading it (what can be checked without the image's registry)."""
     dry = installable(image)
     resolved = re.search(r"Resolved (\d+) packages", dry.stderr + dry.stdout)
+    sources = [pkg for pkg in SDIST_ONLY if pkg in pinned(image.lock)]
     print(f"{image.lock.name}: uv's dry run for {image.base_platform}, CPython {PYTHON}: "
-          + (f"{resolved[1]} packages resolve, as wheels but {', '.join(SDIST_ONLY)} (source)"
+          + (f"{resolved[1]} packages resolve, as wheels" + (f" but {', '.join(sources)} (source)" if sources else "")
              if dry.returncode == 0 and resolved
              else "FAILED\n" + (dry.stderr or dry.stdout)[-2000:]))
     problems, absent, checked = hash_problems(image.lock)
