@@ -68,6 +68,7 @@ def begin(seed_dir: Path | None) -> None:
     """Start recording a seed's phases into ``seed_dir/phases.json`` (None: keep them in memory only)."""
     _state["path"] = None if seed_dir is None else Path(seed_dir).resolve() / PHASES
     _state["rows"] = []
+    _worker["kept"] = None  # a pool run inline set it for the seed before
     _reset_peaks()
 
 
@@ -79,7 +80,7 @@ def recording(seed_dir: Path):
     try:
         yield
     finally:
-        _state["path"] = None
+        _state["path"] = _worker["kept"] = None
 
 
 def record(name: str, seconds: float, parts: dict[str, float] | None = None) -> None:

@@ -190,3 +190,8 @@ def test_training_in_a_pool_worker_checkpoints_into_the_seed(tmp_path):
         assert torch.load(path, weights_only=False) == {"step": 7}
     with JobPool("process", 1) as pool:  # a worker of no recorded seed keeps nothing
         assert pool.submit(_checkpointed_job, 1).result() == "None"
+    # run inline (one worker), the initializer's folder is the seed's own, and ends with it
+    with phases.recording(tmp_path / "seed_1"):
+        inline = JobPool("inline", 1, initializer=partial(phases.checkpoints_in, phases.kept_folder()))
+        assert inline.submit(_checkpointed_job, 2).result().startswith(str(tmp_path / "seed_1"))
+    assert _checkpointed_job(3) == "None"
