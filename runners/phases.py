@@ -156,9 +156,10 @@ def keep(name: str, value, rows_then: list[dict]) -> None:
 
 class Checkpoint:
     """A long training loop's state, saved every ``every_s`` seconds into the seed's ``phases/`` folder
-    (``PAPERCLUB_CHECKPOINT_S``, default 300) and loaded when the seed runs again (``--resume``); in a pool's
-    worker, into the folder ``checkpoints_in`` named. Outside a recorded seed it saves nothing. The loop decides what its state is: everything it needs to go on
-    exactly as if it had not stopped (weights, optimiser, schedule, generators, step, history)."""
+    (``PAPERCLUB_CHECKPOINT_S``, default 300) and loaded when the seed runs again (``--resume``); in a
+    pool's worker, into the folder ``checkpoints_in`` named. Outside a recorded seed it saves nothing. The
+    loop decides what its state is: everything it needs to go on exactly as if it had not stopped
+    (weights, optimiser, schedule, generators, step, history)."""
 
     def __init__(self, name: str, every_s: float | None = None):
         import os

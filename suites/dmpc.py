@@ -82,7 +82,7 @@ def _below_target(spec, meta: dict) -> str:
             "anyway with require_target=false (the report then says so)")
 
 
-def _set_threads(n: int, checkpoints: Path | None = None) -> None:
+def _job_process(n: int, checkpoints: Path | None = None) -> None:
     """A job process's torch threads, and where its training checkpoints go (the seed's folder)."""
     import torch
 
@@ -377,7 +377,7 @@ def _train_and_evaluate(cfg, seed: int, prep: Prepared) -> Graph:
     from runners import phases
 
     pool = JobPool("inline" if cfg.workers <= 1 else "process", cfg.workers,
-                   initializer=partial(_set_threads, max(1, cfg.threads // max(1, cfg.workers)), phases.kept_folder()))
+                   initializer=partial(_job_process, max(1, cfg.threads // max(1, cfg.workers)), phases.kept_folder()))
     with pool, tempfile.TemporaryDirectory(prefix="dmpc-chunks-") as tmp:
         chunk_file = str(Path(tmp) / "chunks.npz")  # read by every job, so the pool does not pickle it each time
         np.savez(chunk_file, **vars(prep.chunks))
