@@ -3,7 +3,6 @@ bf16 autocast, grouped-query shapes, submitit fan-out) on CPU with tiny stand-in
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import subprocess
@@ -51,6 +50,7 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, 
 
 
 def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
+    zstandard = pytest.importorskip("zstandard")
     monkeypatch.setenv("PAPERCLUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PAPERCLUB_PROGRESS", "0")
     shards = tmp_path / "shards"
@@ -58,8 +58,8 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     words = ["the", "model", "reads", "text", "and", "predicts", "the", "next", "token", "of", "the", "text", "it", "reads"]
     for i in range(12):
         docs = [{"text": " ".join(words[(i + j) % len(words):] + words) * 3, "id": j} for j in range(8)]
-        with gzip.open(shards / f"shard_{i:02d}.jsonl.gz", "wt") as fh:
-            fh.write("\n".join(json.dumps(d) for d in docs) + "\n")
+        text = "\n".join(json.dumps(d) for d in docs) + "\n"  # DCLM-baseline's shards: JSON lines, zstd
+        (shards / f"shard_{i:02d}.jsonl.zstd").write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
     # the GPU script's CPU stand-in sizes, on the full tier's code paths
     stand_in = gpu_script().TINY
     tiny = {k: getattr(stand_in, k) for k in (
@@ -71,11 +71,11 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
         "device=cpu", f"data.source={shards}", "data.tokenizer=bytes", "paper_shapes=false", "gpus_per_size=[]",
         "micro_batch=4", "loss_chunk=0", "sample_shard_tokens=1200",
         "executor_options.cluster=debug", *(f"{k}={json.dumps(v)}" for k, v in tiny.items())])
-    assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.data.pattern == "*.jsonl.gz"
+    assert cfg.precision == "bf16" and cfg.executor == "submitit" and cfg.data.pattern == "*.jsonl.zstd"
     suite = InfComputeSuite()
     result = suite.run(cfg, 0, tmp_path)
     m = result.metrics
-    assert all(f.endswith(".jsonl.gz") for f in result.info["train_files"] + result.info["val_files"])
+    assert all(f.endswith(".jsonl.zstd") for f in result.info["train_files"] + result.info["val_files"])
     assert m["ensemble_gain_min"] >= 0 and m["fits_in_range"] == 1.0
     assert {"distill_retention", "data_efficiency_joint", "self_distill_no_real_margin"} <= set(m)
     assert result.info["distillation"]["synthetic_tokens"] == 2000
