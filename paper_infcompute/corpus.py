@@ -207,13 +207,6 @@ def vocab_size(tokenizer: str) -> int:
     return Tokenizer.from_file(str(_tokenizer_json(tokenizer))).get_vocab_size(with_added_tokens=True)
 
 
-def encode(text: bytes, tokenizer: str) -> tuple[np.ndarray, int]:
-    """Token ids (int64) and the vocabulary size of ``text`` (``encoder``)."""
-    encoder, vocab = encoder_for(tokenizer)
-    ids = list(encoder([text]))
-    return (np.concatenate(ids) if ids else np.zeros(0, np.uint32)).astype(np.int64), vocab
-
-
 def encoder_for(tokenizer: str) -> tuple[Callable[[Iterable[bytes]], Iterator[np.ndarray]], int]:
     """A streaming tokeniser and the vocabulary size: it takes the text as blocks of bytes and yields its
     token ids a batch at a time, never holding the whole text or all its ids. Bytes; GPT-2's BPE from a

@@ -84,7 +84,7 @@ def test_corpus_is_deterministic_and_disjoint(small_corpus, tmp_path):
     with pytest.raises(ValueError, match="corpus too small"):
         corpus.load(corpus.CorpusSpec(source=str(tmp_path), pattern="*.txt", train_bytes=10**6))
     with pytest.raises(FileNotFoundError, match="tokenizer vocabulary not found"):
-        corpus.encode(b"hi", str(tmp_path / "gpt2.tiktoken"))
+        corpus.encoder_for(str(tmp_path / "gpt2.tiktoken"))
 
 
 def test_decoder_is_causal_and_rope_preserves_norm():
