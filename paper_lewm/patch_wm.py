@@ -4,10 +4,11 @@ DINO-WM encodes each frame with a frozen pretrained encoder into one token per i
 ViT-S/14 at 224 px: 256 tokens of width 384) and trains a frame-causal transformer to predict the
 next frame's patch tokens; planning uses the same CEM, with the cost on the predicted final frame's
 tokens against the goal frame's. LeWM carries one token per frame instead, which is where its
-planning speed comes from. There are no DINOv2 weights offline, so the frozen encoder here is the
-trained SIGReg model's own CNN, cut after ``depth`` stride-2 layers (an 8 x 8 grid at 32 px, one
-token per 4 x 4 patch), or a ViT's patch outputs at paper scale; the predictor matches LeWM's
-(AdaLN-zero action conditioning per frame).
+planning speed comes from. The frozen encoder is either DINO-WM's own (``PretrainedPatches``: a
+transformers DINOv2 by hub id or directory, its final layer-normed patch tokens) or, where no
+pretrained weights are at hand, the trained SIGReg model's own encoder, cut after ``depth``
+stride-2 layers (an 8 x 8 grid at 32 px, one token per 4 x 4 patch) or a ViT's patch outputs; the
+predictor matches LeWM's (AdaLN-zero action conditioning per frame).
 """
 
 from __future__ import annotations
@@ -22,6 +23,43 @@ from torch import nn
 
 from paper_lewm.model import ActionEncoder, ConditionalBlock, ModelConfig, rollout
 from paper_lewm.train import loop_state, restore_loop
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # DINOv2's input normalisation (its image processor's)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PretrainedPatches(nn.Module):
+    """A pretrained vision transformer's patch tokens, as DINO-WM takes DINOv2's: the final layer-normed
+    outputs with the CLS (and any register) tokens dropped, from frames in [-1, 1] rescaled to [0, 1] and
+    normalised with ImageNet's statistics. ``depth`` is ignored (the whole network is kept)."""
+
+    def __init__(self, vit: nn.Module, source: str, commit: str | None):
+        super().__init__()
+        self.vit = vit.eval()
+        self.source, self.commit = source, commit
+        self.width, self.patch = vit.config.hidden_size, vit.config.patch_size
+        self.skip = 1 + getattr(vit.config, "num_register_tokens", 0)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def patches(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        """Frames [N, 3, H, W] in [-1, 1] -> tokens [N, (H / patch) x (W / patch), width]."""
+        pixels = ((x + 1) / 2 - self.mean) / self.std
+        return self.vit(pixel_values=pixels).last_hidden_state[:, self.skip:]
+
+
+def pretrained_patches(where: str, image_size: int) -> PretrainedPatches:
+    """DINO-WM's frozen encoder from a transformers checkpoint (a hub id such as ``facebook/dinov2-small``,
+    from the local hub cache when offline, or a directory), for frames of ``image_size`` pixels, which
+    its patch size must divide. ``commit`` is the hub snapshot's (None for a directory)."""
+    from transformers import AutoModel
+
+    vit = AutoModel.from_pretrained(where)
+    patch = vit.config.patch_size
+    if image_size % patch:
+        raise ValueError(f"the patch encoder {where} cuts {patch}-pixel patches: model.image_size must be a "
+                         f"multiple of {patch}, got {image_size}")
+    return PretrainedPatches(vit, where, getattr(vit.config, "_commit_hash", None))
 
 
 @dataclass

@@ -20,10 +20,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 
 fm=()
 if [ -n "${FMNIST:-}" ]; then fm=("data_dir=$FMNIST"); fi
+# lewm's patch-token baseline runs on DINO-WM's encoder; where the hub cache lacks it, DINOv2 ViT-S/14's shape
+# with random weights stands in (memory and time do not depend on the weights; its losses mean nothing)
+DINO=facebook/dinov2-small
+if ! HF_HUB_OFFLINE=1 "$PY" -c "from transformers import AutoModel; AutoModel.from_pretrained('$DINO')" 2>/dev/null; then
+    DINO="$WORK/dinov2-s14-random"
+    "$PY" -c "import sys; from transformers import Dinov2Config as C, Dinov2Model as M
+M(C(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14)).save_pretrained(sys.argv[1])" "$DINO"
+fi
 for suite in dmpc infcompute lewm pacbayes ssd; do
     extra=()
     [ "$suite" = infcompute ] && extra=("data.source=stdlib" "data.pattern=*.py" "data.tokenizer=bytes")
     [ "$suite" = pacbayes ] && extra=("${fm[@]}")
+    [ "$suite" = lewm ] && extra=("patch_encoder=$DINO")
     echo "== preflight $suite"
     "$PY" -m runners.cli run "$suite" --tier full --preflight "${extra[@]}"
     echo "== preflight $suite: exit $?"
@@ -39,4 +48,4 @@ rehearse() {  # rehearse SECONDS NAME COMMAND...: box it, then keep its records 
 # FashionMNIST in place of CIFAR-10 (not reachable without internet): the full tier's recipe on it
 rehearse "$PACBAYES_S" pacbayes "$PY" -m runners.cli run pacbayes --tier full --rehearse --out "$WORK/pacbayes" \
     "${fm[@]}" bound.dataset=fmnist gp.dataset=fmnist "gp.classes=[0,6]"
-rehearse "$LEWM_S" lewm "$PY" -m runners.cli run lewm --tier full --rehearse --out "$WORK/lewm"
+rehearse "$LEWM_S" lewm "$PY" -m runners.cli run lewm --tier full --rehearse --out "$WORK/lewm" "patch_encoder=$DINO"

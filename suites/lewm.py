@@ -134,9 +134,38 @@ def _plan(cfg, seed: int, env, held, train, models: dict) -> Planning:
     return Planning(episodes, results)
 
 
+def _patch_encoder(cfg, lewm, lewm_key: str) -> tuple:
+    """(frozen encoder, predictor width, what identifies the encoder in the cache, its record): DINO-WM's
+    pretrained encoder where ``patch_encoder`` names one (the predictor then works at its tokens' width, as
+    DINO-WM's does), else the SIGReg model's own, cut after ``patch_depth`` layers (the predictor at LeWM's
+    width)."""
+    if not cfg.patch_encoder:
+        return lewm.encoder, cfg.model.dim, lewm_key, {"source": "the SIGReg model's encoder",
+                                                       "depth": cfg.patch_depth}
+    from paper_lewm.patch_wm import pretrained_patches
+
+    encoder = pretrained_patches(cfg.patch_encoder, cfg.model.image_size).to(cfg.device)
+    identity = {"commit": encoder.commit} if encoder.commit else {"sha256": _directory_digest(cfg.patch_encoder)}
+    return (encoder, encoder.width, f"{cfg.patch_encoder}@{next(iter(identity.values()))}",
+            {"source": cfg.patch_encoder, **identity})
+
+
+def _directory_digest(where: str) -> str:
+    """The sha256 of a checkpoint directory's files (names and contents): a local encoder's cache identity."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted(p for p in Path(where).rglob("*") if p.is_file()):
+        digest.update(f.relative_to(where).as_posix().encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def _patch_model(cfg, seed: int, train, lewm, lewm_key: str, cache: Path):
-    """The patch-token world model (LeWM's frozen encoder, a predictor of LeWM's shape over its patch
-    tokens), trained (cached by its encoder's entry and its own settings): (model, history)."""
+    """The patch-token world model (a frozen encoder, ``_patch_encoder``; a predictor of LeWM's shape over
+    its patch tokens), trained (cached by its encoder's identity and its own settings): (model, history, the encoder's record)."""
     import hashlib
     import json
     from dataclasses import asdict
@@ -146,10 +175,11 @@ def _patch_model(cfg, seed: int, train, lewm, lewm_key: str, cache: Path):
     from runners.phases import Checkpoint
 
     m = cfg.model
-    pcfg = PatchConfig(depth=cfg.patch_depth, dim=m.dim, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
+    encoder, width, encoder_key, record = _patch_encoder(cfg, lewm, lewm_key)
+    pcfg = PatchConfig(depth=cfg.patch_depth, dim=width, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
                        mlp=m.mlp, history=m.history, action_dim=m.action_dim)
-    patch = build(lewm.encoder, pcfg, m.image_size, seed)
-    spec = {"encoder": lewm_key, "patch": asdict(pcfg), "image_size": m.image_size, "steps": cfg.patch_steps,
+    patch = build(encoder, pcfg, m.image_size, seed)
+    spec = {"encoder": encoder_key, "patch": asdict(pcfg), "image_size": m.image_size, "steps": cfg.patch_steps,
             "batch": cfg.batch, "lr": cfg.lr, "seed": seed}
     path = Path(cache) / f"patch-{hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]}.pt"
     history = load_cached(path, patch, cfg.device)
@@ -158,7 +188,8 @@ def _patch_model(cfg, seed: int, train, lewm, lewm_key: str, cache: Path):
                               wrap=lambda it: track(it, "training the patch-token baseline"),
                               checkpoint=Checkpoint("train_patch"))
         save_cached(path, patch, history)
-    return patch.eval(), history
+    record.update(tokens_per_frame=int(patch.tokens), token_width=int(patch.inp.in_features), predictor_width=width)
+    return patch.eval(), history, record
 
 
 def _patch_planning(cfg, seed: int, env, train, episodes, lewm, patch, history) -> PatchBaseline:
@@ -240,6 +271,69 @@ def _series(histories: dict[str, dict], patch_history: dict) -> dict[str, list]:
 
 
 @dataclass
+class PatchShape:
+    """The patch-token model's tokens per frame, its widest activation (tokens or predictor), its
+    parameters (the predictor's, and a pretrained encoder's), and the need for that encoder's weights
+    (None for LeWM's own encoder)."""
+
+    tokens: int
+    width: int
+    params: int
+    need: Any = None
+
+
+def _patch_shape(cfg):
+    """``PatchShape`` at ``cfg``, without loading weights (a pretrained encoder's config is read from its
+    directory, the local hub cache or the hub); the unmet need where its config cannot be had."""
+    import torch
+
+    from paper_lewm.patch_wm import PatchConfig, PatchWM
+
+    m, frozen, need = cfg.model, 0, None
+    if cfg.patch_encoder:
+        config, need = _pretrained_config(cfg.patch_encoder)
+        if config is None:
+            return need
+        from transformers import AutoModel
+
+        with torch.device("meta"):
+            frozen = sum(p.numel() for p in AutoModel.from_config(config).parameters())
+        tokens, width, dim = (m.image_size // config.patch_size) ** 2, config.hidden_size, config.hidden_size
+    elif m.encoder == "vit":
+        tokens, width, dim = (m.image_size // m.vit_patch) ** 2, m.dim, m.dim
+    else:
+        tokens, width, dim = (m.image_size // 2 ** cfg.patch_depth) ** 2, m.channels[cfg.patch_depth - 1], m.dim
+    pcfg = PatchConfig(depth=cfg.patch_depth, dim=dim, layers=m.layers, heads=m.heads, head_dim=m.head_dim,
+                       mlp=m.mlp, history=m.history, action_dim=m.action_dim)
+    with torch.device("meta"):
+        predictor = sum(p.numel() for p in PatchWM(torch.nn.Identity(), pcfg, width, tokens).parameters())
+    return PatchShape(tokens, max(width, dim), predictor + frozen, need)
+
+
+def _pretrained_config(where: str):
+    """(a transformers checkpoint's config or None, the need for its weights): from a directory, the
+    local hub cache, or the hub (one request, no retries: seconds where it cannot be reached)."""
+    from transformers import AutoConfig
+
+    from runners import preflight as pf
+
+    what = f"weights of the patch encoder {where}"
+    if Path(where).is_dir():
+        try:
+            return AutoConfig.from_pretrained(where), pf.Need(what, "a checkpoint directory", "one", True)
+        except (OSError, ValueError) as exc:
+            return None, pf.Need(what, "a checkpoint directory", f"no readable config.json there ({exc})", False)
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(where, "config.json")
+    if isinstance(cached, str):
+        return AutoConfig.from_pretrained(str(Path(cached).parent)), pf.Need(what, "a local copy or hub access",
+                                                                            "a local copy", True)
+    reach = pf.fetchable(what, False, f"{constants.ENDPOINT}/{where}/resolve/main/config.json")
+    return (AutoConfig.from_pretrained(where) if reach.ok else None), reach
+
+
+@dataclass
 class LeWMConfig(SuiteConfig):
     task: str = "tworoom"  # tworoom | pusht
     episodes: int = 300  # training episodes of the data policy
@@ -263,6 +357,7 @@ class LeWMConfig(SuiteConfig):
     goal_offset: int = 25
     budget: int = 50
     patch_depth: int = 2  # the patch-token baseline: frozen encoder layers kept (32 px -> 8 x 8 tokens)
+    patch_encoder: str = ""  # its frozen encoder: a transformers DINOv2 (hub id or directory); "" = LeWM's own
     patch_steps: int = 300
     patch_episodes: int = 12  # its planning is ~50x slower: fewer episodes, the paper's receding horizon (replan 5)
     surprise_samples: int = 200
@@ -296,13 +391,14 @@ class LeWMSuite(Suite):
                   "patch_steps=200"],
         # the paper: 224 px, ViT-tiny/14, d 192, predictor 6 x (16 x 64), MLP 2048; SIGReg M 1024, lambda 0.1;
         # batch 128, AdamW 5e-5, ~10 epochs of 10,000 Two-Room episodes; CEM 300 x 10 (Two-Room), top 30,
-        # all 5 blocks executed; 50 episodes; the patch baseline a ViT-S/14-sized frozen encoder's 256 tokens
+        # all 5 blocks executed; 50 episodes; the patch baseline DINO-WM's: DINOv2 ViT-S/14's 256 tokens of width 384
         "full": ["device=cuda", "model.image_size=224", "model.encoder=vit", "model.vit_patch=14",
                  "model.vit_layers=12", "model.vit_heads=3", "model.dim=192", "model.projector_hidden=2048",
                  "model.layers=6", "model.heads=16", "model.head_dim=64", "model.mlp=2048",
                  "episodes=10000", "heldout_episodes=500", "episode_steps=92", "prerender=false", "steps=70000",
                  "batch=128", "lr=5e-5", "directions=1024", "cem.samples=300", "cem.iterations=10",
-                 "cem.elites=30", "cem.replan=5", "cem.chunk=2048", "eval_episodes=50", "patch_steps=20000", "patch_episodes=50",
+                 "cem.elites=30", "cem.replan=5", "cem.chunk=2048", "eval_episodes=50", "patch_encoder=facebook/dinov2-small",
+                 "patch_steps=20000", "patch_episodes=50",
                  "surprise_samples=1000", "threads=8"],
     }
     tier_requires = {"full": frozenset({"gpus>=1"})}
@@ -377,14 +473,26 @@ class LeWMSuite(Suite):
             "300 x 10, top 30, all 5 blocks executed); goal "
             f"{cfg.goal_offset} env steps ahead on held-out trajectories, budget {cfg.budget}, {cfg.eval_episodes} "
             "episodes.",
-            f"Patch-token baseline (DINO-WM-like): the SIGReg model's CNN frozen after {cfg.patch_depth} layers gives "
-            f"one token per patch ({(cfg.model.image_size // 2 ** cfg.patch_depth) ** 2} per frame; DINO-WM: 256 DINOv2 "
-            f"tokens of width 384 - no DINOv2 weights offline), a frame-causal AdaLN-zero predictor trained "
-            f"{cfg.patch_steps} steps on them; it and LeWM plan {cfg.patch_episodes} episodes with the same CEM, "
-            "replanning every 5 blocks as the paper does, and the ratio of their seconds per plan is the speedup.",
+            *self._patch_notes(cfg),
             "Push-T runs as `task=pusht` (same models and protocol; the success claims are per task); the "
             "default task is Two-Room.",
         ]
+
+    @staticmethod
+    def _patch_notes(cfg) -> list[str]:
+        """What the patch-token baseline is at this config, beside DINO-WM's."""
+        if cfg.patch_encoder:
+            encoder = (f"frozen {cfg.patch_encoder} (DINO-WM's encoder where it names DINOv2 ViT-S/14) gives its "
+                       f"final patch tokens, and the predictor works at their width as DINO-WM's does")
+        else:
+            encoder = (f"the SIGReg model's CNN frozen after {cfg.patch_depth} layers gives one token per patch "
+                       f"({(cfg.model.image_size // 2 ** cfg.patch_depth) ** 2} per frame; DINO-WM: 256 DINOv2 tokens "
+                       "of width 384; `patch_encoder=facebook/dinov2-small` uses DINO-WM's encoder where its weights "
+                       "are at hand), and the predictor works at LeWM's width")
+        return [f"Patch-token baseline (DINO-WM-like): {encoder}; a frame-causal AdaLN-zero predictor (DINO-WM "
+                f"concatenates its action embedding instead) trained {cfg.patch_steps} steps on them; it and LeWM plan "
+                f"{cfg.patch_episodes} episodes with the same CEM, replanning every 5 blocks as the paper does, and "
+                "the ratio of their seconds per plan is the speedup."]
 
     def run(self, cfg: LeWMConfig, seed: int, out_dir: Path) -> RunResult:
         import torch
@@ -400,15 +508,15 @@ class LeWMSuite(Suite):
         collapse = laps.run("collapse", _collapse, cfg, seed, env, held, trained.models)
         planning = laps.run("planning", _plan, cfg, seed, env, held, train, trained.models)
         lewm = trained.models["sigreg"]
-        patch_model, patch_history = laps.run("patch_training", _patch_model, cfg, seed, train, lewm,
-                                              trained.keys["sigreg"], cache)
+        patch_model, patch_history, patch_encoder = laps.run("patch_training", _patch_model, cfg, seed, train,
+                                                             lewm, trained.keys["sigreg"], cache)
         patch = laps.run("patch_planning", _patch_planning, cfg, seed, env, train, planning.episodes, lewm,
                          patch_model, patch_history)
         latency = laps.run("plan_latency", _plan_latency, cfg, env, planning.episodes, lewm, patch_model)
         surprise = laps.run("surprise", _surprise, cfg, seed, env, held, lewm)
         info = {"data_key": data_key, "train_seconds": {**{k: h["seconds"] for k, h in trained.histories.items()},
                                                         "patch": patch.history["seconds"]},
-                "collapse": collapse, "episodes": planning.record(), "surprise": surprise}
+                "collapse": collapse, "episodes": planning.record(), "surprise": surprise, "patch_encoder": patch_encoder}
         return RunResult(metrics=_metrics(collapse, planning, patch, surprise, latency),
                          series=_series(trained.histories, patch.history), info=info)
 
@@ -429,7 +537,8 @@ class LeWMSuite(Suite):
         """Each phase's peak on the device: training (weights, AdamW, EMA and a ViT's or CNN's activations
         over batch x (history + 1) frames), and the largest batched forward of planning, where every
         episode's CEM candidates (``cem.chunk`` at a time) go through the predictor over its window of
-        ``history`` frames (one layer's activations live at a time; fused attention)."""
+        ``history`` frames (one layer's activations live at a time; fused attention); a pretrained patch
+        encoder's weights, found here or on the hub (its shape is then read from its config)."""
         import torch
 
         from paper_lewm.model import LeWM
@@ -440,23 +549,29 @@ class LeWMSuite(Suite):
             params = sum(p.numel() for p in LeWM(m).parameters())
         frames = cfg.batch * (m.history + 1)
         if m.encoder == "vit":
-            patches, patch_width = (m.image_size // m.vit_patch) ** 2, m.dim
-            encoder = pf.transformer_activation_bytes(frames, patches + 1, m.dim, m.vit_layers, m.vit_heads)
+            encoder = pf.transformer_activation_bytes(frames, (m.image_size // m.vit_patch) ** 2 + 1, m.dim,
+                                                      m.vit_layers, m.vit_heads)
         else:
-            patches, patch_width = (m.image_size // 2 ** cfg.patch_depth) ** 2, m.channels[cfg.patch_depth - 1]
             encoder = 4.0 * frames * m.image_size ** 2 * sum(m.channels)
         inner = m.heads * m.head_dim
 
-        def planning_bytes(episodes: int, tokens_per_frame: int) -> float:
+        def planning_bytes(episodes: int, tokens_per_frame: int, width: int) -> float:
             rows = min(episodes * cem.samples, cem.chunk or episodes * cem.samples)  # rollouts per call
             tokens = rows * m.history * tokens_per_frame  # the predictor's window
-            return 4.0 * tokens * (4 * inner + 2 * m.mlp + 2 * max(m.dim, patch_width))
+            return 4.0 * tokens * (4 * inner + 2 * m.mlp + 2 * width)
 
         dev = cfg.device
         needs = [pf.memory("training", dev, pf.training_bytes(params, encoder + pf.transformer_activation_bytes(
                      cfg.batch, m.history + 1, m.dim, m.layers, m.heads, mlp_ratio=m.mlp / m.dim))),
-                 pf.memory("planning", dev, 4 * params + planning_bytes(cfg.eval_episodes, 1)),
-                 pf.memory("patch_planning", dev, 8 * params + planning_bytes(cfg.patch_episodes, patches))]
+                 pf.memory("planning", dev, 4 * params + planning_bytes(cfg.eval_episodes, 1, m.dim))]
+        patch = _patch_shape(cfg)
+        if isinstance(patch, pf.Need):
+            needs.append(patch)
+        else:
+            if patch.need is not None:
+                needs.append(patch.need)
+            needs.append(pf.memory("patch_planning", dev, 4 * (params + patch.params)
+                                   + planning_bytes(cfg.patch_episodes, patch.tokens, max(m.dim, patch.width))))
         if not cfg.prerender:
             return needs + [pf.free_disk("the data cache", cache_root(cfg.cache_dir), 1.0)]
         frames_bytes = (cfg.episodes + cfg.heldout_episodes) * (cfg.episode_steps + 1) * 3 * m.image_size ** 2

@@ -40,3 +40,17 @@ def assert_smoke_contract(run_dir: Path) -> None:
     for seed in sorted(run_dir.glob("seed_*/metrics.json")):
         missing = wanted - set(json.loads(seed.read_text())["metrics"])
         assert not missing, f"{summary['suite']} smoke, {seed.parent.name}: no {sorted(missing)}"
+
+
+def dinov2_standin(where: Path, registers: int = 0, seed: int = 0) -> Path:
+    """A randomly initialised DINOv2 checkpoint of tiny width (8-pixel patches), saved as transformers saves one."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    shape = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, patch_size=8,
+                 image_size=32)
+    torch.manual_seed(seed)
+    model = (Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=registers, **shape)) if registers
+             else Dinov2Model(Dinov2Config(**shape)))
+    model.save_pretrained(where)
+    return where

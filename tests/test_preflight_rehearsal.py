@@ -59,17 +59,42 @@ def test_every_full_tier_has_a_one_line_preflight_here(suite, capsys):
     assert len(out) == 1 and out[0].startswith(f"preflight {suite}/full: skipped: requirement unmet: gpus>=")
 
 
-def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys):
+def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys, tmp_path):
     pytest.importorskip("torch")
-    # the patch-token baseline planning 50 episodes x 300 candidates x 768 tokens in one batch (unchunked)
-    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", "cem.chunk=0"]) == 2
-    assert "memory of phase patch_planning on cpu: needs about" in capsys.readouterr().err
+    from transformers import Dinov2Config
+
+    # DINO-WM's encoder (DINOv2 ViT-S/14's config: its shape is all the preflight reads) and the patch-token
+    # baseline planning 50 episodes x 300 candidates x 768 tokens of width 384 in one batch (unchunked)
+    Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, patch_size=14).save_pretrained(tmp_path)
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", "cem.chunk=0",
+                 f"patch_encoder={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "memory of phase patch_planning on cpu: needs about" in err and "patch encoder" not in err
     # a 1.4B model's step over 64 x 4096 tokens at once, logits included, and a corpus that is not there
     assert main(["run", "infcompute", "--tier", "full", "--preflight", "device=cpu", "data.source=/no/such/shards",
                  "data.tokenizer=bytes", "micro_batch=0", "loss_chunk=0"]) == 2
     err = capsys.readouterr().err
     assert "the corpus (data.source): needs /no/such/shards to exist, found nothing there" in err
     assert "memory of phase training on cpu" in err
+
+
+def test_lewm_preflight_names_a_patch_encoder_it_cannot_reach(monkeypatch, capsys, tmp_path):
+    """A hub encoder neither cached nor reachable is one line (one request, no retries), and its planning
+    memory is not guessed; a directory without a config is another."""
+    pytest.importorskip("torch")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # refused at once
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and (
+        "weights of the patch encoder facebook/dinov2-small: needs a local copy or its download, found no local "
+        "copy, and http://127.0.0.1:9/facebook/dinov2-small/resolve/main/config.json unreachable") in err[0]
+    assert "patch_planning" not in err[0]
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", f"patch_encoder={tmp_path / 'empty'}"]) == 2
+    assert "weights of the patch encoder" in capsys.readouterr().err
 
 
 def test_infcompute_preflight_lists_a_hub_corpus_once(monkeypatch, capsys):
@@ -150,9 +175,11 @@ def test_rehearsal_projects_each_phase_by_its_steps(harness_env, capsys):
 
 def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     pytest.importorskip("torch")
+    from conftest import dinov2_standin
+
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
-    scaled = ["device=cpu", "model.image_size=32", "model.encoder=cnn", "model.channels=[16,32,64]", "model.dim=32",
-              "model.projector_hidden=64", "model.layers=1", "model.heads=2", "model.head_dim=16", "model.mlp=64",
+    scaled = [f"patch_encoder={dinov2_standin(harness_env / 'dino')}", "device=cpu", "model.image_size=32",
+              "model.encoder=cnn", "model.channels=[16,32,64]", "model.dim=32", "model.projector_hidden=64", "model.layers=1", "model.heads=2", "model.head_dim=16", "model.mlp=64",
               "cem.samples=16", "cem.iterations=2", "cem.elites=4", "episodes=40", "heldout_episodes=20", "batch=8",
               "diag_windows=32", "threads=1"]
     assert main(["run", "lewm", "--tier", "full", "--rehearse", "--out", "r", *scaled]) == 0
