@@ -120,13 +120,15 @@ def _print_rehearsal(record: dict, out_dir: Path) -> None:
     from runners.report import fmt
 
     table = Table(title=f"{record['suite']} / {record['tier']} rehearsal on {record['hw_class']}")
-    for col in ("phase", "seconds", "steps (here / real)", "s per step", "peak memory (GB)", "projected (h)"):
+    for col in ("phase", "seconds", "of them fixed", "steps (here / real)", "s per step", "peak memory (GB)",
+                "projected (h)"):
         table.add_column(col, overflow="fold")
     for r in record["phases"]:
         steps = "-" if r["steps_rehearsed"] is None else f"{r['steps_rehearsed']:g} / {r['steps_real']:g}"
         memory = ", ".join(f"{k} {v:.2f}" for k, v in r["peak_memory_gb"].items())
-        table.add_row(r["phase"], fmt(r["seconds"]), steps, fmt(r["seconds_per_step"]), memory,
-                      f"{r['projected_seconds'] / 3600:.2f}")
+        fixed = r.get("fixed_seconds")
+        table.add_row(r["phase"], fmt(r["seconds"]), "-" if fixed is None else fmt(fixed), steps,
+                      fmt(r["seconds_per_step"]), memory, f"{r['projected_seconds'] / 3600:.2f}")
     table.caption = (f"outside phases {record['seconds_outside_phases']:.1f} s; projected per seed "
                      f"{record['projected_seconds_per_seed'] / 3600:.2f} h; {record['seeds']} seed(s): "
                      f"{record['projected_hours']:.1f} h, {record['projected_gpu_hours']:.1f} GPU-hours "

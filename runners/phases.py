@@ -29,7 +29,7 @@ from runners.rundir import atomic_write_json
 PHASES = "phases.json"
 KEPT = "phases"  # the seed's folder of finished phases' results
 MISSING = object()
-_state: dict = {"path": None, "rows": []}
+_state: dict = {"path": None, "rows": [], "loops": []}
 _worker: dict = {"kept": None}  # a worker process's folder for checkpoints (``checkpoints_in``)
 
 
@@ -67,7 +67,7 @@ def peak_memory_gb() -> dict[str, float]:
 def begin(seed_dir: Path | None) -> None:
     """Start recording a seed's phases into ``seed_dir/phases.json`` (None: keep them in memory only)."""
     _state["path"] = None if seed_dir is None else Path(seed_dir).resolve() / PHASES
-    _state["rows"] = []
+    _state.update(rows=[], loops=[])
     _worker["kept"] = None  # a pool run inline set it for the seed before
     _reset_peaks()
 
@@ -83,13 +83,39 @@ def recording(seed_dir: Path):
         _state["path"] = _worker["kept"] = None
 
 
+def tracked(start: float, end: float, warmup: float = 0.0) -> None:
+    """A tracked loop of the current phase ran from ``start`` to ``end`` (``time.perf_counter``), ``warmup``
+    seconds of it not recurring with its steps (``runners.progress.track``)."""
+    _state["loops"].append((start, end, warmup))
+
+
+def _loop_seconds(loops: list[tuple[float, float, float]], since: float) -> tuple[float, float]:
+    """(the time after ``since`` covered by any loop, the warm-up of the loops no other loop contains)."""
+    covered, warm, reach = 0.0, 0.0, since
+    for start, end, w in sorted(loops, key=lambda x: (x[0], -x[1])):
+        if end <= reach:  # inside a loop already counted, or before the phase
+            continue
+        warm += w
+        covered += end - max(start, reach)
+        reach = end
+    return covered, warm
+
+
 def record(name: str, seconds: float, parts: dict[str, float] | None = None) -> None:
-    """One finished phase: its seconds and the peak memory per device since the previous one. Where
-    ``parts`` gives the seconds of its kinds of work (which may have overlapped in a pool), each part
-    is recorded instead, with its share of the phase's wall time and the phase's peak memory."""
+    """One finished phase: its seconds, the part of them that does not grow with its steps, and the peak
+    memory per device since the previous one. The fixed part is the time outside tracked loops plus their
+    warm-up; a phase without a tracked loop has none measured (``None``: a rehearsal projects all of it).
+    Where ``parts`` gives the seconds of its kinds of work (which may have overlapped in a pool), each part
+    is recorded instead, with its share of the phase's wall time (and of its fixed part) and the phase's
+    peak memory."""
     peak, total = peak_memory_gb(), sum((parts or {}).values())
-    shares = {k: seconds * v / total for k, v in parts.items()} if parts and total > 0 else {name: seconds}
-    _state["rows"] += [{"phase": k, "seconds": round(v, 6), "peak_memory_gb": peak} for k, v in shares.items()]
+    loops, warm = _loop_seconds(_state["loops"], time.perf_counter() - seconds)
+    _state["loops"] = []
+    fixed = min(seconds, max(0.0, seconds - loops + warm)) if loops > 0 else None
+    shares = {k: v / total for k, v in parts.items()} if parts and total > 0 else {name: 1.0}
+    _state["rows"] += [{"phase": k, "seconds": round(seconds * f, 6),
+                        "fixed_seconds": None if fixed is None else round(fixed * f, 6), "peak_memory_gb": peak}
+                       for k, f in shares.items()]
     _reset_peaks()
     if _state["path"] is not None:
         atomic_write_json(_state["path"], {"phases": _state["rows"]})

@@ -44,7 +44,42 @@ def live():
         _progress = None
 
 
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+def track(items: Iterable[T], description: str, total: int | None = None, work: str | None = None) -> Iterator[T]:
+    """``items`` with a bar under the seed's (a plain loop when bars are off).
+
+    ``work`` says the loop is all of its phase's work that grows with the phase's steps
+    (``Suite.phase_steps``), for the rehearsal's projection (``runners.phases.tracked``): its time is
+    projected linearly, and what the phase spends outside such loops (building, loading, caching) is fixed.
+    ``"items"``: items of any size; ``"steps"``: equal steps (training steps), so the first one's excess over
+    the median of the others is warm-up (lazy initialisation, kernel selection), fixed too. Nested loops
+    count once. A phase with no such loop is projected linearly as a whole."""
+    if work not in (None, "items", "steps"):
+        raise ValueError(f"work must be None, 'items' or 'steps', got {work!r}")
+    starts, t0 = [], time.perf_counter()
+    try:
+        for item in _bar(items, description, total):
+            starts.append(time.perf_counter())
+            yield item
+    finally:
+        if work is not None:
+            from runners import phases
+
+            end = time.perf_counter()
+            phases.tracked(t0, end, warmup(starts, end) if work == "steps" else 0.0)
+
+
+def warmup(starts: list[float], end: float) -> float:
+    """The first iteration's excess over the median of the others (at least two), from each iteration's
+    start time and the loop's end: the part of a loop of equal steps that does not recur."""
+    durations = [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    if len(durations) < 3:
+        return 0.0
+    rest = sorted(durations[1:])
+    median = (rest[(len(rest) - 1) // 2] + rest[len(rest) // 2]) / 2
+    return max(0.0, durations[0] - median)
+
+
+def _bar(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
     if _progress is None:
         yield from items
         return

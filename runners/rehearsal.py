@@ -3,10 +3,13 @@
 The rehearsal runs seed 0 of the tier's config with the user's overrides (the real run's) and then
 the suite's ``rehearsal`` overrides for it (fewer steps, episodes or prompts; the same model sizes,
 batches and candidates). The rehearsal's own config must pass the preflight; what the real run's config would
-be short of is reported beside the projection. Each phase (``Laps.done``) is recorded with its seconds and its peak memory per device
-(``runners.phases``). A phase's time in the real run is projected linearly in its work
-(``Suite.phase_steps``: the real config's steps over the rehearsal's); time outside any phase and
-phases without a step count are projected at their measured time. The projection covers the tier's
+be short of is reported beside the projection. Each phase (``Laps.done``) is recorded with its seconds,
+the part of them that does not grow with its work (time outside the suite's tracked loops, and the
+warm-up of loops of equal steps: ``runners.progress.track``), and its peak memory per device
+(``runners.phases``). A phase's time in the real run is that fixed part plus the rest projected linearly
+in its work (``Suite.phase_steps``: the real config's steps over the rehearsal's); a phase with no
+tracked loop is projected linearly as a whole; time outside any phase and phases without a step count
+are projected at their measured time. The projection covers the tier's
 default seeds, and GPU-hours count every GPU the tier requires. No claim is evaluated.
 """
 
@@ -34,14 +37,17 @@ def gpu_count(requirements: frozenset[str], device: str) -> int:
 
 
 def project(rows: list[dict], steps_here: dict[str, float], steps_real: dict[str, float]) -> list[dict]:
-    """Each phase with its projected seconds in the real run (linear in its steps)."""
+    """Each phase with its projected seconds in the real run: its fixed part as measured, the rest linear in
+    its steps (all of it where no fixed part was measured)."""
     out = []
     for row in rows:
         here, real = steps_here.get(row["phase"]), steps_real.get(row["phase"])
         scale = real / here if here and real is not None else 1.0
+        fixed = row.get("fixed_seconds") or 0.0
+        variable = row["seconds"] - fixed
         out.append({**row, "steps_rehearsed": here, "steps_real": real,
-                    "seconds_per_step": row["seconds"] / here if here else None,
-                    "projected_seconds": row["seconds"] * scale})
+                    "seconds_per_step": variable / here if here else None,
+                    "projected_seconds": fixed + variable * scale})
     return out
 
 

@@ -103,7 +103,7 @@ def _train_world_models(cfg, seed: int, train, data_key: str, cache: Path) -> Tr
                            device=cfg.device)
         keys[name] = tcfg.key(data_key)
         models[name], histories[name] = cached_train(
-            tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})"),
+            tcfg, train, data_key, cache, wrap=lambda it, name=name: track(it, f"training ({name})", work="steps"),
             checkpoint=Checkpoint(f"train_{name}"))
     return Trained(models, histories, keys)
 
@@ -130,7 +130,8 @@ def _plan(cfg, seed: int, env, held, train, models: dict) -> Planning:
     planners = {k: v for k, v in _PLANNERS.items() if not (cfg.task == "pusht" and k == "oracle")}
     results = {name: plan.evaluate(env, episodes, kind, cfg.cem, cfg.budget, cfg.frameskip, train.unblock,
                                    models.get(variant), seed)
-               for name, (kind, variant) in track(list(planners.items()), "planning (CEM, all episodes batched)")}
+               for name, (kind, variant) in track(list(planners.items()), "planning (CEM, all episodes batched)",
+                                                  work="items")}
     return Planning(episodes, results)
 
 
@@ -185,7 +186,7 @@ def _patch_model(cfg, seed: int, train, lewm, lewm_key: str, cache: Path):
     history = load_cached(path, patch, cfg.device)
     if history is None:
         history = train_patch(patch, train, cfg.patch_steps, cfg.batch, cfg.lr, seed,
-                              wrap=lambda it: track(it, "training the patch-token baseline"),
+                              wrap=lambda it: track(it, "training the patch-token baseline", work="steps"),
                               checkpoint=Checkpoint("train_patch"))
         save_cached(path, patch, history)
     record.update(tokens_per_frame=int(patch.tokens), token_width=int(patch.inp.in_features), predictor_width=width)
@@ -200,7 +201,8 @@ def _patch_planning(cfg, seed: int, env, train, episodes, lewm, patch, history) 
     sub = plan.Episodes(episodes.start[:cfg.patch_episodes], episodes.goal[:cfg.patch_episodes])
     paper_cem = replace(cfg.cem, replan=cfg.cem.horizon)
     results = {name: plan.evaluate(env, sub, "lewm", paper_cem, cfg.budget, cfg.frameskip, train.unblock, model, seed)
-               for name, model in track([("lewm_r5", lewm), ("patch", patch)], "planning: LeWM vs patch tokens")}
+               for name, model in track([("lewm_r5", lewm), ("patch", patch)], "planning: LeWM vs patch tokens",
+                                        work="items")}
     return PatchBaseline(int(patch.tokens), history, results)
 
 

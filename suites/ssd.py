@@ -359,7 +359,7 @@ def _outcome_prediction(cfg, pair: Pair, target, draft) -> Outcomes:
     t_hi = max(cfg.offline_temperatures)
     chunked = {t: [] for t in cfg.offline_temperatures}
     saguaro_parts = {c: [] for c in cfg.saguaro_cs}
-    for chunk in track(chunks, "teacher-forced outcome statistics"):
+    for chunk in track(chunks, "teacher-forced outcome statistics", work="steps"):
         target.reset()
         draft.reset()
         p = target.feed(chunk)

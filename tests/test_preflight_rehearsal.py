@@ -154,7 +154,67 @@ def test_a_phase_with_parts_shares_its_wall_time_and_peak(tmp_path):
         phases.record("graph", 10.0, {"model_training": 30.0, "agent_evaluation": 10.0})
     rows = json.loads((tmp_path / "phases.json").read_text())["phases"]
     assert [(r["phase"], r["seconds"]) for r in rows] == [("model_training", 7.5), ("agent_evaluation", 2.5)]
+    assert rows[0]["fixed_seconds"] is None  # no tracked loop in it
     assert rows[0]["peak_memory_gb"] == rows[1]["peak_memory_gb"] and rows[0]["peak_memory_gb"]["cpu"] > 0
+
+
+class _Clock:
+    """A perf_counter the test advances by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_phase_counts_what_does_not_grow_with_its_steps_as_fixed(monkeypatch):
+    """Time outside tracked loops (building, loading) and the warm-up of a loop of equal steps (its first step's
+    excess over the others' median) are fixed; the rehearsal scales only the rest by the real run's steps."""
+    import time
+
+    from runners.progress import Laps, track
+    from runners.rehearsal import project
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    phases.begin(None)
+    laps = Laps()
+    clock.now += 3.0  # building the model
+    for i in track(range(4), "training", work="steps"):
+        clock.now += 2.0 if i == 0 else 1.0  # the first step: 1 s of warm-up
+        for _ in track(range(2), "an inner loop", work="steps"):  # nested: counted once, in the outer loop
+            pass
+    laps.done("train")
+    for name in track(["slow", "fast", "fast", "fast"], "planners", work="items"):  # no warm-up taken out
+        clock.now += 4.0 if name == "slow" else 1.0
+    laps.done("plan")
+    for _ in track(range(3), "a loop that is not the phase's work"):
+        clock.now += 1.0
+    clock.now += 2.0
+    laps.done("evaluate")  # no work loop: nothing measured as fixed
+    train, plan, evaluate = phases.rows()
+    assert (train["seconds"], train["fixed_seconds"]) == (8.0, 4.0)  # 3 outside + 1 of warm-up
+    assert (plan["seconds"], plan["fixed_seconds"]) == (7.0, 0.0)
+    assert (evaluate["seconds"], evaluate["fixed_seconds"]) == (5.0, None)
+    with pytest.raises(ValueError, match="work must be None, 'items' or 'steps', got 'epochs'"):
+        list(track(range(2), "x", work="epochs"))
+    rows = project([train, plan, evaluate], {"train": 4, "plan": 2, "evaluate": 10}, {"train": 400, "plan": 4,
+                                                                                        "evaluate": 20})
+    assert [r["projected_seconds"] for r in rows] == [4.0 + 4.0 * 100, 7.0 * 2, 5.0 * 2]
+    assert [r["seconds_per_step"] for r in rows] == [1.0, 3.5, 0.5]
+
+
+def test_loop_time_is_the_union_of_the_loops_within_the_phase():
+    from runners.progress import warmup
+
+    # (start, end, warm-up): one before the phase (from 10), two overlapping, one inside another
+    loops = [(5.0, 9.0, 1.0), (12.0, 16.0, 0.5), (14.0, 18.0, 0.25), (15.0, 17.0, 9.0)]
+    assert phases._loop_seconds(loops, since=10.0) == (6.0, 0.75)
+    assert phases._loop_seconds([(8.0, 12.0, 0.0)], since=10.0) == (2.0, 0.0)
+    assert warmup([0.0, 5.0, 6.0, 7.0, 8.0], 9.0) == 4.0  # durations 5, 1, 1, 1, 1
+    assert warmup([0.0, 1.0, 4.0, 5.0], 6.0) == 0.0  # the first no slower than the others' median (2)
+    assert warmup([0.0, 5.0], 6.0) == 0.0  # too few steps to tell
 
 
 def test_rehearsal_projects_each_phase_by_its_steps(harness_env, capsys):
@@ -189,6 +249,10 @@ def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
                           "surprise"]
     assert (rows["training"]["steps_rehearsed"], rows["training"]["steps_real"]) == (60, 210_000)
     assert (rows["patch_planning"]["steps_rehearsed"], rows["patch_planning"]["steps_real"]) == (2, 50)
+    patch = rows["patch_training"]  # loading DINOv2 and building the model do not grow with the steps
+    assert 0 < patch["fixed_seconds"] < patch["seconds"] and patch["projected_seconds"] == pytest.approx(
+        patch["fixed_seconds"] + (patch["seconds"] - patch["fixed_seconds"]) * 20_000 / 20)
+    assert rows["surprise"]["fixed_seconds"] is None  # no loop marked as its work: projected whole
     assert record["seeds"] == 3 and record["projected_hours"] > 0
     assert record["real_run_short"] == []  # at the scaled shapes the real run fits here too
 
