@@ -64,13 +64,14 @@ class Source:
     repo: str = ""
     revision: str = ""  # the commit read (a hub source only)
 
-    def read(self, name: str) -> bytes:
-        """A file's documents (``read_document``); a hub file is fetched once into the hub cache."""
+    def blocks(self, name: str) -> Iterator[bytes]:
+        """A file's documents, a block at a time (``document_blocks``); a hub file is fetched once into the
+        hub cache."""
         if self.root is not None:
-            return read_document(self.root / name)
+            return document_blocks(self.root / name)
         from huggingface_hub import hf_hub_download
 
-        return read_document(Path(hf_hub_download(self.repo, name, repo_type="dataset", revision=self.revision)))
+        return document_blocks(Path(hf_hub_download(self.repo, name, repo_type="dataset", revision=self.revision)))
 
     def names(self, pattern: str, recursive: bool = True) -> list[str]:
         """The files matching ``pattern`` (``*`` spans folders), by relative path, sorted."""
@@ -108,14 +109,21 @@ def _files(spec: CorpusSpec) -> tuple[Source, list[str]]:
     return source, files
 
 
-def read_document(path: Path) -> bytes:
-    """A text file's bytes; for JSON-lines shards (``.jsonl``, ``.jsonl.gz``, ``.jsonl.zst`` or
-    ``.jsonl.zstd``, as DCLM-baseline ships), the records' ``text`` fields separated by blank lines."""
-    name = path.name
-    if not name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd")):
-        return path.read_bytes()
+def document_blocks(path: Path, block: int = 1 << 20) -> Iterator[bytes]:
+    """A text file's bytes, ``block`` bytes at a time; for JSON-lines shards (``.jsonl``, ``.jsonl.gz``,
+    ``.jsonl.zst`` or ``.jsonl.zstd``, as DCLM-baseline ships), the records' ``text`` fields separated by
+    blank lines, a record at a time, decompressed as they are read (a shard is never whole in memory, and a
+    reader that stops early leaves the rest of it, beyond a read-ahead buffer, undecompressed)."""
+    if not path.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.zstd")):
+        with open(path, "rb") as fh:
+            yield from iter(lambda: fh.read(block), b"")
+        return
     with _open_text(path) as fh:
-        return "\n\n".join(json.loads(line)["text"] for line in fh if line.strip()).encode()
+        separator = b""
+        for line in fh:
+            if line.strip():
+                yield separator + json.loads(line)["text"].encode()
+                separator = b"\n\n"
 
 
 def _open_text(path: Path):
@@ -141,15 +149,19 @@ def _take(source: Source, files: list[str], start: int, budget: int) -> tuple[by
 
 
 def _read(source: Source, files: list[str], start: int, budget: int, used: list[str]) -> Iterator[bytes]:
-    """The documents from ``files[start]`` on, one at a time, until ``budget`` bytes (the last one cut);
-    each file read is appended to ``used``. Too few bytes is an error, raised after the last file."""
+    """The documents from ``files[start]`` on, a block at a time, until ``budget`` bytes (the last one cut,
+    the rest of its file not read); each file read is appended to ``used``. Too few bytes is an error,
+    raised after the last file."""
     size, i = 0, start
     while size < budget and i < len(files):
-        data = source.read(files[i])[: budget - size]
         used.append(files[i])
-        size += len(data)
+        for block in source.blocks(files[i]):
+            block = block[: budget - size]
+            size += len(block)
+            yield block
+            if size >= budget:
+                break
         i += 1
-        yield data
     if size < budget:
         raise ValueError(f"corpus too small: wanted {budget} bytes, found {size}")
 
@@ -298,7 +310,8 @@ def _stamps(spec: CorpusSpec, names: list[str], revision: str) -> dict[str, list
 def _write(entry: Path, spec: CorpusSpec) -> None:
     """Tokenise the corpus straight into ``entry``'s token files (uint16 ids, or uint32 for larger
     vocabularies), made under a temporary name and renamed whole."""
-    dtype = np.dtype(np.uint16 if vocab_size(spec.tokenizer) <= 1 << 16 else np.uint32)
+    encoder = encoder_for(spec.tokenizer)  # loaded once: the id width and the encoding
+    dtype = np.dtype(np.uint16 if encoder[1] <= 1 << 16 else np.uint32)
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.part")
     tmp.mkdir(parents=True, exist_ok=True)
     counts = dict.fromkeys(("train", "val"), 0)
@@ -310,7 +323,7 @@ def _write(entry: Path, spec: CorpusSpec) -> None:
                 ids.astype(dtype).tofile(out[split])
                 counts[split] += len(ids)
 
-            corpus = _stream(spec, sink)
+            corpus = _stream(spec, sink, encoder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -352,12 +365,13 @@ def _tokenise(spec: CorpusSpec) -> Corpus:
     return replace(corpus, **joined)
 
 
-def _stream(spec: CorpusSpec, sink: Callable[[str, np.ndarray], None]) -> Corpus:
+def _stream(spec: CorpusSpec, sink: Callable[[str, np.ndarray], None], encoder: tuple | None = None) -> Corpus:
     """Read and tokenise the corpus, handing each split's ids to ``sink`` a batch at a time; the Corpus
     returned has its sha256 (of ``train\\0`` + training text + ``val\\0`` + held-out text), vocabulary and
-    files, and no ids. Of the text, only the held-out split and one tokeniser batch are in memory at once."""
+    files, and no ids. Of the text, only the held-out split and one tokeniser batch are in memory at once.
+    ``encoder``: ``encoder_for(spec.tokenizer)`` where the caller has it already."""
     source, files = _files(spec)
-    encoder, vocab = encoder_for(spec.tokenizer)
+    encoder, vocab = encoder or encoder_for(spec.tokenizer)
     val, val_files, nxt = _take(source, files, 0, spec.val_bytes)  # validation takes the first files
     digest, train_files = hashlib.sha256(b"train\0"), []
     for ids in encoder(_hashed(_read(source, files, nxt, spec.train_bytes, train_files), digest)):

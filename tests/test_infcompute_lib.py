@@ -265,16 +265,35 @@ def test_efficiency_bounds_and_measured_floor():
 def test_jsonl_shards_are_read_by_their_text_field(tmp_path):
     import gzip
 
+    def document(path):
+        return b"".join(corpus.document_blocks(path))
+
     records = [{"text": "first document"}, {"text": "second"}]
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
         fh.write(json.dumps({"text": "zipped", "url": "x"}) + "\n")
-    assert corpus.read_document(tmp_path / "a.jsonl") == b"first document\n\nsecond"
-    assert corpus.read_document(tmp_path / "b.jsonl.gz") == b"zipped"
+    assert document(tmp_path / "a.jsonl") == b"first document\n\nsecond"
+    assert list(corpus.document_blocks(tmp_path / "a.jsonl")) == [b"first document", b"\n\nsecond"]  # a record at a time
+    assert document(tmp_path / "b.jsonl.gz") == b"zipped"
+    (tmp_path / "plain.txt").write_bytes(b"0123456789")
+    assert list(corpus.document_blocks(tmp_path / "plain.txt", block=4)) == [b"0123", b"4567", b"89"]
     zstandard = pytest.importorskip("zstandard")
     frames = [zstandard.ZstdCompressor().compress((json.dumps({"text": t}) + "\n").encode()) for t in ("één", "two")]
     (tmp_path / "c.jsonl.zstd").write_bytes(b"".join(frames))  # DCLM-baseline's shards; two frames, both read
-    assert corpus.read_document(tmp_path / "c.jsonl.zstd") == "één\n\ntwo".encode()
+    assert document(tmp_path / "c.jsonl.zstd") == "één\n\ntwo".encode()
+
+
+def test_a_shard_is_decompressed_only_as_far_as_the_budget_reads(tmp_path):
+    """A shard is streamed a record at a time: a budget met in its first record leaves the rest unread, so a
+    damaged tail after it is never reached, while reading the whole shard fails on it."""
+    zstandard = pytest.importorskip("zstandard")
+    good = zstandard.ZstdCompressor().compress((json.dumps({"text": "x" * 5000}) + "\n").encode())
+    (tmp_path / "d.jsonl.zstd").write_bytes(good + b"\x28\xb5\x2f\xfd" + b"not a zstd frame" * 64)
+    used: list[str] = []
+    got = b"".join(corpus._read(corpus.Source(root=tmp_path), ["d.jsonl.zstd"], 0, 3000, used))
+    assert got == b"x" * 3000 and used == ["d.jsonl.zstd"]
+    with pytest.raises(zstandard.ZstdError):
+        list(corpus.document_blocks(tmp_path / "d.jsonl.zstd"))
 
 
 def test_a_hub_dataset_is_read_at_one_commit(tmp_path, monkeypatch):
