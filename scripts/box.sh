@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the GPU scripts. box SECONDS NAME COMMAND...: run COMMAND for at most SECONDS (0: skip it),
 # interrupted (SIGINT, so that it saves what finished) when the box ends, and say how it ended.
 box() {

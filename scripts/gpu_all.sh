@@ -16,7 +16,7 @@ INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S
 INFCOMPUTE_STEPS_S=${INFCOMPUTE_STEPS_S:-150}  # one training step of each paper shape, two vocabularies
 SSD_TRAIN_S=${SSD_TRAIN_S:-0}  # a byte-level pair trained on the card, then AR / SD / SSD on it (real acceptance)
 PY=${PYTHON:-python3}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_all.log") 2>&1
 export PYTHONUNBUFFERED=1

@@ -11,7 +11,7 @@ set -u
 LEWM_S=${LEWM_S:-300} PACBAYES_S=${PACBAYES_S:-150}
 PY=${PYTHON:-python3}
 WORK=${WORK:-$(mktemp -d)}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/rehearsals.log") 2>&1
 export PYTHONUNBUFFERED=1 PAPERCLUB_PROGRESS=0 PAPERCLUB_CACHE="$WORK/cache"
