@@ -306,11 +306,15 @@ class HFSession:
                 keep: torch.Tensor | None = None) -> torch.Tensor:
         """Per-row positions and a [B, cache + t] mask over the slots (transformers adds causality);
         logits at every new position, or only at the sequence indices ``keep``."""
-        mask = None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
-        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.output_device),
-                         **{self._cache_kw: self.cache})
+        out = self._run(tokens.shape[1], input_ids=tokens, attention_mask=self._mask(key_mask), position_ids=positions,
+                        use_cache=True, logits_to_keep=0 if keep is None else keep.to(self.output_device))
         return out.logits.float().to(self.device)  # layer-split models end on another device
+
+    def _mask(self, key_mask: torch.Tensor) -> torch.Tensor | None:
+        return None if bool(key_mask.all()) else key_mask.long()  # all-ones: the unmasked fast path
+
+    def _run(self, new_tokens: int, **inputs):
+        return self.model(**inputs, **{self._cache_kw: self.cache})
 
     def crop(self, n: int) -> None:
         if n < 0 or n > self.length:
@@ -334,6 +338,101 @@ class HFSession:
         self.cache = DynamicCache(config=self.model.config)
 
 
+COMPILED_TOKENS = 16  # a static session's forwards of at most this many new tokens go through the compiled model
+
+
+class StaticHFSession(HFSession):
+    """An ``HFSession`` over transformers' StaticCache: ``max_len`` slots per row, allocated at the first
+    forward and written in place, so that a forward of one shape (rows, new tokens) does the same work on
+    the same tensors every call, the form ``torch.compile`` and CUDA graphs need. The slots' mask is
+    padded to ``max_len`` (slots past the cache's length are masked out, and stale ones are overwritten);
+    forwards of at most ``COMPILED_TOKENS`` new tokens (verification, a draft's steps) go through
+    ``compiled`` where one is given, longer ones (prefill, catch-up) eagerly. ``take`` copies the rows into
+    a new cache of the same length."""
+
+    def __init__(self, model, max_len: int, compiled=None, cache=None, length: int = 0):
+        from transformers import StaticCache
+
+        super().__init__(model, cache if cache is not None else StaticCache(config=model.config, max_cache_len=max_len))
+        self.max_len, self.compiled, self._length = max_len, compiled, length
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def _mask(self, key_mask: torch.Tensor) -> torch.Tensor:
+        if key_mask.shape[1] > self.max_len:
+            raise ValueError(f"static KV cache full: {self._length} + {key_mask.shape[1] - self._length} tokens > "
+                             f"{self.max_len} slots per row (a larger static_cache)")
+        mask = torch.zeros(len(key_mask), self.max_len, dtype=torch.long, device=key_mask.device)
+        mask[:, :key_mask.shape[1]] = key_mask
+        return mask
+
+    def _run(self, new_tokens: int, **inputs):
+        start = self._length
+        model = self.compiled if self.compiled is not None and new_tokens <= COMPILED_TOKENS else self.model
+        out = model(**inputs, cache_position=torch.arange(start, start + new_tokens, device=self.device),
+                    **{self._cache_kw: self.cache})
+        self._length += new_tokens
+        return out
+
+    @torch.no_grad()
+    def feed(self, tokens) -> torch.Tensor:
+        batch = torch.as_tensor(tokens, dtype=torch.long, device=self.device)
+        rows = batch[None] if batch.dim() == 1 else batch
+        positions = torch.arange(self._length, self._length + rows.shape[1], device=self.device).expand_as(rows)
+        logits = self.forward(rows, positions, torch.ones(len(rows), self._length + rows.shape[1], dtype=torch.bool,
+                                                          device=self.device))
+        return logits[0] if batch.dim() == 1 else logits
+
+    def crop(self, n: int) -> None:
+        super().crop(n)
+        self._length = n
+
+    def take(self, index: torch.Tensor) -> StaticHFSession:
+        """A new session of the given rows (an index may repeat), their slots copied into a new cache."""
+        new = StaticHFSession(self.model, self.max_len, self.compiled)
+        if self._length == 0:
+            return new
+        index = index.to(self.device)
+        for old, layer in zip(self.cache.layers, new.cache.layers, strict=True):
+            layer.lazy_initialization(old.keys[index], old.values[index])
+            layer.keys.copy_(old.keys[index])
+            layer.values.copy_(old.values[index])
+            layer.cumulative_length.fill_(self._length)
+        new._length = self._length
+        return new
+
+    def reset(self) -> None:
+        from transformers import StaticCache
+
+        self.cache, self._length = StaticCache(config=self.model.config, max_cache_len=self.max_len), 0
+
+
+def session_over(model, static_cache: int = 0, compile: str = "") -> HFSession:
+    """The engine's session over a loaded model: over a DynamicCache, or with ``static_cache`` slots per row
+    a ``StaticHFSession``, whose short forwards go through ``compiled(model, compile)`` where ``compile``
+    names a mode."""
+    if compile and not static_cache:
+        raise ValueError(f"compile={compile!r} needs a static KV cache: give it slots per row (static_cache > 0)")
+    if not static_cache:
+        return HFSession(model)
+    return StaticHFSession(model, static_cache, compiled(model, compile) if compile else None)
+
+
+def compiled(model, mode: str):
+    """``torch.compile`` of ``model`` with static shapes, made once per model and mode (every session of the
+    model shares its graphs): a mode of ``torch.compile`` (``default``; ``reduce-overhead``, with CUDA graphs;
+    ``max-autotune``), or ``eager``, which traces the graphs without compiling them (a check of the path)."""
+    made = model.__dict__.setdefault("_paperclub_compiled", {})
+    if mode not in made:
+        # each shape (rows, new tokens) is a graph of its own: keep more of them than torch's default 8
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        options = {"backend": "eager"} if mode == "eager" else {"mode": mode}
+        made[mode] = torch.compile(model, dynamic=False, **options)
+    return made[mode]
+
+
 @dataclass(frozen=True)
 class HFSpec:
     """Picklable: how the draft process loads its model (a directory, hub id or GGUF file)."""
@@ -342,6 +441,8 @@ class HFSpec:
     dtype: str = "bfloat16"
     device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layer-split over GPUs A..B, or tensor-parallel over them)
     tensor_parallel: int = 1  # > 1: that many ranks (the GPUs of `device`, or CPU processes), paper_ssd.tp
+    static_cache: int = 0  # > 0: a static KV cache of that many slots per row (session_over)
+    compile: str = ""  # a torch.compile mode for the static session's short forwards (session_over)
 
     def session(self):
         """A session over the model; with ``tensor_parallel`` > 1 one over its tensor-parallel shards, this
@@ -352,9 +453,9 @@ class HFSpec:
             devices = ["cpu"] * self.tensor_parallel if self.device == "cpu" else parse_devices(self.device)
             if len(devices) != self.tensor_parallel:
                 raise ValueError(f"tensor_parallel={self.tensor_parallel} needs as many GPUs; {self.device} has {len(devices)}")
-            return tp.start(self.where, self.dtype, devices)
+            return tp.start(self.where, self.dtype, devices, self.static_cache, self.compile)
         model, _ = load_hf(self.where, getattr(torch, self.dtype), tokenizer=False, device=self.device)
-        return HFSession(model)
+        return session_over(model, self.static_cache, self.compile)
 
 
 def tiny_qwen2(path: str | Path, layers: int, hidden: int, seed: int, dtype: str = "float32") -> HFSpec:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from paper_ssd.models import HFSession
+from paper_ssd.models import HFSession, session_over
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Group:
     dtype: str
     devices: tuple[str, ...]
     port: int
+    static_cache: int = 0  # the sessions' KV cache (``models.session_over``), the same on every rank
+    compile: str = ""
 
     @property
     def world(self) -> int:
@@ -53,7 +55,7 @@ def _join(group: Group, rank: int) -> HFSession:
         model = AutoModelForCausalLM.from_pretrained(
             group.where, dtype=getattr(torch, group.dtype),
             distributed_config=DistributedConfig(tp_plan="auto", tp_size=group.world)).eval()
-    return HFSession(model)
+    return session_over(model, group.static_cache, group.compile)
 
 
 @contextlib.contextmanager
@@ -172,7 +174,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(where: str, dtype: str, devices: list[str]) -> LeaderSession:
+def start(where: str, dtype: str, devices: list[str], static_cache: int = 0, compile: str = "") -> LeaderSession:
     """The target at ``where`` split over ``devices`` (one rank each; this process is the first), as a
-    session of the engine's interface. ``close()`` stops the other ranks."""
-    return Leader(Group(where, dtype, tuple(devices), free_port())).root
+    session of the engine's interface (``models.session_over``'s on every rank). ``close()`` stops the
+    other ranks."""
+    return Leader(Group(where, dtype, tuple(devices), free_port(), static_cache, compile)).root

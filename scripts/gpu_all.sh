@@ -15,6 +15,7 @@ LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAI
 INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S / 6 s, then D-MPC; DMPC_DATA: a dataset
 INFCOMPUTE_STEPS_S=${INFCOMPUTE_STEPS_S:-150}  # one training step of each paper shape, two vocabularies
 SSD_TRAIN_S=${SSD_TRAIN_S:-0}  # a byte-level pair trained on the card, then AR / SD / SSD on it (real acceptance)
+SSD_GRAPHS_S=${SSD_GRAPHS_S:-0}  # the tiny pair eager, over a static KV cache, and with CUDA graphs (batch 1)
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$OUT"
@@ -29,6 +30,8 @@ box "$LEWM_S" lewm "$PY" scripts/gpu_lewm.py --out "$OUT"
 # random tiny Qwen2 pair (no model hub there): the CUDA code paths of every mode, not the paper's numbers
 box "$SSD_S" ssd-tiny "$PY" scripts/gpu_ssd.py --tiny --out "$OUT" --prompts 4 --new-tokens 32 --ks 3 --fans 2 \
     --batches 1 4 --temperatures 0 --budget-s $((SSD_S * 2 / 3))
+box "$SSD_GRAPHS_S" ssd-graphs "$PY" scripts/gpu_ssd.py --tiny --compile reduce-overhead --out "$OUT/ssd-graphs" \
+    --prompts 4 --new-tokens 64 --ks 3 --fans 2
 box "$SSD_TRAIN_S" ssd-trained "$PY" scripts/gpu_ssd.py --train-pair --out "$OUT/ssd-trained" --budget-s $((SSD_TRAIN_S * 2 / 3))
 box "$LEWM_TRAIN_S" lewm-train "$PY" scripts/gpu_lewm.py --train --out "$OUT"
 box "$PACBAYES_S" pacbayes "$PY" scripts/gpu_pacbayes.py --out "$OUT" ${FMNIST:+--data-dir "$FMNIST"}

@@ -9,11 +9,18 @@ OUT/ssd_gpu.json after every configuration, so a run cut off by its time limit k
     python scripts/gpu_ssd.py --out "$OUT"                              # the pair via paper_ssd.models.locate
     python scripts/gpu_ssd.py --tiny --device cpu --out /tmp/x          # random tiny Qwen2 pair (tests)
     python scripts/gpu_ssd.py --train-pair --out "$OUT"                 # a pair trained here (no model hub)
+    python scripts/gpu_ssd.py --compile reduce-overhead --out "$OUT"    # static KV cache and CUDA graphs vs eager
 
 ``--train-pair`` trains a byte-level target (d_model 512, 8 layers) and draft (d_model 128, 2 layers) on
 2 MB of the standard library's source (paper_infcompute's decoder and trainer, bf16 on a GPU; a couple of
 minutes on one card), so acceptance rates are real where no model hub is reachable; the prompts are
 held-out bytes. With --tiny it is a seconds-long CPU stand-in of the same path.
+
+``--compile MODE`` runs only a comparison of how our engine's Hugging Face models run (where they pay):
+batch-1 AR and SD (greedy, the first K and fan-out) with both models eager over a dynamic KV cache, over
+a static one, and over a static one with their short forwards compiled by ``torch.compile`` (``MODE``:
+reduce-overhead for CUDA graphs; eager traces without compiling, the CPU check): tokens/s of each, their
+ratio to eager, and whether the greedy streams are the eager ones (to OUT/ssd_gpu.json, key ``graphs``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--eps", type=float, default=0.25, help="bf16 top-2 logit gap that explains a greedy divergence")
     ap.add_argument("--budget-s", type=float, default=480, help="stop starting new configurations after this")
+    ap.add_argument("--compile", default="", help="only compare eager, static-cache and compiled runs (a mode)")
     args = ap.parse_args(argv)
 
     import torch
@@ -118,8 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = AutoTokenizer.from_pretrained(target_spec.where)
         prompts = [tokenizer(p["text"])["input_ids"] for p in stdlib_prompts(args.prompts, 0)]
         result["models"] = {"target": target_spec.where, "draft": draft_spec.where, "dtype": target_spec.dtype}
-    target, draft = target_spec.session(), draft_spec.session()
     result["prompt_tokens"] = [len(p) for p in prompts]
+    if args.compile:
+        if args.train_pair:
+            raise SystemExit("--compile applies to Hugging Face models, not --train-pair's")
+        graphs(args, target_spec, draft_spec, prompts, result.setdefault("graphs", {}), save)
+        result["complete"] = True
+        save()
+        return 0
+    target, draft = target_spec.session(), draft_spec.session()
 
     def decode(mode: str, batch: int, cfg, proc=None) -> tuple[list[list[int]], engine.Stats]:
         total, streams = engine.Stats(), []
@@ -183,6 +198,47 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = time.perf_counter() - t_start
     save()
     return 0
+
+
+def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
+    """``--compile``: batch-1 greedy AR and SD with both models eager over a dynamic KV cache, over a static one
+    (slots for the longest prompt, the new tokens and a speculation), and over a static one compiled; each
+    variant warmed up on the first prompt (the compiled one's graphs made there), then timed over all."""
+    from dataclasses import replace
+
+    from paper_ssd import engine
+
+    slots = max(len(p) for p in prompts) + args.new_tokens + 2 * (max(args.ks) + 1)
+    variants = {"eager": {}, "static": {"static_cache": slots},
+                f"compiled_{args.compile}": {"static_cache": slots, "compile": args.compile}}
+    cfg = engine.DecodeConfig(k=args.ks[0], temperature=0.0, fan_out=[args.fans[0]] * (args.ks[0] + 1))
+    eager: dict[str, list] = {}
+
+    def run(mode: str, target, draft, prompt):
+        return engine.autoregressive(target, prompt, args.new_tokens) if mode == "ar" else \
+            engine.speculative(target, draft, prompt, args.new_tokens, cfg)
+
+    for name, options in variants.items():
+        target, draft = replace(target_spec, **options).session(), replace(draft_spec, **options).session()
+        t0 = time.perf_counter()
+        for mode in ("ar", "sd"):
+            run(mode, target, draft, prompts[0])
+        row = {"slots_per_row": options.get("static_cache", 0), "warmup_s": time.perf_counter() - t0}
+        for mode in ("ar", "sd"):
+            total, streams = engine.Stats(), []
+            for prompt in prompts:
+                out, st = run(mode, target, draft, prompt)
+                total.add(st)
+                streams += out
+            row[f"{mode}_tokens_per_s"] = total.summary()["tokens_per_s"]
+            eager.setdefault(mode, streams)
+            same = sum(a == b for a, b in zip(streams, eager[mode], strict=True))
+            row[f"{mode}_streams_identical_to_eager"] = same / len(streams)
+            if name != "eager":
+                row[f"{mode}_speedup_over_eager"] = row[f"{mode}_tokens_per_s"] / rows["eager"][f"{mode}_tokens_per_s"]
+        rows[name] = row
+        save()
+        print(json.dumps({name: row}), flush=True)
 
 
 if __name__ == "__main__":

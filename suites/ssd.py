@@ -163,8 +163,9 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
     facts = {"prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
                          for p, t in zip(chosen, prompts, strict=True)],
              "models": {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}}
-    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device, cfg.target_tp),
-                models.HFSpec(where_d, cfg.dtype, cfg.draft_device),
+    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device, cfg.target_tp, cfg.static_cache, cfg.target_compile),
+                models.HFSpec(where_d, cfg.dtype, cfg.draft_device, static_cache=cfg.static_cache,
+                              compile=cfg.draft_compile),
                 prompts, tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"], facts,
                 (where_t, where_d))
 
@@ -526,6 +527,12 @@ class SSDConfig(SuiteConfig):
     # our engine's target over this many tensor-parallel ranks (paper_ssd.tp): the GPUs of target_device, or
     # CPU processes with target_device=cpu; 1: one process (a GPU range then splits the layers)
     target_tp: int = 1
+    # our engine's models over a static KV cache of this many slots per row (0: dynamic), and a torch.compile
+    # mode for each model's forwards of a few tokens (verification, draft steps; reduce-overhead: CUDA graphs),
+    # which needs the static cache (paper_ssd.models.session_over); scripts/gpu_ssd.py --compile measures them
+    static_cache: int = 0
+    target_compile: str = ""
+    draft_compile: str = ""
     # the official engine (tanishqkumar/ssd) as a peer, from its own virtualenv's interpreter
     # (paper_ssd.official): AR, SD and SSD on the same prompts and GPUs; the paper's speed claims use it
     official: bool = False
@@ -540,6 +547,15 @@ _t = partial(at_tiers, tiers=("small", "full"))
 HUB_PARAMS = {"llama-3.1-70b-instruct": 70.6e9, "llama-3.2-1b-instruct": 1.24e9, "qwen3-32b": 32.8e9,
               "qwen3-0.6b": 0.6e9}
 HUB_VOCAB = {"llama-3.1-70b-instruct": 128_256, "qwen3-32b": 151_936}
+
+
+def _graph_note(cfg) -> str:
+    """How our engine's models run: eagerly over a dynamic KV cache, or over a static one, compiled or not."""
+    if not cfg.static_cache:
+        return "Our engine: eager, dynamic KV cache, no CUDA graphs."
+    modes = {"target": cfg.target_compile, "draft": cfg.draft_compile}
+    return (f"Our engine: static KV cache of {cfg.static_cache} slots per row; " + ", ".join(
+        f"{k} {'torch.compile mode ' + v if v else 'eager'}" for k, v in modes.items()) + ".")
 
 
 def _weight_bytes(model, given: str) -> float:
@@ -725,9 +741,9 @@ class SSDSuite(Suite):
             return [
                 f"Pair {cfg.pair} by hub id, {cfg.dtype}: target on {cfg.target_device} "
                 + (f"(tensor parallel over {cfg.target_tp} ranks, transformers' plan, one process per GPU driven by "
-                   "ours; eager, no CUDA graphs; the paper runs TP = 4 in its own engine), " if cfg.target_tp > 1 else
+                   "ours; the paper runs TP = 4 in its own engine), " if cfg.target_tp > 1 else
                    "(layers split across the GPUs in one process: one GPU works at a time; the paper runs TP = 4), ")
-                + f"draft on {cfg.draft_device} in its own process.",
+                + f"draft on {cfg.draft_device} in its own process. " + _graph_note(cfg),
                 f"Prompts: {cfg.prompt_set} ({cfg.prompts_per_set} per set), {cfg.new_tokens} new tokens, K = {cfg.k}, "
                 f"fan-out {cfg.fan_out}. {batch_note}",
                 "Peer baseline: vLLM draft-model SD (K = 5) and AR with tensor parallelism "

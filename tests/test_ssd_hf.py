@@ -83,6 +83,45 @@ def test_hf_pair_greedy_streams_are_identical(hf_pair):
     assert engine.speculative(target, draft, batch, 12, cfg)[0] == alone and ssd_batch == alone
 
 
+def test_a_static_kv_cache_decodes_the_dynamic_caches_streams(hf_pair):
+    """StaticHFSession (preallocated slots, padded masks, rows copied by take) against the DynamicCache session:
+    ragged rows rolled back in a batch, and AR, SD and SSD greedy streams on a batch; then one prompt's AR and SD
+    with the short forwards traced by torch.compile (the eager backend: the compiled path without compiling)."""
+    from dataclasses import replace
+
+    target_spec, draft_spec = hf_pair
+    check_ragged_rows(replace(target_spec, static_cache=64).session(),
+                      [list(range(5, 21)), list(range(40, 49)), list(range(7, 19))])
+    cfg = engine.DecodeConfig(k=2, temperature=0.0, fan_out=[2, 2, 2])
+    batch = [[3, 14, 15, 92, 65, 35], [15, 92, 65], [9, 9, 8]]
+    dynamic = target_spec.session()
+    alone = [engine.autoregressive(dynamic, p, 12)[0] for p in batch]
+    target, drafts = replace(target_spec, static_cache=160).session(), replace(draft_spec, static_cache=160)
+    assert isinstance(target, models.StaticHFSession) and target.compiled is None
+    assert engine.autoregressive(target, batch, 12)[0] == alone
+    assert engine.speculative(target, drafts.session(), batch, 12, cfg)[0] == alone
+    with engine.DraftProcess(drafts, cfg, core=None) as proc:
+        assert engine.ssd(target, proc, batch, 12, cfg, core=None)[0] == alone
+    target = replace(target_spec, static_cache=160, compile="eager").session()
+    draft = replace(draft_spec, static_cache=160, compile="eager").session()
+    assert target.compiled is not None and target.take(torch.tensor([0, 0])).compiled is target.compiled  # shared
+    assert engine.autoregressive(target, batch[0], 12)[0] == alone[0]
+    assert engine.speculative(target, draft, batch[0], 12, cfg)[0] == alone[0]
+
+
+def test_a_static_kv_cache_says_when_it_is_full_or_compiled_without_one(hf_pair):
+    from dataclasses import replace
+
+    session = replace(hf_pair[0], static_cache=8).session()
+    session.feed([1, 2, 3, 4, 5])
+    with pytest.raises(ValueError, match=r"static KV cache full: 5 \+ 4 tokens > 8 slots per row"):
+        session.feed([6, 7, 8, 9])
+    session.crop(2)
+    assert session.length == 2 and session.feed([6, 7, 8, 9, 10, 11]).shape[0] == 6  # rolled back: room again
+    with pytest.raises(ValueError, match="compile='reduce-overhead' needs a static KV cache"):
+        replace(hf_pair[0], compile="reduce-overhead").session()
+
+
 def fake_parts(tmp_path, payload: bytes, n: int):
     wheels = tmp_path / "cache" / "wheels"
     wheels.mkdir(parents=True)
