@@ -8,6 +8,7 @@ PAPERCLUB_PROGRESS is not set) the bars collapse to nothing and ``track`` is a p
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -74,9 +75,7 @@ def warmup(starts: list[float], end: float) -> float:
     durations = [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
     if len(durations) < 3:
         return 0.0
-    rest = sorted(durations[1:])
-    median = (rest[(len(rest) - 1) // 2] + rest[len(rest) // 2]) / 2
-    return max(0.0, durations[0] - median)
+    return max(0.0, durations[0] - statistics.median(durations[1:]))
 
 
 def _bar(items: Iterable[T], description: str, total: int | None) -> Iterator[T]:
