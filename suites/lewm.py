@@ -166,7 +166,8 @@ def _directory_digest(where: str) -> str:
 
 def _patch_model(cfg, seed: int, train, lewm, lewm_key: str, cache: Path):
     """The patch-token world model (a frozen encoder, ``_patch_encoder``; a predictor of LeWM's shape over
-    its patch tokens), trained (cached by its encoder's identity and its own settings): (model, history, the encoder's record)."""
+    its patch tokens), trained (cached by its encoder's identity and its own settings): (model, history,
+    the encoder's record)."""
     import hashlib
     import json
     from dataclasses import asdict
@@ -399,8 +400,8 @@ class LeWMSuite(Suite):
                  "model.layers=6", "model.heads=16", "model.head_dim=64", "model.mlp=2048",
                  "episodes=10000", "heldout_episodes=500", "episode_steps=92", "prerender=false", "steps=70000",
                  "batch=128", "lr=5e-5", "directions=1024", "cem.samples=300", "cem.iterations=10",
-                 "cem.elites=30", "cem.replan=5", "cem.chunk=2048", "eval_episodes=50", "patch_encoder=facebook/dinov2-small",
-                 "patch_steps=20000", "patch_episodes=50",
+                 "cem.elites=30", "cem.replan=5", "cem.chunk=2048", "eval_episodes=50",
+                 "patch_encoder=facebook/dinov2-small", "patch_steps=20000", "patch_episodes=50",
                  "surprise_samples=1000", "threads=8"],
     }
     tier_requires = {"full": frozenset({"gpus>=1"})}
@@ -518,7 +519,8 @@ class LeWMSuite(Suite):
         surprise = laps.run("surprise", _surprise, cfg, seed, env, held, lewm)
         info = {"data_key": data_key, "train_seconds": {**{k: h["seconds"] for k, h in trained.histories.items()},
                                                         "patch": patch.history["seconds"]},
-                "collapse": collapse, "episodes": planning.record(), "surprise": surprise, "patch_encoder": patch_encoder}
+                "collapse": collapse, "episodes": planning.record(), "surprise": surprise,
+                "patch_encoder": patch_encoder}
         return RunResult(metrics=_metrics(collapse, planning, patch, surprise, latency),
                          series=_series(trained.histories, patch.history), info=info)
 

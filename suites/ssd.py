@@ -163,7 +163,8 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
     facts = {"prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
                          for p, t in zip(chosen, prompts, strict=True)],
              "models": {"target": where_t, "draft": where_d, "prepare_s": round(time.perf_counter() - t0, 1)}}
-    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device, cfg.target_tp, cfg.static_cache, cfg.target_compile),
+    return Pair(models.HFSpec(where_t, cfg.dtype, cfg.target_device, cfg.target_tp, cfg.static_cache,
+                              cfg.target_compile),
                 models.HFSpec(where_d, cfg.dtype, cfg.draft_device, static_cache=cfg.static_cache,
                               compile=cfg.draft_compile),
                 prompts, tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"], facts,

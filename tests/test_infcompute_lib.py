@@ -273,7 +273,8 @@ def test_jsonl_shards_are_read_by_their_text_field(tmp_path):
     with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
         fh.write(json.dumps({"text": "zipped", "url": "x"}) + "\n")
     assert document(tmp_path / "a.jsonl") == b"first document\n\nsecond"
-    assert list(corpus.document_blocks(tmp_path / "a.jsonl")) == [b"first document", b"\n\nsecond"]  # a record at a time
+    # a record at a time
+    assert list(corpus.document_blocks(tmp_path / "a.jsonl")) == [b"first document", b"\n\nsecond"]
     assert document(tmp_path / "b.jsonl.gz") == b"zipped"
     (tmp_path / "plain.txt").write_bytes(b"0123456789")
     assert list(corpus.document_blocks(tmp_path / "plain.txt", block=4)) == [b"0123", b"4567", b"89"]

@@ -93,7 +93,8 @@ def test_lewm_preflight_names_a_patch_encoder_it_cannot_reach(monkeypatch, capsy
         "copy, and http://127.0.0.1:9/facebook/dinov2-small/resolve/main/config.json unreachable") in err[0]
     assert "patch_planning" not in err[0]
     (tmp_path / "empty").mkdir()
-    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", f"patch_encoder={tmp_path / 'empty'}"]) == 2
+    empty = f"patch_encoder={tmp_path / 'empty'}"
+    assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", empty]) == 2
     assert "weights of the patch encoder" in capsys.readouterr().err
 
 
@@ -239,7 +240,8 @@ def test_lewm_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
 
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     scaled = [f"patch_encoder={dinov2_standin(harness_env / 'dino')}", "device=cpu", "model.image_size=32",
-              "model.encoder=cnn", "model.channels=[16,32,64]", "model.dim=32", "model.projector_hidden=64", "model.layers=1", "model.heads=2", "model.head_dim=16", "model.mlp=64",
+              "model.encoder=cnn", "model.channels=[16,32,64]", "model.dim=32", "model.projector_hidden=64",
+              "model.layers=1", "model.heads=2", "model.head_dim=16", "model.mlp=64",
               "cem.samples=16", "cem.iterations=2", "cem.elites=4", "episodes=40", "heldout_episodes=20", "batch=8",
               "diag_windows=32", "threads=1"]
     assert main(["run", "lewm", "--tier", "full", "--rehearse", "--out", "r", *scaled]) == 0

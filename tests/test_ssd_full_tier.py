@@ -110,7 +110,8 @@ def test_gpu_script_compares_eager_static_and_compiled_sessions(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("gpu_ssd", Path(__file__).resolve().parent.parent / "scripts" / "gpu_ssd.py")
+    path = Path(__file__).resolve().parent.parent / "scripts" / "gpu_ssd.py"
+    spec = importlib.util.spec_from_file_location("gpu_ssd", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--prompts", "2", "--new-tokens", "10",
