@@ -2,7 +2,8 @@
 
 A suite lists its needs for one config (``Suite.preflight``) with the helpers here: the peak
 memory of each phase on its device (an estimate from the model's parameter count and the phase's
-largest batch), files and folders that must exist, hub models that need a token, and free disk.
+largest batch), files and folders that must exist, hub models (cached, or answering on the hub: with a
+token where they are gated), and free disk.
 The tier's requirements (GPU count and memory, packages) come first: where they are unmet the run
 is ``skipped`` and the needs are not looked at. Every need that is short is one line naming it,
 what it needs and what was found.
@@ -100,16 +101,21 @@ def present(what: str, path: str | os.PathLike) -> Need:
     return Need(what, f"{p} to exist", "it" if p.exists() else "nothing there", p.exists())
 
 
-def fetchable(what: str, here: bool, url: str, timeout: float = 5.0) -> Need:
-    """Data found here, or a download the run will make: its URL answers (a HEAD request)."""
+def fetchable(what: str, here: bool, url: str, timeout: float = 5.0, token: str | None = None) -> Need:
+    """Data found here, or a download the run will make: its URL answers (one HEAD request, no retries;
+    with ``token`` as a bearer token where one is given)."""
     if here:
         return Need(what, "a local copy or its download", "a local copy", True)
     import urllib.error
     import urllib.request
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()  # noqa: S310
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD", headers=headers), timeout=timeout).close()  # noqa: S310
         return Need(what, "a local copy or its download", f"{url} reachable", True)
+    except urllib.error.HTTPError as exc:
+        return Need(what, "a local copy or its download", f"no local copy, and {url} refused it (HTTP {exc.code})",
+                    False)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         return Need(what, "a local copy or its download", f"no local copy, and {url} unreachable ({exc})", False)
 
@@ -123,18 +129,19 @@ def free_disk(what: str, path: str | os.PathLike, gb: float) -> Need:
     return Need(f"disk for {what}", f"{gb:.1f} GB free", f"{free:.1f} GB free at {p}", free >= gb)
 
 
-def hub_access(repo_id: str, cached: bool, gated: bool) -> Need:
-    """A hub model: cached here, or reachable with a token where the repository is gated."""
+def hub_access(repo_id: str, cached: bool, gated: bool, filename: str = "config.json") -> Need:
+    """A hub model: cached here, or its ``filename`` answering on the hub now (one request, no retries; with
+    the token where one is set, so a gated repository answers only to a token with access to it)."""
     if cached:
         return Need(f"weights of {repo_id}", "a local copy or hub access", "a local copy", True)
-    from huggingface_hub import get_token
+    from huggingface_hub import constants, get_token
 
     token = get_token()
     if gated and not token:
         return Need(f"weights of {repo_id} (gated)", "a Hugging Face token (HF_TOKEN) with access, or a local copy",
                     "no token and no local copy", False)
-    return Need(f"weights of {repo_id}", "a local copy or hub access", "a token" if token else "a public repository",
-                True)
+    return fetchable(f"weights of {repo_id}" + (" (gated)" if gated else ""), False,
+                     f"{constants.ENDPOINT}/{repo_id}/resolve/main/{filename}", token=token)
 
 
 def check(suite_cls, cfg, tier: str) -> Verdict:

@@ -899,7 +899,8 @@ class InfComputeSuite(Suite):
             from huggingface_hub import try_to_load_from_cache
 
             cached = isinstance(try_to_load_from_cache(tokenizer, "tokenizer.json"), str)
-            needs.append(pf.hub_access(tokenizer, cached, gated=tokenizer == corpus_mod.LLAMA3))
+            needs.append(pf.hub_access(tokenizer, cached, gated=tokenizer == corpus_mod.LLAMA3,
+                                       filename="tokenizer.json"))
         elif tokenizer != "bytes":
             needs.append(pf.present("the tokenizer (data.tokenizer)", tokenizer))
         peaks = _memory(cfg, _vocab(tokenizer))

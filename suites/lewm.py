@@ -320,20 +320,19 @@ def _pretrained_config(where: str):
 
     from runners import preflight as pf
 
-    what = f"weights of the patch encoder {where}"
     if Path(where).is_dir():
+        what = f"weights of the patch encoder {where}"
         try:
             return AutoConfig.from_pretrained(where), pf.Need(what, "a checkpoint directory", "one", True)
         except (OSError, ValueError) as exc:
             return None, pf.Need(what, "a checkpoint directory", f"no readable config.json there ({exc})", False)
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(where, "config.json")
-    if isinstance(cached, str):
-        return AutoConfig.from_pretrained(str(Path(cached).parent)), pf.Need(what, "a local copy or hub access",
-                                                                            "a local copy", True)
-    reach = pf.fetchable(what, False, f"{constants.ENDPOINT}/{where}/resolve/main/config.json")
-    return (AutoConfig.from_pretrained(where) if reach.ok else None), reach
+    need = pf.hub_access(where, isinstance(cached, str), gated=False)
+    if not need.ok:
+        return None, need
+    return AutoConfig.from_pretrained(str(Path(cached).parent) if isinstance(cached, str) else where), need
 
 
 @dataclass

@@ -89,13 +89,55 @@ def test_lewm_preflight_names_a_patch_encoder_it_cannot_reach(monkeypatch, capsy
     assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and (
-        "weights of the patch encoder facebook/dinov2-small: needs a local copy or its download, found no local "
+        "weights of facebook/dinov2-small: needs a local copy or its download, found no local "
         "copy, and http://127.0.0.1:9/facebook/dinov2-small/resolve/main/config.json unreachable") in err[0]
     assert "patch_planning" not in err[0]
     (tmp_path / "empty").mkdir()
     empty = f"patch_encoder={tmp_path / 'empty'}"
     assert main(["run", "lewm", "--tier", "full", "--preflight", "device=cpu", empty]) == 2
     assert "weights of the patch encoder" in capsys.readouterr().err
+
+
+def test_hub_weights_are_checked_on_the_hub_with_the_token(monkeypatch):
+    """A hub model not cached here: one HEAD request for its file, with the token as a bearer token, so a gated
+    repository counts only when the token has access to it; a refusal and an unreachable hub are one line each."""
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    from runners import preflight as pf
+
+    seen = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 (the handler's name)
+            seen.append((self.path, self.headers.get("Authorization")))
+            allowed = "public" in self.path or self.headers.get("Authorization") == "Bearer good"
+            self.send_response(200 if allowed else 403)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("HF_TOKEN", "good")
+        assert pf.hub_access("org/public-model", cached=False, gated=False).ok
+        assert pf.hub_access("org/gated-model", cached=False, gated=True, filename="tokenizer.json").ok
+        assert seen == [("/org/public-model/resolve/main/config.json", "Bearer good"),
+                        ("/org/gated-model/resolve/main/tokenizer.json", "Bearer good")]
+        monkeypatch.setenv("HF_TOKEN", "no-access")
+        refused = pf.hub_access("org/gated-model", cached=False, gated=True)
+        assert not refused.ok and refused.line().startswith("weights of org/gated-model (gated): needs a local copy")
+        assert refused.line().endswith("refused it (HTTP 403)")
+        assert pf.hub_access("org/gated-model", cached=True, gated=True).ok and len(seen) == 3  # cached: no request
+    finally:
+        server.shutdown()
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    assert "unreachable" in pf.hub_access("org/public-model", cached=False, gated=False).found
 
 
 def test_infcompute_preflight_lists_a_hub_corpus_once(monkeypatch, capsys):
