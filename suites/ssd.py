@@ -548,6 +548,9 @@ _t = partial(at_tiers, tiers=("small", "full"))
 HUB_PARAMS = {"llama-3.1-70b-instruct": 70.6e9, "llama-3.2-1b-instruct": 1.24e9, "qwen3-32b": 32.8e9,
               "qwen3-0.6b": 0.6e9}
 HUB_VOCAB = {"llama-3.1-70b-instruct": 128_256, "qwen3-32b": 151_936}
+# layers x key-value heads x head dimension (their config.json files)
+HUB_KV = {"llama-3.1-70b-instruct": 80 * 8 * 128, "llama-3.2-1b-instruct": 16 * 8 * 64, "qwen3-32b": 64 * 8 * 128,
+          "qwen3-0.6b": 28 * 8 * 128}
 
 
 def _graph_note(cfg) -> str:
@@ -563,6 +566,22 @@ def _weight_bytes(model, given: str) -> float:
     """The weights' bytes: a folder's safetensors files, else the hub model's parameters in bf16."""
     files = list(Path(given).glob("*.safetensors")) if given and Path(given).is_dir() else []
     return float(sum(f.stat().st_size for f in files)) if files else HUB_PARAMS[model.name] * 2.0
+
+
+def _kv_bytes_per_token(model, given: str, dtype: str) -> float:
+    """Keys and values of one token in every layer: from a folder's config.json, else the hub model's card."""
+    import json
+
+    import torch
+
+    config = Path(given) / "config.json" if given else None
+    if config is not None and config.is_file():
+        c = json.loads(config.read_text())
+        head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+        kv = c["num_hidden_layers"] * c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim
+    else:
+        kv = HUB_KV[model.name]
+    return 2.0 * kv * getattr(torch, dtype).itemsize
 
 
 def _vocab(model, given: str) -> int:
@@ -687,8 +706,10 @@ class SSDSuite(Suite):
         weights split over its GPUs with 10% for the KV cache and activations (and, tensor parallel, one GPU
         per rank and the accelerate package), the draft's on its own, and
         the offline statistics of one held-out chunk on the target's first GPU (both models' fp32 logits and
-        about six fp64 [tokens, vocabulary] arrays in ``offline.outcome_prediction``). A model given by path
-        counts its safetensors files; a hub model its card's parameters in bf16."""
+        about six fp64 [tokens, vocabulary] arrays in ``offline.outcome_prediction``), and with
+        ``static_cache`` its slots for every row (the target's largest batch; the draft's tree branches,
+        batch x the fan-outs' sum). A model given by path counts its safetensors files; a hub model its
+        card's parameters in bf16."""
         from paper_ssd import models
         from runners import preflight as pf
 
@@ -704,9 +725,13 @@ class SSDSuite(Suite):
         target_b, draft_b = (1.1 * _weight_bytes(m, given) for m, given in zip(pair, (cfg.target_path, cfg.draft_path),
                                                                                 strict=True))
         logits = (2 * 4 + 6 * 8.0) * cfg.offline_len * _vocab(pair[0], cfg.target_path)
-        needs += [pf.memory("decode (target share)", d, target_b / len(target_gpus) + (logits if i == 0 else 0))
-                  for i, d in enumerate(target_gpus)]
-        needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b))
+        rows = max([1, *cfg.batch_sizes])  # a static cache's rows: the target's batch; the draft's tree branches
+        target_kv, draft_kv = (cfg.static_cache * n * _kv_bytes_per_token(m, given, cfg.dtype)
+                               for m, given, n in zip(pair, (cfg.target_path, cfg.draft_path),
+                                                      (rows, rows * sum(cfg.fan_out)), strict=True))
+        needs += [pf.memory("decode (target share)", d, (target_b + target_kv) / len(target_gpus)
+                            + (logits if i == 0 else 0)) for i, d in enumerate(target_gpus)]
+        needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b + draft_kv))
         if cfg.official:  # the official engine's own interpreter (its virtualenv)
             python = _official_python(cfg)
             given = bool(python) and Path(python).is_file()
