@@ -33,6 +33,10 @@ PAPER = "Maes et al. 2026 (arXiv 2603.19312)"
 COLLAPSED_STD_RATIO = 0.1
 COLLAPSED_PRED_ERR = 0.9
 HEALTHY_PRED_ERR = 0.5
+# the patch model's training peak over the preflight's count of its activations, measured once: 29.1 GB on an
+# H200 against 22.9 GB counted, at LeWM's ViT-tiny width (docs/gpu-results.md; the count leaves out the mask,
+# the softmax statistics and the AdaLN terms)
+PATCH_TRAINING_MEASURED = 1.27
 # seeds a run derives from its own seed s (part of the results: changing one changes the numbers)
 COLLAPSE_WINDOWS_SEED = 10_000  # + s: the held-out windows of the collapse diagnostics
 PLANNING_EPISODES_SEED = 20_000  # + s: the planning episodes (start and goal)
@@ -275,13 +279,15 @@ def _series(histories: dict[str, dict], patch_history: dict) -> dict[str, list]:
 
 @dataclass
 class PatchShape:
-    """The patch-token model's tokens per frame, its widest activation (tokens or predictor), its
-    parameters (the predictor's, and a pretrained encoder's), and the need for that encoder's weights
-    (None for LeWM's own encoder)."""
+    """The patch-token model's tokens per frame, its predictor's width, its widest activation (tokens or
+    predictor), its parameters (the predictor's, and a pretrained encoder's: 0 for LeWM's own), and the need
+    for that encoder's weights (None for LeWM's own encoder)."""
 
     tokens: int
+    dim: int
     width: int
-    params: int
+    predictor: int
+    frozen: int
     need: Any = None
 
 
@@ -310,7 +316,7 @@ def _patch_shape(cfg):
                        mlp=m.mlp, history=m.history, action_dim=m.action_dim)
     with torch.device("meta"):
         predictor = sum(p.numel() for p in PatchWM(torch.nn.Identity(), pcfg, width, tokens).parameters())
-    return PatchShape(tokens, max(width, dim), predictor + frozen, need)
+    return PatchShape(tokens, dim, max(width, dim), predictor, frozen, need)
 
 
 def _pretrained_config(where: str):
@@ -538,7 +544,8 @@ class LeWMSuite(Suite):
 
     def preflight(self, cfg):
         """Each phase's peak on the device: training (weights, AdamW, EMA and a ViT's or CNN's activations
-        over batch x (history + 1) frames), and the largest batched forward of planning, where every
+        over batch x (history + 1) frames), the patch model's training (its predictor's over batch x history
+        frames of patch tokens, ``PATCH_TRAINING_MEASURED``), and the largest batched forward of planning, where every
         episode's CEM candidates (``cem.chunk`` at a time) go through the predictor over its window of
         ``history`` frames (one layer's activations live at a time; fused attention); a pretrained patch
         encoder's weights, found here or on the hub (its shape is then read from its config)."""
@@ -573,7 +580,12 @@ class LeWMSuite(Suite):
         else:
             if patch.need is not None:
                 needs.append(patch.need)
-            needs.append(pf.memory("patch_planning", dev, 4 * (params + patch.params)
+            # its AdamW step over batch x history frames of patch tokens (every layer's activations kept; fused
+            # attention), beside LeWM's and the frozen encoder's weights
+            activations = 4.0 * m.layers * cfg.batch * m.history * patch.tokens * (4 * inner + 2 * m.mlp + 8 * patch.dim)
+            needs.append(pf.memory("patch_training", dev, pf.TRAIN_BYTES_PER_PARAM * patch.predictor
+                                   + 4 * (params + patch.frozen) + PATCH_TRAINING_MEASURED * activations))
+            needs.append(pf.memory("patch_planning", dev, 4 * (params + patch.predictor + patch.frozen)
                                    + planning_bytes(cfg.patch_episodes, patch.tokens, max(m.dim, patch.width))))
         if not cfg.prerender:
             return needs + [pf.free_disk("the data cache", cache_root(cfg.cache_dir), 1.0)]

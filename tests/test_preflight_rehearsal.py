@@ -70,6 +70,9 @@ def test_full_tier_stand_ins_that_do_not_fit_are_refused_by_name(capsys, tmp_pat
                  f"patch_encoder={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert "memory of phase patch_planning on cpu: needs about" in err and "patch encoder" not in err
+    # training the predictor on 128 x 3 frames x 256 tokens: 6 layers x 98,304 tokens x (4 x 1024 + 2 x 2048 +
+    # 8 x 384) values x 4 bytes x 1.27 (measured over counted) = 33.7 GB, and the weights
+    assert "memory of phase patch_training on cpu: needs about 34.41 GB (estimate)" in err
     # a 1.4B model's step over 64 x 4096 tokens at once, logits included, and a corpus that is not there
     assert main(["run", "infcompute", "--tier", "full", "--preflight", "device=cpu", "data.source=/no/such/shards",
                  "data.tokenizer=bytes", "micro_batch=0", "loss_chunk=0"]) == 2
