@@ -24,6 +24,8 @@ def _modules(seed: int) -> list[Path]:
 def code_prompts(n: int, seed: int = 0, max_chars: int = 400) -> list[dict]:
     out = []
     for path in _modules(seed):
+        if len(out) == n:
+            break
         try:
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source)
@@ -37,14 +39,16 @@ def code_prompts(n: int, seed: int = 0, max_chars: int = 400) -> list[dict]:
                 if len(text) <= max_chars:
                     out.append({"kind": "code", "source": f"{path.name}:{node.name}", "text": text + "\n"})
                     break
-        if len(out) == n:
-            return out
-    raise ValueError(f"found only {len(out)} code prompts in the standard library, wanted {n}")
+    if len(out) < n:
+        raise ValueError(f"found only {len(out)} code prompts in the standard library, wanted {n}")
+    return out
 
 
 def prose_prompts(n: int, seed: int = 0, min_chars: int = 150, max_chars: int = 400) -> list[dict]:
     out = []
     for path in _modules(seed + 1):
+        if len(out) == n:
+            break
         try:
             doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
         except (SyntaxError, UnicodeDecodeError):
@@ -52,9 +56,9 @@ def prose_prompts(n: int, seed: int = 0, min_chars: int = 150, max_chars: int = 
         if doc and len(doc) >= min_chars:
             text = doc[:max_chars].rsplit(" ", 1)[0]
             out.append({"kind": "prose", "source": path.name, "text": text})
-        if len(out) == n:
-            return out
-    raise ValueError(f"found only {len(out)} prose prompts in the standard library, wanted {n}")
+    if len(out) < n:
+        raise ValueError(f"found only {len(out)} prose prompts in the standard library, wanted {n}")
+    return out
 
 
 def stdlib_prompts(n: int, seed: int = 0) -> list[dict]:

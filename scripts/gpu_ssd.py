@@ -17,10 +17,11 @@ minutes on one card), so acceptance rates are real where no model hub is reachab
 held-out bytes. With --tiny it is a seconds-long CPU stand-in of the same path.
 
 ``--compile MODE`` runs only a comparison of how our engine's Hugging Face models run (where they pay):
-batch-1 AR and SD (greedy, the first K and fan-out) with both models eager over a dynamic KV cache, over
-a static one, and over a static one with their short forwards compiled by ``torch.compile`` (``MODE``:
-reduce-overhead for CUDA graphs; eager traces without compiling, the CPU check): tokens/s of each, their
-ratio to eager, and whether the greedy streams are the eager ones (to OUT/ssd_gpu.json, key ``graphs``).
+batch-1 AR, SD and SSD (greedy, the first K and fan-out, the fast backup) with both models eager over a
+dynamic KV cache, over a static one, and over a static one with their short forwards compiled by
+``torch.compile`` (``MODE``: reduce-overhead for CUDA graphs; eager traces without compiling, the CPU
+check): tokens/s of each, their ratio to eager, and whether the greedy streams are the eager ones (to
+OUT/ssd_gpu.json, key ``graphs``).
 """
 
 from __future__ import annotations
@@ -201,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
-    """``--compile``: batch-1 greedy AR and SD with both models eager over a dynamic KV cache, over a static one
-    (slots for the longest prompt, the new tokens and a speculation), and over a static one compiled; each
-    variant warmed up on the first prompt (the compiled one's graphs made there), then timed over all."""
+    """``--compile``: batch-1 greedy AR, SD and SSD (the fast backup; the draft's tree in its own process) with
+    both models eager over a dynamic KV cache, over a static one (slots for the longest prompt, the new tokens
+    and a speculation), and over a static one compiled; each variant warmed up on the first prompt (the
+    compiled one's graphs made there), then timed over all."""
     from dataclasses import replace
 
     from paper_ssd import engine
@@ -211,31 +213,31 @@ def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
     slots = max(len(p) for p in prompts) + args.new_tokens + 2 * (max(args.ks) + 1)
     variants = {"eager": {}, "static": {"static_cache": slots},
                 f"compiled_{args.compile}": {"static_cache": slots, "compile": args.compile}}
-    cfg = engine.DecodeConfig(k=args.ks[0], temperature=0.0, fan_out=[args.fans[0]] * (args.ks[0] + 1))
+    k = args.ks[0]
+    cfg = engine.DecodeConfig(k=k, temperature=0.0, fan_out=[args.fans[0]] * (k + 1), backup="fast")
     eager: dict[str, list] = {}
-
-    def run(mode: str, target, draft, prompt):
-        return engine.autoregressive(target, prompt, args.new_tokens) if mode == "ar" else \
-            engine.speculative(target, draft, prompt, args.new_tokens, cfg)
-
     for name, options in variants.items():
         target, draft = replace(target_spec, **options).session(), replace(draft_spec, **options).session()
-        t0 = time.perf_counter()
-        for mode in ("ar", "sd"):
-            run(mode, target, draft, prompts[0])
-        row = {"slots_per_row": options.get("static_cache", 0), "warmup_s": time.perf_counter() - t0}
-        for mode in ("ar", "sd"):
-            total, streams = engine.Stats(), []
-            for prompt in prompts:
-                out, st = run(mode, target, draft, prompt)
-                total.add(st)
-                streams += out
-            row[f"{mode}_tokens_per_s"] = total.summary()["tokens_per_s"]
-            eager.setdefault(mode, streams)
-            same = sum(a == b for a, b in zip(streams, eager[mode], strict=True))
-            row[f"{mode}_streams_identical_to_eager"] = same / len(streams)
-            if name != "eager":
-                row[f"{mode}_speedup_over_eager"] = row[f"{mode}_tokens_per_s"] / rows["eager"][f"{mode}_tokens_per_s"]
+        with engine.DraftProcess(replace(draft_spec, **options), cfg, core=1) as proc:
+            runs = {"ar": lambda p, t=target: engine.autoregressive(t, p, args.new_tokens),
+                    "sd": lambda p, t=target, d=draft: engine.speculative(t, d, p, args.new_tokens, cfg),
+                    "ssd": lambda p, t=target, d=proc: engine.ssd(t, d, p, args.new_tokens, cfg, core=0)}
+            t0 = time.perf_counter()
+            for run in runs.values():
+                run(prompts[0])
+            row = {"slots_per_row": options.get("static_cache", 0), "warmup_s": time.perf_counter() - t0}
+            for mode, run in runs.items():
+                total, streams = engine.Stats(), []
+                for prompt in prompts:
+                    out, st = run(prompt)
+                    total.add(st)
+                    streams += out
+                row[f"{mode}_tokens_per_s"] = total.summary()["tokens_per_s"]
+                eager.setdefault(mode, streams)
+                same = sum(a == b for a, b in zip(streams, eager[mode], strict=True))
+                row[f"{mode}_streams_identical_to_eager"] = same / len(streams)
+                if name != "eager":
+                    row[f"{mode}_speedup_over_eager"] = row[f"{mode}_tokens_per_s"] / rows["eager"][f"{mode}_tokens_per_s"]
         rows[name] = row
         save()
         print(json.dumps({name: row}), flush=True)

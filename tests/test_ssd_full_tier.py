@@ -105,7 +105,7 @@ def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
 
 
 def test_gpu_script_compares_eager_static_and_compiled_sessions(tmp_path):
-    """``--compile``: batch-1 AR and SD eager, over a static KV cache, and compiled (traced by the eager
+    """``--compile``: batch-1 AR, SD and SSD eager, over a static KV cache, and compiled (traced by the eager
     backend on a CPU stand-in): every variant's greedy streams are the eager ones."""
     import importlib.util
     from pathlib import Path
@@ -114,12 +114,13 @@ def test_gpu_script_compares_eager_static_and_compiled_sessions(tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_ssd", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--prompts", "2", "--new-tokens", "10",
+    assert script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--prompts", "1", "--new-tokens", "8",
                         "--ks", "2", "--fans", "2", "--compile", "eager"]) == 0
     result = json.loads((tmp_path / "ssd_gpu.json").read_text())
     assert result["complete"] and list(result["graphs"]) == ["eager", "static", "compiled_eager"]
     for name, row in result["graphs"].items():
         assert row["ar_streams_identical_to_eager"] == row["sd_streams_identical_to_eager"] == 1.0
+        assert row["ssd_streams_identical_to_eager"] == 1.0
         assert row["ar_tokens_per_s"] > 0 and (name == "eager") == (row["slots_per_row"] == 0)
     assert result["graphs"]["static"]["sd_speedup_over_eager"] == pytest.approx(
         result["graphs"]["static"]["sd_tokens_per_s"] / result["graphs"]["eager"]["sd_tokens_per_s"])

@@ -150,6 +150,7 @@ def test_stdlib_prompts_are_deterministic_and_of_both_kinds():
     assert all(p["text"].startswith("def ") and '"""' in p["text"] for p in first if p["kind"] == "code")
     assert all(150 <= len(p["text"]) <= 400 for p in first if p["kind"] == "prose")
     assert stdlib_prompts(5, seed=1) != first
+    assert [p["kind"] for p in stdlib_prompts(1)] == ["code"] and stdlib_prompts(0) == []  # no prose asked: none read
 
 
 @pytest.mark.parametrize("c", [1.0, 0.4])
