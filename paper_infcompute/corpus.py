@@ -310,8 +310,8 @@ def _stamps(spec: CorpusSpec, names: list[str], revision: str) -> dict[str, list
 def _write(entry: Path, spec: CorpusSpec) -> None:
     """Tokenise the corpus straight into ``entry``'s token files (uint16 ids, or uint32 for larger
     vocabularies), made under a temporary name and renamed whole."""
-    encoder = encoder_for(spec.tokenizer)  # loaded once: the id width and the encoding
-    dtype = np.dtype(np.uint16 if encoder[1] <= 1 << 16 else np.uint32)
+    encode, vocab = encoder_for(spec.tokenizer)  # loaded once: the id width and the encoding
+    dtype = np.dtype(np.uint16 if vocab <= 1 << 16 else np.uint32)
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.part")
     tmp.mkdir(parents=True, exist_ok=True)
     counts = dict.fromkeys(("train", "val"), 0)
@@ -323,7 +323,7 @@ def _write(entry: Path, spec: CorpusSpec) -> None:
                 ids.astype(dtype).tofile(out[split])
                 counts[split] += len(ids)
 
-            corpus = _stream(spec, sink, encoder)
+            corpus = _stream(spec, sink, (encode, vocab))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

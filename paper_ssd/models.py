@@ -350,11 +350,11 @@ class StaticHFSession(HFSession):
     ``compiled`` where one is given, longer ones (prefill, catch-up) eagerly. ``take`` copies the rows into
     a new cache of the same length."""
 
-    def __init__(self, model, max_len: int, compiled=None, cache=None, length: int = 0):
+    def __init__(self, model, max_len: int, compiled=None):
         from transformers import StaticCache
 
-        super().__init__(model, cache if cache is not None else StaticCache(config=model.config, max_cache_len=max_len))
-        self.max_len, self.compiled, self._length = max_len, compiled, length
+        super().__init__(model, StaticCache(config=model.config, max_cache_len=max_len))
+        self.max_len, self.compiled, self._length = max_len, compiled, 0
 
     @property
     def length(self) -> int:
@@ -396,9 +396,10 @@ class StaticHFSession(HFSession):
             return new
         index = index.to(self.device)
         for old, layer in zip(self.cache.layers, new.cache.layers, strict=True):
-            layer.lazy_initialization(old.keys[index], old.values[index])
-            layer.keys.copy_(old.keys[index])
-            layer.values.copy_(old.values[index])
+            keys, values = old.keys[index], old.values[index]
+            layer.lazy_initialization(keys, values)  # the rows' shape, dtype and device
+            layer.keys.copy_(keys)
+            layer.values.copy_(values)
             layer.cumulative_length.fill_(self._length)
         new._length = self._length
         return new
