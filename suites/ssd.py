@@ -568,15 +568,20 @@ def _weight_bytes(model, given: str) -> float:
     return float(sum(f.stat().st_size for f in files)) if files else HUB_PARAMS[model.name] * 2.0
 
 
-def _kv_bytes_per_token(model, given: str, dtype: str) -> float:
-    """Keys and values of one token in every layer: from a folder's config.json, else the hub model's card."""
+def _folder_config(given: str) -> dict | None:
+    """A model folder's config.json, or None (no folder given, or none there)."""
     import json
 
+    config = Path(given) / "config.json" if given else None
+    return json.loads(config.read_text()) if config is not None and config.is_file() else None
+
+
+def _kv_bytes_per_token(model, given: str, dtype: str) -> float:
+    """Keys and values of one token in every layer: from a folder's config.json, else the hub model's card."""
     import torch
 
-    config = Path(given) / "config.json" if given else None
-    if config is not None and config.is_file():
-        c = json.loads(config.read_text())
+    c = _folder_config(given)
+    if c is not None:
         head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
         kv = c["num_hidden_layers"] * c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim
     else:
@@ -586,12 +591,8 @@ def _kv_bytes_per_token(model, given: str, dtype: str) -> float:
 
 def _vocab(model, given: str) -> int:
     """The vocabulary of a folder's config.json, else the hub model's."""
-    import json
-
-    config = Path(given) / "config.json" if given else None
-    if config is not None and config.is_file():
-        return int(json.loads(config.read_text()).get("vocab_size", HUB_VOCAB[model.name]))
-    return HUB_VOCAB[model.name]
+    c = _folder_config(given)
+    return int(c.get("vocab_size", HUB_VOCAB[model.name])) if c is not None else HUB_VOCAB[model.name]
 
 
 
