@@ -128,14 +128,18 @@ def make_env(env: str, foot_scale: float = 1.0, **kwargs):
 def _learner(spec: DataSpec, env):
     """The spec's off-policy learner (sbx) in D4RL's loop; the settings are the module docstring's."""
     from sbx import SAC, CrossQ
+    from stable_baselines3.common.logger import Logger
 
     loop = {"buffer_size": max(spec.max_steps, 1), "batch_size": 256, "gamma": 0.99, "ent_coef": "auto",
             "learning_starts": spec.learning_starts, "train_freq": spec.update_every,
             "gradient_steps": spec.update_every, "seed": spec.seed, "verbose": 0}
     if spec.learner == "sac":
-        return SAC("MlpPolicy", env, learning_rate=3e-4, tau=0.005, policy_kwargs={"net_arch": [256, 256]}, **loop)
-    return CrossQ("MlpPolicy", env, learning_rate=1e-3, policy_delay=3,
-                  policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}}, **loop)
+        model = SAC("MlpPolicy", env, learning_rate=3e-4, tau=0.005, policy_kwargs={"net_arch": [256, 256]}, **loop)
+    else:
+        model = CrossQ("MlpPolicy", env, learning_rate=1e-3, policy_delay=3,
+                       policy_kwargs={"net_arch": {"pi": [256, 256], "qf": [256, 256]}}, **loop)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes an empty folder in /tmp per run
+    return model
 
 
 def rollout(policy, env: str, n: int, seed: int, deterministic: bool, n_envs: int = 16,

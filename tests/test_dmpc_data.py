@@ -51,7 +51,10 @@ def test_rollout_gives_d4rl_keys_in_episode_order():
     assert len(returns) == out["terminals"].sum()  # random hoppers fall: every finished episode terminated
 
 
-def test_generation_is_cached_with_its_metadata(tmp_path):
+def test_generation_is_cached_with_its_metadata(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the child's temporary folder
     spec = data.DataSpec(env="hopper", learner="crossq", max_steps=600, learning_starts=200, eval_every=300,
                          eval_episodes=2, medium_transitions=400, rollout_envs=2, target=1e9, update_every=100)
     said = []
@@ -61,6 +64,7 @@ def test_generation_is_cached_with_its_metadata(tmp_path):
     assert meta["learner"] == "CrossQ"
     assert meta["generated_on"]["cpu"] and meta["content_sha256"]["medium"] == data.content_sha256(sets["medium"])
     assert [p["step"] for p in meta["eval_curve"]] == [300, 600]
+    assert not list(scratch.glob("SB3-*"))  # the learner logs nowhere (SB3's default leaves a folder per run)
     replay = sets["medium-replay"]
     assert len(replay["rewards"]) == 600 and len(sets["medium"]["rewards"]) == 400
     # the replay buffer in insertion order: consecutive transitions chain inside an episode
