@@ -470,9 +470,13 @@ def cmd_history(args) -> int:
 def cmd_report(args) -> int:
     import datetime as dt
 
-    from runners.report import write_report, write_results
+    from runners.report import keep_runs, write_report, write_results
 
     run_dirs = [Path(p) for p in args.run_dirs]
+    if args.keep and not args.results:
+        raise HarnessError("--keep copies the runs a results page names; give --results PATH too")
+    if args.keep:
+        run_dirs = keep_runs(run_dirs, Path(args.keep))
     if args.results:
         print(f"results: {write_results(run_dirs, Path(args.results))}")
         return 0
@@ -562,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="output path prefix (writes PREFIX.md and PREFIX.html)")
     rep.add_argument("--results", default=None, metavar="PATH",
                      help="write only the results page (each run's claims and what was scaled) to PATH, e.g. RESULTS.md")
+    rep.add_argument("--keep", default=None, metavar="DIR",
+                     help="with --results: first copy each run's summary, config and figures to DIR/<suite>_<tier> "
+                          "and write the page from the copies (to commit them with it, e.g. results/published)")
     rep.set_defaults(fn=cmd_report)
     ui = sub.add_parser("ui", help="MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)

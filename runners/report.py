@@ -1,17 +1,19 @@
 """Markdown and standalone HTML report: claim table, metrics, notes and figures per run, and the
 history of its claim metrics over the published runs of that suite, tier and machine class; and the
-results page (``RESULTS.md``): each run's verdicts and what was scaled, nothing that needs its files."""
+results page (``RESULTS.md``): each run's verdicts, what was scaled, and its figures."""
 
 from __future__ import annotations
 
 import base64
 import html
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
 from runners.claims import n_label
-from runners.rundir import atomic_write_text, load_summary
+from runners.errors import HarnessError
+from runners.rundir import SUMMARY, atomic_write_text, load_summary
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -157,18 +159,41 @@ def status_counts(summary: dict) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in STATUS_ORDER if counts[k]) or "no claims"
 
 
+def keep_runs(run_dirs: list[Path], keep: Path) -> list[Path]:
+    """Each run's summary, config and figures copied to ``keep/<suite>_<tier>`` (replacing what was there),
+    so a results page and the runs it names can be committed together; a run already there stays as it is.
+    Returns the copies' folders."""
+    kept: dict[Path, tuple[Path, dict]] = {}
+    for run_dir in map(Path, run_dirs):  # every run read and checked before anything is copied
+        s = load_summary(run_dir)
+        dest = Path(keep) / f"{s['suite']}_{s['tier']}"
+        if dest in kept:
+            raise HarnessError(f"two runs of {s['suite']} at tier {s['tier']!r} ({kept[dest][0]}, {run_dir}): "
+                               f"{keep} keeps one of each")
+        kept[dest] = run_dir, s
+    for dest, (run_dir, s) in kept.items():
+        if dest.resolve() != run_dir.resolve():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            for name in [SUMMARY, "config.yaml", *s["figures"]]:
+                if (run_dir / name).is_file():
+                    shutil.copy2(run_dir / name, dest / name)
+    return list(kept)
+
+
 def write_results(run_dirs: list[Path], path: Path) -> Path:
     """The results page: an overview line per run, then per run where it came from, its claims (the source
-    column left to the report) and what was scaled. Made from the runs' summaries alone, so the command
-    that wrote it (first line) writes it again."""
+    column left to the report), what was scaled and its figures (linked relative to the page). Made from
+    the runs' summaries, so the command that wrote it (first line) writes it again."""
     sections = list(_sections(run_dirs))
     dirs = " ".join(str(d) for d in run_dirs)
-    md = ["# Results", "", f"Written by `paperclub report --results {Path(path).name} {dirs}` from those runs' "
-          "summaries; `paperclub report` on the same runs gives every metric, figure and source.", "",
+    path = Path(path)
+    md = ["# Results", "", f"Written by `paperclub report --results {path.name} {dirs}` from those runs' "
+          "summaries; `paperclub report` on the same runs gives every metric and source.", "",
           _md_table(["suite", "tier", "claims", "machine", "git"],
                     [[f"[{s['suite']}](#{s['suite']}-{s['tier']})", s["tier"], status_counts(s), s["hw_class"],
                       s["env"]["git_sha"]] for _, s, _, _ in sections]), ""]
-    for _, s, _, _ in sections:
+    for run_dir, s, _, _ in sections:
         # no wall time: a run that found its models cached says nothing about how long the tier takes
         meta = (f"hardware `{s['hw_class']}` ({s['env'].get('cpu_model', '?')}), seeds {s['seeds_done']} of "
                 f"{s['seeds']}, git `{s['env']['git_sha']}`, started {s['started_at']}")
@@ -180,6 +205,8 @@ def write_results(run_dirs: list[Path], path: Path) -> Path:
         if s.get("notes"):
             md += ["<details><summary>What was scaled or substituted at this tier</summary>", ""]
             md += [f"- {n}" for n in s["notes"]] + ["", "</details>", ""]
-    path = Path(path)
+        md += [f"![{fig}]({Path(os.path.relpath(Path(run_dir) / fig, path.parent)).as_posix()})"
+               for fig in s["figures"] if (Path(run_dir) / fig).is_file()]
+        md += [""] if s["figures"] else []
     atomic_write_text(path, "\n".join(md))
     return path

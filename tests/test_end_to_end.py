@@ -142,7 +142,27 @@ def test_results_page_is_the_claims_and_notes_of_each_run(small_run, capsys, har
     assert f"| [toy](#toy-small) | small | {counts} | {summary['hw_class']} |" in page
     assert "| claim | paper | threshold | measured (95% CI) | n | status |" in page
     assert "| toy.mean | 1 | ~ 1 |" in page and "n = 400 samples per seed" in page
-    assert "fig-running-mean.png" not in page and "est_mean" not in page  # figures and metric names: the report's
+    assert "![fig-running-mean.png](results/runs/a/fig-running-mean.png)" in page  # linked from the page's folder
+    assert "est_mean" not in page  # metric names: the report's
+
+
+def test_results_page_keeps_the_runs_it_names(small_run, capsys, harness_env):
+    rc, out, err, run_dir = small_run
+    args = ["report", str(run_dir), "--results", "RESULTS.md", "--keep", "published"]
+    assert run(args, capsys)[0] == 0
+    kept = harness_env / "published" / "toy_small"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "fig-running-mean.png", "summary.json"]
+    assert (kept / "summary.json").read_bytes() == (run_dir / "summary.json").read_bytes()
+    page = (harness_env / "RESULTS.md").read_text()
+    assert "`paperclub report --results RESULTS.md published/toy_small`" in page
+    assert "![fig-running-mean.png](published/toy_small/fig-running-mean.png)" in page
+    # the command on the page's first line writes the same page again from the kept copies
+    assert run(["report", "published/toy_small", "--results", "RESULTS.md", "--keep", "published"], capsys)[0] == 0
+    assert (harness_env / "RESULTS.md").read_text() == page and (kept / "summary.json").is_file()
+    rc, out, err = run(["report", str(run_dir), str(kept), "--results", "R.md", "--keep", "published"], capsys)
+    assert rc == 2 and "two runs of toy at tier 'small'" in err and not (harness_env / "R.md").exists()
+    rc, out, err = run(["report", str(run_dir), "--keep", "published"], capsys)
+    assert rc == 2 and "give --results PATH too" in err
 
 
 def test_crash_keeps_finished_seeds(harness_env, capsys):
