@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import subprocess
 import sys
+import weakref
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,13 +349,17 @@ class StaticHFSession(HFSession):
     padded to ``max_len`` (slots past the cache's length are masked out, and stale ones are overwritten);
     forwards of at most ``COMPILED_TOKENS`` new tokens (verification, a draft's steps) go through
     ``compiled`` where one is given, longer ones (prefill, catch-up) eagerly. ``take`` copies the rows into
-    a new cache of the same length."""
+    another cache of the same length.
+
+    Caches are pooled per model and shape (rows, slots): a session gives its cache back when it is reset or
+    collected, and the next session of that shape (the next round's tree of branches, the next prompt)
+    writes into the same tensors instead of allocating new ones. Under CUDA graphs this matters beyond the
+    allocation: a recorded graph whose static input moved to a new address is recorded again."""
 
     def __init__(self, model, max_len: int, compiled=None):
-        from transformers import StaticCache
-
-        super().__init__(model, StaticCache(config=model.config, max_cache_len=max_len))
+        super().__init__(model, _unallocated(model, max_len))
         self.max_len, self.compiled, self._length = max_len, compiled, 0
+        self._give_back: weakref.finalize | None = None  # set once the session holds a pooled cache
 
     @property
     def length(self) -> int:
@@ -369,12 +374,25 @@ class StaticHFSession(HFSession):
         return mask
 
     def _run(self, new_tokens: int, **inputs):
+        if self._give_back is None:
+            self._hold(len(inputs["input_ids"]))
         start = self._length
         model = self.compiled if self.compiled is not None and new_tokens <= COMPILED_TOKENS else self.model
         out = model(**inputs, cache_position=torch.arange(start, start + new_tokens, device=self.device),
                     **{self._cache_kw: self.cache})
         self._length += new_tokens
         return out
+
+    def _hold(self, rows: int) -> None:
+        """Hold a cache for ``rows`` rows: a free one from the model's pool (emptied), else the unallocated one
+        this session has; either goes back to the pool when the session is reset or collected."""
+        free = _static_pool(self.model).setdefault((rows, self.max_len), [])
+        if free:
+            self.cache = free.pop()
+            for layer in self.cache.layers:
+                layer.cumulative_length.zero_()
+        self._give_back = weakref.finalize(self, _pool_put, free, self.cache)
+        self._give_back.atexit = False
 
     @torch.no_grad()
     def feed(self, tokens) -> torch.Tensor:
@@ -390,14 +408,16 @@ class StaticHFSession(HFSession):
         self._length = n
 
     def take(self, index: torch.Tensor) -> StaticHFSession:
-        """A new session of the given rows (an index may repeat), their slots copied into a new cache."""
+        """A new session of the given rows (an index may repeat), their slots copied into its cache."""
         new = StaticHFSession(self.model, self.max_len, self.compiled)
         if self._length == 0:
             return new
         index = index.to(self.device)
+        new._hold(len(index))
         for old, layer in zip(self.cache.layers, new.cache.layers, strict=True):
             keys, values = old.keys[index], old.values[index]
-            layer.lazy_initialization(keys, values)  # the rows' shape, dtype and device
+            if not layer.is_initialized:
+                layer.lazy_initialization(keys, values)  # the rows' shape, dtype and device
             layer.keys.copy_(keys)
             layer.values.copy_(values)
             layer.cumulative_length.fill_(self._length)
@@ -405,9 +425,28 @@ class StaticHFSession(HFSession):
         return new
 
     def reset(self) -> None:
-        from transformers import StaticCache
+        if self._give_back is not None:
+            self._give_back()  # the cache back to the pool now; the next forward holds one again
+        self.cache, self._length, self._give_back = _unallocated(self.model, self.max_len), 0, None
 
-        self.cache, self._length = StaticCache(config=self.model.config, max_cache_len=self.max_len), 0
+
+POOLED_PER_SHAPE = 2  # free static caches a model keeps per shape (rows, slots); more are freed
+
+
+def _unallocated(model, max_len: int):
+    from transformers import StaticCache
+
+    return StaticCache(config=model.config, max_cache_len=max_len)
+
+
+def _static_pool(model) -> dict[tuple[int, int], list]:
+    """The model's free static caches by shape (rows, slots)."""
+    return model.__dict__.setdefault("_paperclub_static_caches", {})
+
+
+def _pool_put(free: list, cache) -> None:
+    if len(free) < POOLED_PER_SHAPE:
+        free.append(cache)
 
 
 def session_over(model, static_cache: int = 0, compile: str = "") -> HFSession:

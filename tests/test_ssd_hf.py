@@ -109,6 +109,36 @@ def test_a_static_kv_cache_decodes_the_dynamic_caches_streams(hf_pair):
     assert engine.speculative(target, draft, batch[0], 12, cfg)[0] == alone[0]
 
 
+def test_static_caches_are_pooled_per_shape_and_decode_as_new_ones(hf_pair):
+    """A session made by take, or reset for the next prompt, writes into the cache that a collected or reset
+    session of the same shape gave back (the same tensors, which a recorded CUDA graph needs) and decodes
+    exactly as over a new cache, whatever stale slots that cache holds."""
+    from dataclasses import replace
+
+    prompts, steps = torch.tensor([[5, 6, 7], [8, 9, 10]]), [torch.tensor([[1], [2]]), torch.tensor([[4], [3]])]
+
+    def decode(session):
+        return [session.feed(prompts)] + [session.feed(t) for t in steps]
+
+    session = replace(hf_pair[0], static_cache=32).session()
+    fresh = decode(session)
+    keys = session.cache.layers[0].keys
+    session.feed(torch.tensor([[11] * 9, [12] * 9]))  # stale slots past the next prompt's length
+    session.reset()
+    assert session.length == 0 and not session.cache.is_initialized  # given back; nothing held until it feeds
+    again = decode(session)
+    assert session.cache.layers[0].keys is keys
+    assert all(torch.equal(a, b) for a, b in zip(again, fresh, strict=True))
+    branch = session.take(torch.tensor([0, 1, 1]))
+    logits, branch_keys = branch.feed(torch.tensor([[1], [2], [3]])), branch.cache.layers[0].keys
+    del branch  # collected: its cache goes back to the pool
+    branch = session.take(torch.tensor([0, 1, 1]))
+    assert branch.cache.layers[0].keys is branch_keys and torch.equal(branch.feed(torch.tensor([[1], [2], [3]])), logits)
+    assert session.take(torch.tensor([1])).cache.layers[0].keys.shape[0] == 1  # another shape: a cache of its own
+    pool = models._static_pool(session.model)
+    assert all(len(free) <= models.POOLED_PER_SHAPE for free in pool.values())
+
+
 def test_a_static_kv_cache_says_when_it_is_full_or_compiled_without_one(hf_pair):
     from dataclasses import replace
 
