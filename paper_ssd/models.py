@@ -354,7 +354,10 @@ class StaticHFSession(HFSession):
     Caches are pooled per model and shape (rows, slots): a session gives its cache back when it is reset or
     collected, and the next session of that shape (the next round's tree of branches, the next prompt)
     writes into the same tensors instead of allocating new ones. Under CUDA graphs this matters beyond the
-    allocation: a recorded graph whose static input moved to a new address is recorded again."""
+    allocation: a recorded graph whose static input moved to a new address is recorded again. The pool
+    keeps one free cache per shape, and a prompt batch of a size it has no cache for empties it (the
+    shapes of the last batch size are not met again), so what it holds beyond the live sessions is the
+    other shapes of the current batch: the tree's branches at the other fan-out, a backup's rows."""
 
     def __init__(self, model, max_len: int, compiled=None):
         super().__init__(model, _unallocated(model, max_len))
@@ -374,8 +377,8 @@ class StaticHFSession(HFSession):
         return mask
 
     def _run(self, new_tokens: int, **inputs):
-        if self._give_back is None:
-            self._hold(len(inputs["input_ids"]))
+        if self._give_back is None:  # a new prompt batch
+            self._hold(len(inputs["input_ids"]), batch=True)
         start = self._length
         model = self.compiled if self.compiled is not None and new_tokens <= COMPILED_TOKENS else self.model
         out = model(**inputs, cache_position=torch.arange(start, start + new_tokens, device=self.device),
@@ -383,10 +386,14 @@ class StaticHFSession(HFSession):
         self._length += new_tokens
         return out
 
-    def _hold(self, rows: int) -> None:
+    def _hold(self, rows: int, batch: bool = False) -> None:
         """Hold a cache for ``rows`` rows: a free one from the model's pool (emptied), else the unallocated one
-        this session has; either goes back to the pool when the session is reset or collected."""
-        free = _static_pool(self.model).setdefault((rows, self.max_len), [])
+        this session has; either goes back to the pool when the session is reset or collected. A ``batch``
+        (a prompt batch's first forward) that finds no free cache of its shape empties the pool first."""
+        pool = _static_pool(self.model)
+        if batch and not pool.get((rows, self.max_len)):
+            pool.clear()
+        free = pool.setdefault((rows, self.max_len), [])
         if free:
             self.cache = free.pop()
             for layer in self.cache.layers:
@@ -412,15 +419,15 @@ class StaticHFSession(HFSession):
         new = StaticHFSession(self.model, self.max_len, self.compiled)
         if self._length == 0:
             return new
-        index = index.to(self.device)
+        index, n = index.to(self.device), self._length
         new._hold(len(index))
         for old, layer in zip(self.cache.layers, new.cache.layers, strict=True):
-            keys, values = old.keys[index], old.values[index]
+            keys, values = old.keys[index, :, :n], old.values[index, :, :n]  # the slots past n are masked out
             if not layer.is_initialized:
                 layer.lazy_initialization(keys, values)  # the rows' shape, dtype and device
-            layer.keys.copy_(keys)
-            layer.values.copy_(values)
-            layer.cumulative_length.fill_(self._length)
+            layer.keys[:, :, :n] = keys
+            layer.values[:, :, :n] = values
+            layer.cumulative_length.fill_(n)
         new._length = self._length
         return new
 
@@ -430,7 +437,7 @@ class StaticHFSession(HFSession):
         self.cache, self._length, self._give_back = _unallocated(self.model, self.max_len), 0, None
 
 
-POOLED_PER_SHAPE = 2  # free static caches a model keeps per shape (rows, slots); more are freed
+POOLED_PER_SHAPE = 1  # free static caches a model keeps per shape (rows, slots); more are freed
 
 
 def _unallocated(model, max_len: int):

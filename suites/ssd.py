@@ -708,9 +708,11 @@ class SSDSuite(Suite):
         per rank and the accelerate package), the draft's on its own, and
         the offline statistics of one held-out chunk on the target's first GPU (both models' fp32 logits and
         about six fp64 [tokens, vocabulary] arrays in ``offline.outcome_prediction``), and with
-        ``static_cache`` its slots for every row (the target's largest batch; the draft's tree branches,
-        batch x the fan-outs' sum). A model given by path counts its safetensors files; a hub model its
-        card's parameters in bf16."""
+        ``static_cache`` its slots for every row: the target's largest batch; for the draft, that batch, the
+        tree's branches at each fan-out (batch x the fan-out's sum, with and without a hit) and the jit
+        backup's subsets of missed rows (1 .. batch - 1), each of which its pool keeps
+        (``paper_ssd.models.StaticHFSession``). A model given by path counts its safetensors files; a hub
+        model its card's parameters in bf16."""
         from paper_ssd import models
         from runners import preflight as pf
 
@@ -726,10 +728,11 @@ class SSDSuite(Suite):
         target_b, draft_b = (1.1 * _weight_bytes(m, given) for m, given in zip(pair, (cfg.target_path, cfg.draft_path),
                                                                                 strict=True))
         logits = (2 * 4 + 6 * 8.0) * cfg.offline_len * _vocab(pair[0], cfg.target_path)
-        rows = max([1, *cfg.batch_sizes])  # a static cache's rows: the target's batch; the draft's tree branches
+        rows = max([1, *cfg.batch_sizes])  # a static cache's rows: the target's batch; the draft's, above
+        draft_rows = rows * (1 + sum(cfg.fan_out) + sum(cfg.fan_out_miss)) + rows * (rows - 1) // 2
         target_kv, draft_kv = (cfg.static_cache * n * _kv_bytes_per_token(m, given, cfg.dtype)
-                               for m, given, n in zip(pair, (cfg.target_path, cfg.draft_path),
-                                                      (rows, rows * sum(cfg.fan_out)), strict=True))
+                               for m, given, n in zip(pair, (cfg.target_path, cfg.draft_path), (rows, draft_rows),
+                                                      strict=True))
         needs += [pf.memory("decode (target share)", d, (target_b + target_kv) / len(target_gpus)
                             + (logits if i == 0 else 0)) for i, d in enumerate(target_gpus)]
         needs.append(pf.memory("decode (draft)", cfg.draft_device, draft_b + draft_kv))

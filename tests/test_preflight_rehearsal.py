@@ -192,8 +192,9 @@ def test_ssd_preflight_names_the_gated_weights_and_each_gpu_share(monkeypatch):
     assert [n.what.split(" on ")[1] for n in shares] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
     assert all(n.ok for n in shares)  # 70.6B x 2 bytes x 1.1 / 4 = 38.8 GB (+ 3.7 GB for one held-out chunk on cuda:0)
     # a static KV cache of 4,096 slots for each of the 16 rows of the largest batch: 80 layers x 8 KV heads x 128 x
-    # 2 (K, V) x 2 bytes = 327,680 bytes a slot, over the target's 4 GPUs; the draft's tree, 16 x 21 branches
-    # (fan-out 3 at 7 positions), 32,768 bytes a slot
+    # 2 (K, V) x 2 bytes = 327,680 bytes a slot, over the target's 4 GPUs; on the draft's GPU, 32,768 bytes a
+    # slot for the batch's 16 rows, its tree's 16 x 21 branches (fan-out 3 at 7 positions; no other fan-out
+    # on a miss) and the jit backup's subsets of 1 .. 15 missed rows (120 rows)
     static = check(SSDSuite, compose(SSDSuite, "full", ["static_cache=4096"])[0], "full").needs
 
     def estimate(needs, what: str) -> float:
@@ -202,7 +203,7 @@ def test_ssd_preflight_names_the_gated_weights_and_each_gpu_share(monkeypatch):
     target, draft = "memory of phase decode (target share) on cuda:1", "memory of phase decode (draft) on cuda:4"
     assert estimate(static, target) - estimate(verdict.needs, target) == pytest.approx(16 * 4096 * 327_680 / 4 / 1e9,
                                                                                        abs=0.01)
-    assert estimate(static, draft) - estimate(verdict.needs, draft) == pytest.approx(16 * 21 * 4096 * 32_768 / 1e9,
+    assert estimate(static, draft) - estimate(verdict.needs, draft) == pytest.approx((16 + 16 * 21 + 120) * 4096 * 32_768 / 1e9,
                                                                                      abs=0.01)
     _fake_cuda(monkeypatch, 4, 80)
     assert check(SSDSuite, cfg, "full").unmet == ["gpus>=5: 4 cuda device(s) visible"]

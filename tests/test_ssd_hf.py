@@ -136,7 +136,10 @@ def test_static_caches_are_pooled_per_shape_and_decode_as_new_ones(hf_pair):
     assert branch.cache.layers[0].keys is branch_keys and torch.equal(branch.feed(torch.tensor([[1], [2], [3]])), logits)
     assert session.take(torch.tensor([1])).cache.layers[0].keys.shape[0] == 1  # another shape: a cache of its own
     pool = models._static_pool(session.model)
-    assert all(len(free) <= models.POOLED_PER_SHAPE for free in pool.values())
+    assert all(len(free) <= models.POOLED_PER_SHAPE for free in pool.values()) and (3, 32) in pool
+    session.reset()
+    session.feed(torch.tensor([[5, 6, 7]] * 4))  # a batch of a new size: the last size's caches are let go
+    assert list(pool) == [(4, 32)]
 
 
 def test_a_static_kv_cache_says_when_it_is_full_or_compiled_without_one(hf_pair):
