@@ -14,6 +14,8 @@ import pytest
 from runners.cli import main
 
 
+# JAX (imported by earlier tests in this process) warns at any fork; subprocess's fork is followed by exec at once
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_leaves_finished_seeds_marked_interrupted(harness_env, sig):
     cmd = [sys.executable, "-m", "runners.cli", "run", "toy", "--seeds", "5", "--out", "r", "--no-publish",
