@@ -387,9 +387,10 @@ class StaticHFSession(HFSession):
         return out
 
     def _hold(self, rows: int, batch: bool = False) -> None:
-        """Hold a cache for ``rows`` rows: a free one from the model's pool (emptied), else the unallocated one
-        this session has; either goes back to the pool when the session is reset or collected. A ``batch``
-        (a prompt batch's first forward) that finds no free cache of its shape empties the pool first."""
+        """Hold a cache for ``rows`` rows: a free one from the model's pool (its length set to 0), else the
+        unallocated one this session has; either goes back to the pool when the session is reset or
+        collected. A ``batch`` (a prompt batch's first forward) that finds no free cache of its shape empties
+        the pool first."""
         pool = _static_pool(self.model)
         if batch and not pool.get((rows, self.max_len)):
             pool.clear()
@@ -428,7 +429,7 @@ class StaticHFSession(HFSession):
             layer.keys[:, :, :n] = keys
             layer.values[:, :, :n] = values
             layer.cumulative_length.fill_(n)
-        new._length = self._length
+        new._length = n
         return new
 
     def reset(self) -> None:
