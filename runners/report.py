@@ -182,9 +182,16 @@ def keep_runs(run_dirs: list[Path], keep: Path) -> list[Path]:
 
 
 def write_results(run_dirs: list[Path], path: Path) -> Path:
+    """``results_page`` written to ``path``."""
+    path = Path(path)
+    atomic_write_text(path, results_page(run_dirs, path))
+    return path
+
+
+def results_page(run_dirs: list[Path], path: Path) -> str:
     """The results page: an overview line per run, then per run where it came from, its claims (the source
-    column left to the report), what was scaled and its figures (linked relative to the page). Made from
-    the runs' summaries, so the command that wrote it (first line) writes it again."""
+    column left to the report), what was scaled and its figures (linked relative to the page at ``path``).
+    Made from the runs' summaries, so the command that wrote it (first line) writes it again."""
     sections = list(_sections(run_dirs))
     dirs = " ".join(str(d) for d in run_dirs)
     path = Path(path)
@@ -208,5 +215,4 @@ def write_results(run_dirs: list[Path], path: Path) -> Path:
         md += [f"![{fig}]({Path(os.path.relpath(Path(run_dir) / fig, path.parent)).as_posix()})"
                for fig in s["figures"] if (Path(run_dir) / fig).is_file()]
         md += [""] if s["figures"] else []
-    atomic_write_text(path, "\n".join(md))
-    return path
+    return "\n".join(md)

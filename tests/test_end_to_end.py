@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -163,6 +165,20 @@ def test_results_page_keeps_the_runs_it_names(small_run, capsys, harness_env):
     assert rc == 2 and "two runs of toy at tier 'small'" in err and not (harness_env / "R.md").exists()
     rc, out, err = run(["report", str(run_dir), "--keep", "published"], capsys)
     assert rc == 2 and "give --results PATH too" in err
+
+
+def test_the_committed_results_page_is_what_its_first_line_writes(monkeypatch):
+    """RESULTS.md and the runs it names in results/published are committed together; a change to the page's
+    format, or a page edited by hand, shows here (write it again with the command on its first line)."""
+    from runners.report import results_page
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    page = (root / "RESULTS.md").read_text()
+    command = re.search(r"Written by `paperclub report --results RESULTS\.md ([^`]+)`", page.splitlines()[2])
+    run_dirs = [Path(d) for d in command.group(1).split()]
+    assert run_dirs and all(d.parent == Path("results/published") for d in run_dirs)
+    assert results_page(run_dirs, root / "RESULTS.md") == page
 
 
 def test_crash_keeps_finished_seeds(harness_env, capsys):
