@@ -205,7 +205,8 @@ def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
     """``--compile``: batch-1 greedy AR, SD and SSD (the fast backup; the draft's tree in its own process) with
     both models eager over a dynamic KV cache, over a static one (slots for the longest prompt, the new tokens
     and a speculation), and over a static one compiled; each variant warmed up on the first prompt (the
-    compiled one's graphs made there), then timed over all."""
+    compiled one's graphs made there), then timed over all. Where CUDA graphs ran, each row has this process's
+    count of graphs recorded again because a static input moved, and of calls that fell back to no graph."""
     from dataclasses import replace
 
     from paper_ssd import engine
@@ -238,9 +239,30 @@ def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
                 row[f"{mode}_streams_identical_to_eager"] = same / len(streams)
                 if name != "eager":
                     row[f"{mode}_speedup_over_eager"] = row[f"{mode}_tokens_per_s"] / rows["eager"][f"{mode}_tokens_per_s"]
+        row.update(_cuda_graph_counts())
         rows[name] = row
         save()
         print(json.dumps({name: row}), flush=True)
+
+
+def _cuda_graph_counts() -> dict:
+    """This process's CUDA graphs so far (torch's internal counters; nothing where no graph was made): graphs
+    recorded again because a static input's address changed, and calls that skipped CUDA graphs."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        return {}
+    try:
+        from torch._dynamo.utils import counters
+        from torch._inductor.cudagraph_trees import get_container
+
+        manager = get_container(torch.cuda.current_device()).tree_manager
+    except (ImportError, AttributeError, RuntimeError):  # an internal API: absent or renamed
+        return {}
+    if manager is None:
+        return {}
+    return {"cuda_graph_rerecords": sum(sum(n.values()) for n in getattr(manager, "num_rerecord", {}).values()),
+            "cuda_graph_skips": int(counters["inductor"]["cudagraph_skips"])}
 
 
 if __name__ == "__main__":
