@@ -181,7 +181,9 @@ def yaml_config(run_dir: Path) -> dict:
     """The config a run was made with (its config.yaml)."""
     import yaml
 
-    return yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    from runners.rundir import CONFIG
+
+    return yaml.safe_load((Path(run_dir) / CONFIG).read_text())
 
 
 def _print_aggregate(rows: list[dict], sweep_dir: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runners.claims import n_label
 from runners.errors import HarnessError
-from runners.rundir import SUMMARY, atomic_write_text, load_summary
+from runners.rundir import CONFIG, SUMMARY, atomic_write_text, load_summary
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -175,7 +175,7 @@ def keep_runs(run_dirs: list[Path], keep: Path) -> list[Path]:
         if dest.resolve() != run_dir.resolve():
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
-            for name in [SUMMARY, "config.yaml", *s["figures"]]:
+            for name in [SUMMARY, CONFIG, *s["figures"]]:
                 if (run_dir / name).is_file():
                     shutil.copy2(run_dir / name, dest / name)
     return list(kept)

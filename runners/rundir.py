@@ -21,6 +21,7 @@ from runners.errors import HarnessError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = REPO_ROOT / "results" / "schema" / "summary.schema.json"
 SUMMARY = "summary.json"
+CONFIG = "config.yaml"  # the run's resolved config
 
 
 def cache_root(override: str | Path = "") -> Path:

@@ -29,6 +29,7 @@ from runners.api import RunResult, Suite
 from runners.claims import check_invariant, evaluate, run_status
 from runners.errors import HarnessError
 from runners.rundir import (
+    CONFIG,
     SUMMARY,
     EventLog,
     atomic_write_json,
@@ -237,7 +238,7 @@ def _execute(suite_cls: type[Suite], cfg: Any, cfg_plain: dict, *, tier: str, se
         "figures": [], "notes": list(suite.notes(cfg, tier)), "env": env_info(device),
         "started_at": resume["started_at"] if resume else started, "wall_s": 0.0,
     }
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg_plain, sort_keys=False))
+    atomic_write_text(out_dir / CONFIG, yaml.safe_dump(cfg_plain, sort_keys=False))
     events = EventLog(out_dir / "events.jsonl")
     events.emit("run_start", suite=suite_cls.name, tier=tier, seeds=list(seeds), run_uid=summary["run_uid"],
                 hw_class=summary["hw_class"], git_sha=summary["env"]["git_sha"])

@@ -23,7 +23,7 @@ import yaml
 from runners.claims import n_label
 from runners.config import flatten
 from runners.errors import HarnessError
-from runners.rundir import SUMMARY, load_summary
+from runners.rundir import CONFIG, SUMMARY, load_summary
 
 UID_TAG = "paperclub.run_uid"
 STATE_TAG = "paperclub.publish_state"
@@ -165,14 +165,14 @@ def _publish(client, run_dir: Path, summary: dict) -> tuple[str, str]:
     parent = client.create_run(exp_id, run_name=f"{summary['suite']}-{summary['tier']}-{summary['started_at']}",
                                tags=tags, start_time=ts)
     pid = parent.info.run_id
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    config = yaml.safe_load((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).exists() else {}
     params = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(config or {}).items()]
     params += [Param("tier", summary["tier"]), Param("seeds", json.dumps(summary["seeds"]))]
     for i in range(0, len(params), PARAMS_PER_BATCH):
         client.log_batch(pid, params=params[i:i + PARAMS_PER_BATCH])
     _metrics_batch(client, pid, [Metric(k, float(v), ts, 0) for k, v in summary["metrics"].items()
                                  if v is not None])
-    for name_ in [SUMMARY, "config.yaml", "events.jsonl", *summary["figures"]]:
+    for name_ in [SUMMARY, CONFIG, "events.jsonl", *summary["figures"]]:
         if (run_dir / name_).is_file():
             client.log_artifact(pid, str(run_dir / name_))
 
