@@ -311,8 +311,7 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
             os.sched_setaffinity(0, {core})
         torch.set_num_threads(1)
         draft = spec.session()
-        gen = _generator(draft, cfg.seed + 1)
-        fast = torch.Generator().manual_seed(cfg.seed + 2)
+        gen, fast = _generator(draft, cfg.seed + 1), torch.Generator().manual_seed(cfg.seed + 2)
         vocab = draft.vocab_size
         rows, s, cache, xs = None, [], {}, []
         idle0 = time.perf_counter()
@@ -321,6 +320,11 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
             idle = time.perf_counter() - idle0
             if msg[0] == "stop":
                 return
+            if msg[0] == "config":  # as a new process with this config: its generators seeded afresh
+                cfg = msg[1]
+                gen, fast = _generator(draft, cfg.seed + 1), torch.Generator().manual_seed(cfg.seed + 2)
+                conn.send(("ok",))
+                continue
             if msg[0] == "prefill":
                 s, cache, xs = [list(p) for p in msg[1]], {}, []
                 rows = _prefilled(draft, s)
@@ -370,7 +374,8 @@ def _draft_main(conn, spec, cfg: DecodeConfig, core: int | None) -> None:
 
 
 class DraftProcess:
-    """The SSD draft on its own core, answering one request per round over a pipe."""
+    """The SSD draft on its own core, answering one request per round over a pipe; ``configure`` makes it
+    serve another config (another backup) as a new process would, without loading the draft again."""
 
     def __init__(self, spec, cfg: DecodeConfig, core: int | None = 1, timeout_s: float = 120.0):
         ctx = multiprocessing.get_context("spawn")
@@ -394,6 +399,11 @@ class DraftProcess:
         if msg[0] == "error":
             raise RuntimeError("the draft process failed:\n" + msg[1])
         return msg
+
+    def configure(self, cfg: DecodeConfig) -> None:
+        """From here on, serve ``cfg``, with the draft's generators seeded as a new process's would be."""
+        self.send(("config", cfg))
+        self.recv()
 
     def send(self, msg) -> None:
         try:

@@ -897,19 +897,21 @@ class SSDSuite(Suite):
     @staticmethod
     def _ssd_runs(target, draft_spec, dcfg, units, n_new, label) -> dict[str, tuple]:
         """SSD with each backup over ``units`` (prompts, or batches of prompts), the draft process
-        on core 1 and the target on core 0: (Stats per unit, outputs per unit) per mode."""
+        on core 1 (one process, configured afresh for each backup) and the target on core 0: (Stats per
+        unit, outputs per unit) per mode."""
         from paper_ssd import engine
 
         out = {}
-        for backup in ("jit", "fast"):
-            bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
-            stats, outs = [], []
-            with engine.DraftProcess(draft_spec, bcfg, core=1) as proc:
+        with engine.DraftProcess(draft_spec, dcfg, core=1) as proc:
+            for backup in ("jit", "fast"):
+                bcfg = engine.DecodeConfig(**{**dcfg.__dict__, "backup": backup})
+                proc.configure(bcfg)
+                stats, outs = [], []
                 for unit in track(units, f"SSD ({backup} backup){label}, draft on core 1"):
                     o, st = engine.ssd(target, proc, unit, n_new, bcfg, core=0)
                     stats.append(st)
                     outs.append(o)
-            out[f"ssd_{backup}"] = (stats, outs)
+                out[f"ssd_{backup}"] = (stats, outs)
         return out
 
     @staticmethod

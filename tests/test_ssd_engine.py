@@ -105,6 +105,29 @@ def test_sampling_matches_the_targets_law(pair, mode):
     assert chi2 > 1e-3 and ks > 1e-3
 
 
+def test_a_reconfigured_draft_process_serves_as_a_new_one(pair):
+    """One process that served the jit backup and is then configured for the random one gives the streams
+    and statistics of a new random-backup process: at temperature 1 both the draft's sampling and its random
+    guesses draw from its generators, which a configure seeds afresh."""
+    target_spec, draft_spec, prompts = pair
+    target = target_spec.session()
+    jit = engine.DecodeConfig(k=2, temperature=1.0, fan_out=[2, 2, 2], backup="jit", seed=3)
+    fast = engine.DecodeConfig(**{**jit.__dict__, "backup": "fast"})
+
+    def runs(proc, cfg):
+        return [engine.ssd(target, proc, p, 24, cfg, core=None) for p in prompts]
+
+    def facts(out):
+        return [(o, st.hits, st.length_hits, st.rounds, st.accepted) for o, st in out]
+
+    with engine.DraftProcess(draft_spec, fast, core=None) as proc:
+        new = facts(runs(proc, fast))
+    with engine.DraftProcess(draft_spec, jit, core=None) as proc:
+        runs(proc, jit)
+        proc.configure(fast)
+        assert facts(runs(proc, fast)) == new
+
+
 class BrokenSpec:
     def session(self):
         raise RuntimeError("weights not found: /nowhere/draft.pt")
