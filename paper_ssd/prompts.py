@@ -1,4 +1,5 @@
-"""Prompts that ship with every Python: the offline stand-in for the paper's four prompt sets.
+"""Prompt sets: prompts that ship with every Python (the offline stand-in for the paper's four
+sets), the paper's four sets from the hub, and Spec-Bench's questions from its repository.
 
 Code prompts (the paper's HumanEval role): a function's signature and docstring from the
 standard library, to be completed. Prose prompts (the Alpaca / UltraFeedback role): the
@@ -9,8 +10,12 @@ gives the same prompts; the text is returned with its source for the report.
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import random
 import sysconfig
+import urllib.request
+from collections import Counter
 from pathlib import Path
 
 
@@ -103,3 +108,89 @@ def paper_prompts(per_set: int, sets: tuple[str, ...] = tuple(PAPER_SETS), load_
         for i in range(min(per_set, len(rows))):
             out.append({"kind": name, "source": f"{hub_id}[{split}][{i}]", "text": text(rows[i])})
     return out
+
+
+# Spec-Bench (Xia et al., ACL Findings 2024), the speculative-decoding benchmark: 480 questions, 80 in each of
+# six categories, read from its repository at a pinned commit. Its MT-Bench rows keep MT-Bench's eight
+# categories; Spec-Bench's own evaluation (evaluation/speed.py) counts them as one, "mt_bench".
+SPEC_BENCH_REPO, SPEC_BENCH_COMMIT = "hemingkx/Spec-Bench", "059ada9e480c496a8e6f3fef131c5994075f163a"
+SPEC_BENCH_FILE = "data/spec_bench/question.jsonl"
+SPEC_BENCH_CATEGORIES = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
+SPEC_BENCH_PER_CATEGORY = 80
+MT_BENCH_CATEGORIES = frozenset({"writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem",
+                                 "humanities"})
+
+
+def spec_bench_url(commit: str = SPEC_BENCH_COMMIT) -> str:
+    """Where the question file of ``commit`` is served."""
+    return f"https://raw.githubusercontent.com/{SPEC_BENCH_REPO}/{commit}/{SPEC_BENCH_FILE}"
+
+
+def spec_bench_cached(cache: str | Path, commit: str = SPEC_BENCH_COMMIT) -> Path:
+    """Where ``fetch_spec_bench`` keeps the question file of ``commit``."""
+    return Path(cache) / "spec_bench" / commit / "question.jsonl"
+
+
+def fetch_spec_bench(cache: str | Path, commit: str = SPEC_BENCH_COMMIT, urlretrieve=None) -> Path:
+    """The question file of ``commit``: the cached copy, else downloaded into the cache (whole or not at all)."""
+    path = spec_bench_cached(cache, commit)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        try:
+            (urlretrieve or urllib.request.urlretrieve)(spec_bench_url(commit), part)
+        except OSError as exc:
+            raise OSError(f"Spec-Bench's questions not cached in {path.parent} and not downloaded from "
+                          f"{spec_bench_url(commit)} ({exc}); give a local copy with spec_bench_path=...") from exc
+        part.replace(path)
+    return path
+
+
+def spec_bench_category(name: str) -> str:
+    """A row's category as Spec-Bench counts it: MT-Bench's eight categories are mt_bench."""
+    return "mt_bench" if name in MT_BENCH_CATEGORIES else name
+
+
+def _spec_bench_rows(path: Path) -> list[dict]:
+    """The file's questions, each with an id, a category and a first turn of text; else a one-line error."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ok = isinstance(row["question_id"], int | str) and isinstance(row["category"], str) \
+                and isinstance(row["turns"][0], str) and row["turns"][0].strip()
+        except (ValueError, KeyError, IndexError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{path}: line {n} is not a Spec-Bench question (a question_id, a category and "
+                             "turns whose first is text)")
+        rows.append(row)
+    return rows
+
+
+def spec_bench_prompts(path: str | Path, per_category: int, sha256: str = "") -> tuple[list[dict], str]:
+    """The first ``per_category`` questions of each Spec-Bench category (in file order; categories in
+    Spec-Bench's order) as prompt records, and the file's sha256. A prompt is a question's first turn, raw
+    (no chat template, tokenised without special tokens, as the paper's sets); MT-Bench's second turns,
+    which follow the model's own first answer in Spec-Bench's protocol, are left out. The file must hold
+    Spec-Bench's 480 questions (80 per category, ids unique) and, where ``sha256`` is given, have that hash."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if sha256 and digest != sha256.lower():
+        raise ValueError(f"{path}: sha256 {digest} is not the pinned {sha256} (spec_bench_sha256)")
+    rows = _spec_bench_rows(path)
+    counts = Counter(spec_bench_category(r["category"]) for r in rows)
+    if counts != dict.fromkeys(SPEC_BENCH_CATEGORIES, SPEC_BENCH_PER_CATEGORY):
+        raise ValueError(f"{path}: not Spec-Bench's question file: wanted {SPEC_BENCH_PER_CATEGORY} questions in each "
+                         f"of {', '.join(SPEC_BENCH_CATEGORIES)}; found {dict(counts)}")
+    if len({r["question_id"] for r in rows}) != len(rows):
+        raise ValueError(f"{path}: question ids repeat; not Spec-Bench's question file")
+    if not 1 <= per_category <= SPEC_BENCH_PER_CATEGORY:
+        raise ValueError(f"spec_bench must be 1..{SPEC_BENCH_PER_CATEGORY} questions per category, got {per_category}")
+    out = []
+    for category in SPEC_BENCH_CATEGORIES:
+        mine = [r for r in rows if spec_bench_category(r["category"]) == category][:per_category]
+        out += [{"kind": category, "source": f"spec_bench[{r['question_id']}]", "text": r["turns"][0]} for r in mine]
+    return out, digest

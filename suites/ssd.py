@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ SAMPLING_RUNS_PER_SEED = 10_000
 @dataclass
 class Pair:
     """The target and draft (specs that open sessions), the prompts and held-out text as token ids, what
-    the run's record says about them, and (a Hugging Face pair) the folders the models are in."""
+    the run's record says about them, (a Hugging Face pair) the folders the models are in, how a text
+    becomes token ids, and Spec-Bench's questions as token ids (none unless ``spec_bench``)."""
 
     target: Any
     draft: Any
@@ -62,6 +64,8 @@ class Pair:
     held_out: list[int]
     facts: dict
     where: tuple[str, str] | None = None
+    encode: Callable[[str], list[int]] | None = None
+    spec_bench: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +91,24 @@ class Decoding:
         # prompts, and per prompt (the claim's units)
         self.theorem7 = theory.ssd_model_on_measured(self.totals[self.best])
         self.theorem7_per_prompt = [theory.ssd_model_on_measured(p) for p in self.parts[self.best]]
+
+
+@dataclass
+class SpecBench:
+    """Spec-Bench's questions decoded in every mode at batch 1: each question's category, each mode's
+    engine.Stats per question, and (greedy) the identity of every stream with AR's, with the divergences."""
+
+    kinds: list[str]
+    parts: dict[str, list]
+    greedy: list[float] | None
+    divergences: list | None
+
+    def summaries(self) -> dict[str, dict[str, dict]]:
+        """Per category, each mode's summary over the category's questions."""
+        from paper_ssd import engine
+
+        return {c: {m: engine.Stats.total([st for st, k in zip(parts, self.kinds, strict=True) if k == c]).summary()
+                    for m, parts in self.parts.items()} for c in dict.fromkeys(self.kinds)}
 
 
 @dataclass
@@ -136,7 +158,8 @@ def _tiny_prompts(cfg, text, tiny) -> Pair:
 
     starts = np.linspace(0, len(text.val) - cfg.prompt_len - 1, cfg.prompts).astype(int)
     return Pair(*tiny, prompts=[text.val[i:i + cfg.prompt_len].tolist() for i in starts],
-                held_out=text.val.tolist(), facts={"prompts": [f"held-out bytes at {i}" for i in starts]})
+                held_out=text.val.tolist(), facts={"prompts": [f"held-out bytes at {i}" for i in starts]},
+                encode=lambda s: list(s.encode("utf-8"))[:cfg.prompt_len])  # a text's first prompt_len bytes
 
 
 def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
@@ -168,7 +191,32 @@ def _hf_pair(cfg, seed: int, text, cache: Path) -> Pair:
                 models.HFSpec(where_d, cfg.dtype, cfg.draft_device, static_cache=cfg.static_cache,
                               compile=cfg.draft_compile),
                 prompts, tokenizer(bytes(text.val.astype(np.uint8)).decode("utf-8", "replace"))["input_ids"], facts,
-                (where_t, where_d))
+                (where_t, where_d), encode=lambda s: paper_token_ids(tokenizer, [{"text": s}])[0])
+
+
+def _with_spec_bench(cfg, pair: Pair, cache: Path) -> Pair:
+    """The pair with ``cfg.spec_bench`` questions of each Spec-Bench category (a local file, else the pinned
+    commit's, fetched into the cache) as token ids, and their record in the facts; read and checked here,
+    before any decoding."""
+    from paper_ssd import prompts as sets
+
+    if not cfg.spec_bench:
+        return pair
+    where = Path(cfg.spec_bench_path) if cfg.spec_bench_path else sets.fetch_spec_bench(cache)
+    chosen, digest = sets.spec_bench_prompts(where, cfg.spec_bench, cfg.spec_bench_sha256)
+    ids = [pair.encode(p["text"]) for p in chosen]
+    facts = {"file": str(where), "sha256": digest, "commit": "" if cfg.spec_bench_path else sets.SPEC_BENCH_COMMIT,
+             "prompts": [{"kind": p["kind"], "source": p["source"], "tokens": len(t)}
+                         for p, t in zip(chosen, ids, strict=True)]}
+    return replace(pair, spec_bench=ids, facts={**pair.facts, "spec_bench": facts})
+
+
+def _decode_config(cfg, seed: int):
+    """The decoding settings of every mode's runs (speculation, temperature, fan-outs, seed)."""
+    from paper_ssd import engine
+
+    return engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
+                               fan_out_miss=cfg.fan_out_miss, seed=seed)
 
 
 def _decode(cfg, seed: int, pair: Pair, target, draft) -> Decoding:
@@ -177,10 +225,7 @@ def _decode(cfg, seed: int, pair: Pair, target, draft) -> Decoding:
     against transformers' assisted generation."""
     import torch
 
-    from paper_ssd import engine
-
-    dcfg = engine.DecodeConfig(k=cfg.k, temperature=cfg.temperature, fan_out=cfg.fan_out,
-                               fan_out_miss=cfg.fan_out_miss, seed=seed)
+    dcfg = _decode_config(cfg, seed)
     parts, streams = {}, {}
     on_cpu = cfg.target_device == "cpu"
     for threads in (1, 2) if on_cpu else (cfg.threads,):
@@ -223,6 +268,45 @@ def _exactness(cfg, seed: int, pair: Pair, tiny, text, target, dec: Decoding) ->
             toy_pass.append(exactness.passes(first, p[0], gen))
     e2e = SSDSuite._sampling_law(cfg, tiny, text.val[:cfg.prompt_len].tolist(), seed)
     return Exactness(greedy, divergences, toy_pass, e2e)
+
+
+def _spec_bench(cfg, seed: int, pair: Pair, target, draft) -> SpecBench:
+    """Spec-Bench's questions decoded as the main prompts are (AR and SD alternating, then SSD with each
+    backup; batch 1), and at temperature 0 every stream checked against AR's (``exactness.greedy_identity``)."""
+    from paper_ssd import exactness
+
+    dcfg = _decode_config(cfg, seed)
+    runs = {**SSDSuite._ar_sd_runs(target, draft, dcfg, pair.spec_bench, cfg.new_tokens, " on Spec-Bench"),
+            **SSDSuite._ssd_runs(target, pair.draft, dcfg, pair.spec_bench, cfg.new_tokens, " on Spec-Bench")}
+    greedy = divergences = None
+    if cfg.temperature == 0:
+        greedy, divergences = exactness.greedy_identity(target, pair.spec_bench, {m: o for m, (_, o) in runs.items()},
+                                                        cfg.greedy_eps)
+    kinds = [p["kind"] for p in pair.facts["spec_bench"]["prompts"]]
+    return SpecBench(kinds, {m: st for m, (st, _) in runs.items()}, greedy, divergences)
+
+
+def _exactness_with(exact: Exactness, sb: SpecBench | None) -> Exactness:
+    """Greedy identity over the run's prompts and (where decoded) Spec-Bench's: their streams are more units
+    of the same claim; their divergences are marked as Spec-Bench's."""
+    if sb is None or exact.greedy is None:
+        return exact
+    return replace(exact, greedy=exact.greedy + sb.greedy,
+                   divergences=exact.divergences + [{**d, "prompt_set": "spec_bench"} for d in sb.divergences])
+
+
+def _spec_bench_metrics(sb: SpecBench | None) -> dict[str, float]:
+    """Per Spec-Bench category: SD's acceptance and tokens per round, each SSD backup's cache-hit rate, each
+    mode's decode tokens/s (reported; the claims read none of them); the greedy identity over its streams."""
+    if sb is None:
+        return {}
+    m = {} if sb.greedy is None else {"spec_bench_greedy_exact_match": sum(sb.greedy) / len(sb.greedy)}
+    for c, modes in sb.summaries().items():
+        m[f"spec_bench_{c}_sd_acceptance"] = modes["sd"]["acceptance"]
+        m[f"spec_bench_{c}_sd_tokens_per_round"] = modes["sd"]["tokens_per_round"]
+        m.update({f"spec_bench_{c}_{mode}_hit_rate": modes[mode]["hit_rate"] for mode in ("ssd_jit", "ssd_fast")})
+        m.update({f"spec_bench_{c}_{mode}_tokens_per_s": v["tokens_per_s"] for mode, v in modes.items()})
+    return m
 
 
 @dataclass
@@ -459,8 +543,11 @@ def _units(dec: Decoding, exact: Exactness, out: Outcomes) -> dict[str, list[flo
 
 
 def _series(cfg, dec: Decoding, out: Outcomes, m: dict) -> dict[str, list]:
-    """Bonus hits against fan-out per temperature, Saguaro's acceptance and hits against c, and each
-    mode's throughput against batch size (batch 1 from the single-prompt runs)."""
+    """Bonus hits against fan-out per temperature, Saguaro's acceptance and hits against c, each mode's
+    throughput against batch size (batch 1 from the single-prompt runs), and (where decoded) SD's acceptance
+    and each SSD backup's hit rate per Spec-Bench category (x: the category's place in Spec-Bench's order)."""
+    from paper_ssd.prompts import SPEC_BENCH_CATEGORIES
+
     series = {f"bonus_hit_t{_tag(t)}": [(f, v["hit"][f]) for f in out.fans] for t, v in out.pooled.items()}
     series["saguaro_acceptance"] = [(c, v["acceptance"]) for c, v in zip(cfg.saguaro_cs, out.saguaro, strict=True)]
     series["saguaro_hit"] = [(c, v["hit"][out.f_ref]) for c, v in zip(cfg.saguaro_cs, out.saguaro, strict=True)]
@@ -469,6 +556,10 @@ def _series(cfg, dec: Decoding, out: Outcomes, m: dict) -> dict[str, list]:
             (b, m[f"b{b}_{mode}_tokens_per_s"]) for b in cfg.batch_sizes if f"b{b}_{mode}_tokens_per_s" in m]
     if f"official_ssd_k{cfg.k}_tokens_per_s" in m:  # the official engine's K sweep ran
         series["official_ssd_k"] = [(k, m[f"official_ssd_k{k}_tokens_per_s"]) for k in sorted({cfg.k, *cfg.official_k_sweep})]
+    for name in ("sd_acceptance", "ssd_jit_hit_rate", "ssd_fast_hit_rate"):
+        pts = [(i, m[f"spec_bench_{c}_{name}"]) for i, c in enumerate(SPEC_BENCH_CATEGORIES) if f"spec_bench_{c}_{name}" in m]
+        if pts:
+            series[f"spec_bench_{name}"] = pts
     return series
 
 
@@ -518,6 +609,12 @@ class SSDConfig(SuiteConfig):
     cache_dir: str = ""
     prompt_set: str = "stdlib"  # stdlib (offline, ships with Python) | paper (HumanEval, Alpaca, GSM8K, UltraFeedback)
     prompts_per_set: int = 128  # prompt_set=paper: the first n of each set (the paper: 128)
+    # Spec-Bench (paper_ssd.prompts.spec_bench_prompts): this many questions of each of its six categories
+    # (0: none, at most 80) decoded in every mode after the run's prompts, for greedy identity (more units of
+    # greedy_exact_match) and per-category acceptance and cache-hit rates (reported, not claimed)
+    spec_bench: int = 0
+    spec_bench_path: str = ""  # a local question.jsonl; "": the pinned commit's, downloaded once into the cache
+    spec_bench_sha256: str = ""  # insist on this hash of the file ("": the hash read is recorded in the run's info)
     target_device: str = "cpu"  # cpu | cuda[:N] | cuda:A-B (layers split over GPUs A..B)
     # (``device`` names where the run's GPU requirements apply: cuda at the full tier; the models go to
     # target_device and draft_device)
@@ -551,6 +648,20 @@ HUB_VOCAB = {"llama-3.1-70b-instruct": 128_256, "qwen3-32b": 151_936}
 # layers x key-value heads x head dimension (their config.json files)
 HUB_KV = {"llama-3.1-70b-instruct": 80 * 8 * 128, "llama-3.2-1b-instruct": 16 * 8 * 64, "qwen3-32b": 64 * 8 * 128,
           "qwen3-0.6b": 28 * 8 * 128}
+
+
+def _spec_bench_need(cfg) -> list:
+    """Spec-Bench's question file, where questions are asked for: the given path, or the pinned commit's
+    cached here or answering at its URL."""
+    from paper_ssd import prompts as sets
+    from runners import preflight as pf
+
+    if not cfg.spec_bench:
+        return []
+    if cfg.spec_bench_path:
+        return [pf.present("Spec-Bench's questions (spec_bench_path)", cfg.spec_bench_path)]
+    cached = sets.spec_bench_cached(cache_root(cfg.cache_dir) / "ssd").is_file()
+    return [pf.fetchable(f"Spec-Bench's questions (commit {sets.SPEC_BENCH_COMMIT[:12]})", cached, sets.spec_bench_url())]
 
 
 def _graph_note(cfg) -> str:
@@ -613,7 +724,7 @@ class SSDSuite(Suite):
         "full": ["device=cuda", "pair=llama3.1-70b", "prompt_set=paper", "prompts_per_set=128", "new_tokens=512", "k=6",
                  "fan_out=[3,3,3,3,3,3,3]", "target_device=cuda:0-3", "target_tp=4", "draft_device=cuda:4", "official=true", "greedy_eps=0.25",
                  "official_k_sweep=[4,5,7]", "batch_sizes=[2,4,8,16]", "vllm=true", "tensor_parallel=4", "offline_chunks=64",
-                 "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4"],
+                 "offline_len=512", "offline_fan_outs=[1,2,4,8,16,32]", "threads=4", "spec_bench=16"],
     }
     # the paper's layout: a 70B target over four 80 GB GPUs, the draft on a fifth
     tier_requires = {"full": frozenset({"gpus>=5", "gpu_mem>=80GB"})}
@@ -624,7 +735,7 @@ class SSDSuite(Suite):
               paper_value=1.0, source=f"{PAPER}, Sec. 3 (lossless); the authors' reference logs",
               unit="streams", rule="exact",
               description="every (mode, prompt) greedy stream of SD, SSD (both backups) and the batched runs equals "
-                          "AR's"),
+                          "AR's, on the run's prompts and (where decoded) Spec-Bench's questions"),
         Claim("sampling_tv_pass", "sampling_tv_pass", "ge", _t(1.0, tiers=("smoke", "small", "full")), paper_value=1.0,
               source="official tests/test_verify_distribution.py (TV < max(0.01, 5x noise floor))",
               unit="tests", rule="exact",
@@ -691,16 +802,21 @@ class SSDSuite(Suite):
     )
 
     def rehearsal(self, cfg):
-        """The same models, tokens, K, F and batches; two prompts of each set, two chunks of held-out text."""
-        return [f"{k}={min(2, getattr(cfg, k))}" for k in ("prompts_per_set", "prompts", "offline_chunks")]
+        """The same models, tokens, K, F and batches; two prompts of each set, two chunks of held-out text,
+        one Spec-Bench question of each category."""
+        return [f"{k}={min(2, getattr(cfg, k))}" for k in ("prompts_per_set", "prompts", "offline_chunks")] + \
+            [f"spec_bench={min(1, cfg.spec_bench)}"]
 
     def phase_steps(self, cfg):
         """Prompts decoded (every mode; and again for exactness; the official engine's three modes and its K
-        sweep's extra runs, in prompt-runs) and chunks of held-out text scored."""
+        sweep's extra runs, in prompt-runs), Spec-Bench's questions decoded, and chunks of held-out text scored."""
+        from paper_ssd.prompts import SPEC_BENCH_CATEGORIES
+
         prompts = cfg.prompts_per_set * 4 if cfg.prompt_set == "paper" else cfg.prompts
         extra_k = len(set(cfg.official_k_sweep) - {cfg.k})
         return {"official_engine": 3 * prompts + extra_k * min(cfg.official_sweep_prompts, prompts), "vllm": prompts,
-                "decode": prompts, "exactness": prompts, "outcome_prediction": cfg.offline_chunks}
+                "decode": prompts, "exactness": prompts, "spec_bench": len(SPEC_BENCH_CATEGORIES) * cfg.spec_bench,
+                "outcome_prediction": cfg.offline_chunks}
 
     def preflight(self, cfg):
         """A hub pair's weights (a local copy, or a token where the repository is gated), the target's
@@ -716,14 +832,15 @@ class SSDSuite(Suite):
         from paper_ssd import models
         from runners import preflight as pf
 
+        needs = _spec_bench_need(cfg)
         pair = models.PAIRS.get(cfg.pair)
         if not isinstance(pair, tuple) or not isinstance(pair[0], models.HubModel):
-            return []
+            return needs
         from huggingface_hub import try_to_load_from_cache
 
-        needs = [pf.hub_access(m.hub_id, bool(given) or isinstance(try_to_load_from_cache(m.hub_id, "config.json"), str),
-                               gated=m.hub_id.startswith("meta-llama/"))
-                 for m, given in zip(pair, (cfg.target_path, cfg.draft_path), strict=True)]
+        needs += [pf.hub_access(m.hub_id, bool(given) or isinstance(try_to_load_from_cache(m.hub_id, "config.json"), str),
+                                gated=m.hub_id.startswith("meta-llama/"))
+                  for m, given in zip(pair, (cfg.target_path, cfg.draft_path), strict=True)]
         target_gpus = models.parse_devices(cfg.target_device)
         target_b, draft_b = (1.1 * _weight_bytes(m, given) for m, given in zip(pair, (cfg.target_path, cfg.draft_path),
                                                                                 strict=True))
@@ -763,6 +880,14 @@ class SSDSuite(Suite):
                 for m, given in zip(models.PAIRS[cfg.pair], (cfg.target_path, cfg.draft_path), strict=True)]
 
     def notes(self, cfg, tier):
+        spec_bench = [f"Spec-Bench ({cfg.spec_bench_path or 'hemingkx/Spec-Bench at its pinned commit'}): the first "
+                      f"{cfg.spec_bench} questions of each of its six categories, first turn only, raw text (Spec-Bench "
+                      "itself wraps both MT-Bench turns in Vicuna's chat template), decoded in every mode at batch 1 "
+                      "after the run's prompts: their greedy streams are more units of greedy_exact_match; acceptance "
+                      "and cache-hit rates per category are reported, not claimed."] if cfg.spec_bench else []
+        return self._pair_notes(cfg) + spec_bench
+
+    def _pair_notes(self, cfg):
         batch_note = (f"Batches of {cfg.batch_sizes} (prompts of different lengths decoded together; rolled-back "
                       "slots masked per row) are run in every mode beside batch 1; on a miss the jit backup drafts "
                       "only the rows that missed (the official engine re-drafts the whole batch).") \
@@ -828,6 +953,7 @@ class SSDSuite(Suite):
         text = corpus_mod.load(text_spec(cfg))
         tiny = self._tiny_pair(cfg, text, cache)  # the smoke pair, and the end-to-end sampling-law test
         pair = _tiny_prompts(cfg, text, tiny) if cfg.pair == "tiny" else _hf_pair(cfg, seed, text, cache)
+        pair = _with_spec_bench(cfg, pair, cache)
         _held_out_chunks(cfg, pair)  # enough held-out text, known before hours of decoding
         laps.done("models_and_prompts")
         vllm, vllm_facts, official = {}, {}, None
@@ -839,14 +965,20 @@ class SSDSuite(Suite):
             vllm = self._vllm(cfg, *pair.where, pair.prompts, vllm_facts, vllm_streams)
             laps.done("vllm")
         target, draft = pair.target.session(), pair.draft.session()
+        sb = None
         try:
             dec = laps.run("decode", _decode, cfg, seed, pair, target, draft)
             exact = laps.run("exactness", _exactness, cfg, seed, pair, tiny, text, target, dec)
+            if pair.spec_bench:
+                sb = laps.run("spec_bench", _spec_bench, cfg, seed, pair, target, draft)
             out = laps.run("outcome_prediction", _outcome_prediction, cfg, pair, target, draft)
         finally:
             getattr(target, "close", lambda: None)()  # a tensor-parallel target's other ranks stop
-        metrics, units, info = (_metrics(cfg, dec, exact, out, vllm), _units(dec, exact, out),
+        exact = _exactness_with(exact, sb)
+        metrics, units, info = (_metrics(cfg, dec, exact, out, vllm) | _spec_bench_metrics(sb), _units(dec, exact, out),
                                 _info(cfg, text, pair, vllm_facts, dec, exact, out))
+        if sb is not None:
+            info["spec_bench"] = {**info["spec_bench"], "summaries": sb.summaries()}
         if official is not None:
             vllm_sd = vllm_facts.get("vllm", {}).get("sd") if isinstance(vllm_facts.get("vllm"), dict) else None
             more, per_prompt, info["official_engine"] = _official_metrics(official, dec.streams["ar"], vllm_sd)
@@ -1086,4 +1218,19 @@ class SSDSuite(Suite):
             ax.set_ylabel("decode tokens/s (prefill excluded)")
             ax.set_title(f"The official engine's SSD against K ({cfg.official_sweep_prompts} prompts, batch 1)")
             out.save(fig, "fig-official-k-sweep.png")
+        if "spec_bench_sd_acceptance" in r.series:
+            from paper_ssd.prompts import SPEC_BENCH_CATEGORIES
+
+            fig, ax = plt.subplots(figsize=(8, 4))
+            names = [("SD acceptance", "sd_acceptance"), ("SSD hit rate (jit backup)", "ssd_jit_hit_rate"),
+                     ("SSD hit rate (random backup)", "ssd_fast_hit_rate")]
+            for j, (label, key) in enumerate(names):
+                x, v = zip(*r.series[f"spec_bench_{key}"], strict=True)
+                ax.bar([i + 0.27 * (j - 1) for i in x], v, width=0.27, label=label)
+            ax.set_xticks(range(len(SPEC_BENCH_CATEGORIES)), SPEC_BENCH_CATEGORIES, fontsize=8)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("rate")
+            ax.set_title(f"Spec-Bench per category ({cfg.spec_bench} questions each, greedy, K = {cfg.k})")
+            ax.legend(fontsize=8)
+            out.save(fig, "fig-spec-bench.png")
         return out.paths

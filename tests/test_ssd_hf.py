@@ -226,15 +226,19 @@ def test_gguf_conversion_maps_every_tensor(tmp_path, hf_pair):
 
 def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The small tier's Hugging Face path (stdlib prompts, bf16-style tolerance, transformers'
-    assisted generation, teacher-forced statistics) with the tiny Qwen2 pair standing in."""
+    assisted generation, teacher-forced statistics) with the tiny Qwen2 pair standing in, and a stand-in
+    of Spec-Bench's question file."""
     import json
 
     from runners.cli import main
+    from tests.spec_bench_rows import write_spec_bench
 
     monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
+    questions = write_spec_bench(harness_env / "question.jsonl")
     rc = main(["run", "ssd", "--tier", "small", "--out", "s", "--no-publish", f"target_path={hf_pair[0].where}",
                f"draft_path={hf_pair[1].where}", "dtype=float32", "prompts=2", "new_tokens=8", "offline_chunks=2",
-               "offline_len=24", "offline_fan_outs=[1,2,4]", "sampling_runs=200"])
+               "offline_len=24", "offline_fan_outs=[1,2,4]", "sampling_runs=200", "spec_bench=1",
+               f"spec_bench_path={questions}"])
     assert rc in (0, 1, 3)  # claims may pass, fail or not decide on random weights; nothing may crash
     seed = json.loads((harness_env / "s" / "seed_0" / "metrics.json").read_text())
     m, info = seed["metrics"], seed["info"]
@@ -252,6 +256,17 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env,
     assert [p["kind"] for p in info["prompts"]] == ["code", "prose"]
     for mode in ("ar", "ar_2t", "sd", "sd_2t", "ssd_jit", "ssd_fast"):
         assert m[f"{mode}_tokens_per_s"] > 0
+    # Spec-Bench: one question per category in every mode; its 3 x 6 streams are more units of greedy identity
+    sb = info["spec_bench"]
+    assert [p["kind"] for p in sb["prompts"]] == ["mt_bench", "translation", "summarization", "qa", "math_reasoning",
+                                                  "rag"]
+    assert sb["sha256"] == hashlib.sha256(questions.read_bytes()).hexdigest() and sb["commit"] == ""
+    assert m["spec_bench_greedy_exact_match"] == 1.0
+    assert len(units["greedy_exact_match"]) == claim["greedy_exact_match"]["n"] == 5 * 2 + 3 * 6
+    for c in ("mt_bench", "rag"):
+        assert 0 <= m[f"spec_bench_{c}_sd_acceptance"] <= 1 and 0 <= m[f"spec_bench_{c}_ssd_fast_hit_rate"] <= 1
+        assert sb["summaries"][c]["ar"]["new_tokens"] == 8 and m[f"spec_bench_{c}_ssd_jit_tokens_per_s"] > 0
+    assert "fig-spec-bench.png" in json.loads((harness_env / "s" / "summary.json").read_text())["figures"]
 
 
 def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
@@ -261,18 +276,21 @@ def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, 
     import json
 
     from runners.cli import main
+    from tests.spec_bench_rows import write_spec_bench
 
     monkeypatch.setenv("PAPERCLUB_CACHE", str(ssd_cache))
     stand_in = ["device=cpu", "target_device=cpu", "target_tp=2", "official=false", "draft_device=cpu",
                 f"target_path={hf_pair[0].where}",
                 f"draft_path={hf_pair[1].where}", "dtype=float32", "prompt_set=stdlib", "prompts=4", "vllm=false",
                 "new_tokens=8", "k=2", "fan_out=[2,2,2]", "batch_sizes=[2]", "offline_chunks=4", "offline_len=24",
-                "offline_fan_outs=[1,2,4]", "sampling_runs=200", "threads=1"]
+                "offline_fan_outs=[1,2,4]", "sampling_runs=200", "threads=1",
+                f"spec_bench_path={write_spec_bench(harness_env / 'question.jsonl')}"]
     assert main(["run", "ssd", "--tier", "full", "--rehearse", "--out", "r", *stand_in]) == 0
     record = json.loads((harness_env / "r" / "rehearsal.json").read_text())
     rows = {r["phase"]: r for r in record["phases"]}
-    assert list(rows) == ["models_and_prompts", "decode", "exactness", "outcome_prediction"]
+    assert list(rows) == ["models_and_prompts", "decode", "exactness", "spec_bench", "outcome_prediction"]
     assert (rows["decode"]["steps_rehearsed"], rows["decode"]["steps_real"]) == (2, 4)  # prompts
+    assert (rows["spec_bench"]["steps_rehearsed"], rows["spec_bench"]["steps_real"]) == (6, 96)  # 1 and 16 per category
     assert (rows["outcome_prediction"]["steps_rehearsed"], rows["outcome_prediction"]["steps_real"]) == (2, 4)
     # the given models' own sizes, not the 70B target's, in the memory estimates
     estimate = next(n for n in record["preflight"] if n["what"].startswith("memory of phase decode (target share)"))
