@@ -162,39 +162,42 @@ def main(argv: list[str] | None = None) -> int:
 
     # warm-up: CUDA context, kernels, allocator
     engine.autoregressive(target, prompts[0], 8)
-    reference: dict[float, list[list[int]]] = {}
-    for temperature in args.temperatures:
-        for batch in args.batches:
-            if time.perf_counter() - t_start > args.budget_s:
-                result["stopped"] = f"budget of {args.budget_s} s reached before T={temperature}, batch {batch}"
-                save()
-                return 0
-            if batch > len(prompts):
-                continue
-            base = engine.DecodeConfig(k=args.ks[0], temperature=temperature, fan_out=[args.fans[0]] * (args.ks[0] + 1))
-            streams, st = decode("ar", batch, base)
-            if batch == 1:
-                reference[temperature] = streams
-            record(mode="ar", temperature=temperature, batch=batch, stats=st)
-            checks: dict[str, list] = {f"ar_b{batch}": streams} if batch > 1 else {}
-            for k in args.ks:
-                cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[args.fans[0]] * (k + 1))
-                streams, st = decode("sd", batch, cfg)
-                checks[f"sd_k{k}_b{batch}"] = streams
-                record(mode="sd", k=k, temperature=temperature, batch=batch, stats=st)
-                for fan in args.fans:
-                    for backup in ("jit", "fast"):
-                        cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[fan] * (k + 1), backup=backup)
-                        with engine.DraftProcess(draft_spec, cfg, core=1) as proc:
+    # one draft process for every SSD run, configured afresh for each (loading the draft once)
+    first = engine.DecodeConfig(k=args.ks[0], temperature=0.0, fan_out=[args.fans[0]] * (args.ks[0] + 1))
+    with engine.DraftProcess(draft_spec, first, core=1) as proc:
+        reference: dict[float, list[list[int]]] = {}
+        for temperature in args.temperatures:
+            for batch in args.batches:
+                if time.perf_counter() - t_start > args.budget_s:
+                    result["stopped"] = f"budget of {args.budget_s} s reached before T={temperature}, batch {batch}"
+                    save()
+                    return 0
+                if batch > len(prompts):
+                    continue
+                base = engine.DecodeConfig(k=args.ks[0], temperature=temperature, fan_out=[args.fans[0]] * (args.ks[0] + 1))
+                streams, st = decode("ar", batch, base)
+                if batch == 1:
+                    reference[temperature] = streams
+                record(mode="ar", temperature=temperature, batch=batch, stats=st)
+                checks: dict[str, list] = {f"ar_b{batch}": streams} if batch > 1 else {}
+                for k in args.ks:
+                    cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[args.fans[0]] * (k + 1))
+                    streams, st = decode("sd", batch, cfg)
+                    checks[f"sd_k{k}_b{batch}"] = streams
+                    record(mode="sd", k=k, temperature=temperature, batch=batch, stats=st)
+                    for fan in args.fans:
+                        for backup in ("jit", "fast"):
+                            cfg = engine.DecodeConfig(k=k, temperature=temperature, fan_out=[fan] * (k + 1), backup=backup)
+                            proc.configure(cfg)  # as a new draft process with this config
                             streams, st = decode("ssd", batch, cfg, proc)
-                        checks[f"ssd_{backup}_k{k}_f{fan}_b{batch}"] = streams
-                        record(mode=f"ssd_{backup}", k=k, fan=fan, temperature=temperature, batch=batch, stats=st)
-            if temperature == 0 and 0.0 in reference:
-                matches, divergences = exactness.greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
-                                                                 args.eps)
-                result.setdefault("greedy_exact_match", {})[str(batch)] = sum(matches) / len(matches)
-                result.setdefault("greedy_divergences", []).extend(divergences)
-                save()
+                            checks[f"ssd_{backup}_k{k}_f{fan}_b{batch}"] = streams
+                            record(mode=f"ssd_{backup}", k=k, fan=fan, temperature=temperature, batch=batch, stats=st)
+                if temperature == 0 and 0.0 in reference:
+                    matches, divergences = exactness.greedy_identity(target, prompts, {"ar": reference[0.0], **checks},
+                                                                     args.eps)
+                    result.setdefault("greedy_exact_match", {})[str(batch)] = sum(matches) / len(matches)
+                    result.setdefault("greedy_divergences", []).extend(divergences)
+                    save()
     result["complete"] = True
     result["wall_s"] = time.perf_counter() - t_start
     save()
