@@ -18,10 +18,15 @@ from runners.config import compose  # noqa: E402
 from runners.errors import HarnessError  # noqa: E402
 from suites.dmpc import DMPCSuite  # noqa: E402
 
+# The smoke tier on a smaller generated dataset (600 learner steps, 1000 medium transitions; the suite's own
+# smoke run is `nox -s smoke`): generating it is most of the tier's time, and every phase after it is the same.
+SMALLER_DATA = ["max_learner_steps=600", "learning_starts=200", "learner_eval_every=300", "update_every=200",
+                "medium_transitions=1000"]
+
 
 def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
-    rc = main(["run", "dmpc", "--tier", "smoke", "--out", "s", "--no-publish"])
+    rc = main(["run", "dmpc", "--tier", "smoke", "--out", "s", "--no-publish", *SMALLER_DATA])
     assert_smoke_contract(harness_env / "s")
     summary = json.loads((harness_env / "s" / "summary.json").read_text())
     assert rc == 3 and summary["status"] == "skipped"  # no score claims at smoke
@@ -85,15 +90,15 @@ def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, caps
     assert seed["inputs"] == {"dataset": seed["info"]["data"]["content_sha256"]} == by_path["inputs"]
     assert summary["inputs"] == {"dataset": [seed["inputs"]["dataset"]]} and summary["claims"][0]["unit"] == "datasets"
     assert seed["info"]["data"]["generated_on"]["cpu"] and seed["info"]["data"]["data_seed"] == 0
-    assert m["data_learner_steps"] == 1500 and "data_policy_score" in m  # the data's level, in the report
+    assert m["data_learner_steps"] == 600 and "data_policy_score" in m  # the data's level, in the report
     assert main(["report", "s"]) == 0
     assert f"dataset per seed: `{seed['inputs']['dataset'][:12]}`" in (harness_env / "s" / "report.md").read_text()
     # data whose learner never reached the medium level are not used as medium data: one line, exit 2
     capsys.readouterr()
-    assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", "require_target=true"]) == 2
+    assert main(["run", "dmpc", "--tier", "smoke", "--out", "g", "--no-publish", *SMALLER_DATA, "require_target=true"]) == 2
     gated = json.loads((harness_env / "g" / "summary.json").read_text())
-    assert gated["status"] == "error" and "Hopper-v5 data are not medium: SAC stopped at 1500 steps" in gated["reason"]
-    assert "max_learner_steps=3000" in gated["reason"] and "data_seed=1" in gated["reason"]
+    assert gated["status"] == "error" and "Hopper-v5 data are not medium: SAC stopped at 600 steps" in gated["reason"]
+    assert "max_learner_steps=1200" in gated["reason"] and "data_seed=1" in gated["reason"]
     capsys.readouterr()
     assert main(["run", "dmpc", "--tier", "smoke", "--out", "q", "--no-publish", "env=ant"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
