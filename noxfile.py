@@ -42,7 +42,11 @@ def tests(session: nox.Session) -> None:
     """The test suite (unit, end to end through MLflow, smoke tier of each suite)."""
     _install(session, f"test,{SUITE_EXTRAS}")
     _apt(session, "chromium", unless=("chromium", "chromium-browser", "google-chrome"))
-    session.run("pytest", "--durations=15", *session.posargs, env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
+    # one worker per usable CPU (at most 8: beyond that the longest tests bound the run), each handed one test at
+    # a time, slow ones first; `nox -s tests -- -n 0` runs them in one process, in order
+    workers = min(8, len(os.sched_getaffinity(0)))
+    session.run("pytest", "-n", str(workers), "--maxschedchunk=1", "--durations=15", *session.posargs,
+                env={**THREADS, "PAPERCLUB_PROGRESS": "0"})
 
 
 def _suites(session: nox.Session, tier: str) -> list[str]:

@@ -14,6 +14,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked slow first, each group in its usual order: parallel workers (`-n`, one test handed
+    out at a time) take the long tests while the short ones are left to even out the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def harness_env(tmp_path, monkeypatch):
     """A private working dir with its own results/ and sqlite store; toy suites registered."""

@@ -52,6 +52,7 @@ def test_rollout_gives_d4rl_keys_in_episode_order():
     assert len(returns) == out["terminals"].sum()  # random hoppers fall: every finished episode terminated
 
 
+@pytest.mark.slow
 def test_generation_is_cached_with_its_metadata(tmp_path, monkeypatch):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -88,6 +89,7 @@ def test_each_robot_has_its_learner_and_each_learner_its_evaluation_interval():
     assert data.DataSpec(env="hopper").key() == data.DataSpec(env="hopper", learner="sac", eval_every=5000).key()
 
 
+@pytest.mark.slow
 def test_sac_is_the_other_learner_and_other_names_are_refused():
     spec = data.DataSpec(env="hopper", learner="sac", max_steps=300, learning_starts=100, eval_every=300,
                          eval_episodes=1, medium_transitions=100, rollout_envs=2, target=1e9, update_every=100)
@@ -154,6 +156,7 @@ def test_split_keeps_whole_episodes_in_order():
     assert data.episodes(train) == [slice(0, 3), slice(3, 6)]
 
 
+@pytest.mark.slow
 def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tmp_path):
     """A CPU without AVX-512 is stood in for by capping a process's kernels at AVX2. Pinned, generation
     makes identical data from either; unpinned on a CPU with AVX-512, JAX's kernels follow the CPU and the
@@ -186,6 +189,7 @@ def test_the_same_spec_makes_the_same_bytes_whatever_vector_units_the_cpu_has(tm
         assert content(tmp_path / "unpinned") != content(tmp_path / "host")
 
 
+@pytest.mark.slow
 def test_a_generation_stopped_while_it_runs_stops_its_child(tmp_path):
     spec = data.DataSpec(env="hopper", max_steps=50_000, learning_starts=200, eval_every=200, eval_episodes=1,
                          medium_transitions=200, rollout_envs=2, target=1e9, update_every=100)

@@ -24,6 +24,7 @@ SMALLER_DATA = ["max_learner_steps=600", "learning_starts=200", "learner_eval_ev
                 "medium_transitions=1000"]
 
 
+@pytest.mark.slow
 def test_smoke_tier_runs_every_agent_and_the_prediction_curves(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     rc = main(["run", "dmpc", "--tier", "smoke", "--out", "s", "--no-publish", *SMALLER_DATA])
@@ -136,6 +137,7 @@ def torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.mark.slow
 def test_gpu_script_trains_and_saves_on_a_cpu_stand_in(tmp_path):
     import subprocess
     import sys

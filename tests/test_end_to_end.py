@@ -220,6 +220,7 @@ def test_a_claim_with_an_unmet_requirement_alone_is_skipped(harness_env, capsys)
     assert claims["toy.noisy_only"]["status"] == "pass"
 
 
+@pytest.mark.slow
 def test_locked_store_keeps_run_and_says_how_to_publish(harness_env, capsys, monkeypatch):
     import sqlite3
     import subprocess
@@ -308,6 +309,7 @@ def test_publishing_is_retried_with_backoff(monkeypatch):
         retrying(lambda: (_ for _ in ()).throw(HarnessError("bad run dir")), backoff_s=0)
 
 
+@pytest.mark.slow
 def test_four_runs_at_once_on_a_fresh_store_all_publish(harness_env):
     """Unlocked, MLflow's schema migrations race on a fresh sqlite store (0 of 4 published in a trial)."""
     import sqlite3

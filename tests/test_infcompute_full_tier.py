@@ -49,6 +49,7 @@ def test_full_tier_is_the_papers_setup_and_is_skipped_without_cuda(harness_env, 
     assert summary["status"] == "skipped" and "cuda" in summary["reason"]
 
 
+@pytest.mark.slow
 def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     zstandard = pytest.importorskip("zstandard")
     monkeypatch.setenv("PAPERCLUB_CACHE", str(tmp_path / "cache"))
@@ -86,6 +87,7 @@ def test_full_tier_code_path_on_cpu_stand_in(tmp_path, monkeypatch):
     assert len(figures) == 4 and all(p.stat().st_size > 0 for p in figures)
 
 
+@pytest.mark.slow
 def test_gpu_script_cpu_stand_in_writes_its_record(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_infcompute.py"), "--device", "cpu", "--tiny",
                            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")],
@@ -98,6 +100,7 @@ def test_gpu_script_cpu_stand_in_writes_its_record(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["standard_best"] > 0
 
 
+@pytest.mark.slow
 def test_full_tier_rehearsal_on_a_cpu_stand_in(harness_env, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     stand_in = gpu_script().TINY

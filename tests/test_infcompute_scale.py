@@ -110,6 +110,7 @@ def test_plain_training_is_unchanged_by_the_memory_options_to_rounding():
     assert cfg.key() != replace(cfg, micro_batch=3).key()
 
 
+@pytest.mark.slow
 def test_two_ranks_on_gloo_follow_one_process_loss_curve(tmp_path):
     cfg = tr.RunConfig(model=replace(MODEL, seq_len=32), corpus=corpus.CorpusSpec(train_bytes=3000, val_bytes=2000),
                        epochs=2, batch_size=6, micro_batch=2)

@@ -18,6 +18,7 @@ FEWER_EPOCHS = ["standard_epochs=[4,8]", "standard_start_epochs=4", "epochs_grid
                 "distill_epochs=4", "distill_tokens=10000"]
 
 
+@pytest.mark.slow
 def test_smoke_tier_runs_resumes_from_cache_and_is_deterministic(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     assert main(["run", "infcompute", "--tier", "smoke", "--out", "a", "--no-publish", *FEWER_EPOCHS]) == 3  # no claim

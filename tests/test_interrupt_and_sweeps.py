@@ -15,6 +15,7 @@ from runners.cli import main
 
 
 # JAX (imported by earlier tests in this process) warns at any fork; subprocess's fork is followed by exec at once
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_leaves_finished_seeds_marked_interrupted(harness_env, sig):
@@ -51,6 +52,7 @@ def sweep(harness_env, capsys, *extra):
     return rc, out, jobs
 
 
+@pytest.mark.slow
 def test_multirun_basic_publishes_each_job(harness_env, capsys):
     import mlflow
 
@@ -63,12 +65,14 @@ def test_multirun_basic_publishes_each_job(harness_env, capsys):
     assert len(parents) == 1
 
 
+@pytest.mark.slow
 def test_multirun_joblib(harness_env, capsys):
     rc, out, jobs = sweep(harness_env, capsys, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert rc == 0, out
     assert len(jobs) == 2
 
 
+@pytest.mark.slow
 def test_multirun_submitit_local(harness_env, capsys):
     rc, out, jobs = sweep(harness_env, capsys, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
     assert rc == 0, out

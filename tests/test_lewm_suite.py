@@ -17,6 +17,7 @@ from runners.cli import main  # noqa: E402
 FEWER_STEPS = ["steps=150", "patch_steps=50"]
 
 
+@pytest.mark.slow
 def test_smoke_tier_runs_every_part(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     rc = main(["run", "lewm", "--tier", "smoke", "--out", "s", "--no-publish", *FEWER_STEPS])
@@ -35,6 +36,7 @@ def test_smoke_tier_runs_every_part(harness_env, capsys, monkeypatch):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_pusht_task_runs_the_same_protocol_without_the_oracle(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     rc = main(["run", "lewm", "--tier", "smoke", "--out", "p", "--no-publish", "task=pusht", "episodes=24",

@@ -29,7 +29,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 
 def browser() -> str:
@@ -78,6 +78,7 @@ def two_runs(harness_env):
     return parents, claim["metric"]
 
 
+@pytest.mark.slow
 def test_compare_page_renders_both_runs_and_a_claim_metric(two_runs, harness_env):
     from playwright.sync_api import sync_playwright
 

@@ -28,6 +28,7 @@ def keys_of(name: str) -> list[str]:
     return config_keys(registry.load(name).config) + ["no_such_key", "threads.x", "+extra", "~threads", "a b"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suite", SUITES)
 def test_any_override_composes_or_is_one_line(suite):
     keys = keys_of(suite)

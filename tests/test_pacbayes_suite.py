@@ -14,6 +14,7 @@ from conftest import assert_smoke_contract  # noqa: E402
 from runners.cli import main  # noqa: E402
 
 
+@pytest.mark.slow
 def test_smoke_tier_passes_with_every_metric(harness_env, capsys):
     rc = main(["run", "pacbayes", "--tier", "smoke", "--out", "pb", "--no-publish"])
     assert_smoke_contract(harness_env / "pb")
@@ -41,6 +42,7 @@ def test_smoke_tier_passes_with_every_metric(harness_env, capsys):
     assert any("digits" in n for n in summary["notes"])
 
 
+@pytest.mark.slow
 def test_gpu_script_runs_on_cpu_stand_in(tmp_path):
     """The prepared single-GPU script, exercised with its tiny CPU stand-in (digits, 1 epoch)."""
     import subprocess

@@ -30,6 +30,7 @@ def _wait_for(path, proc, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_run_killed_mid_phase_resumes_without_redoing_finished_work(harness_env, capsys, sig):
     proc = _start(harness_env, "sleep_s=2")

@@ -86,6 +86,7 @@ def test_vllm_baseline_is_the_papers_sd_configuration():
     assert sampling_args(512, 0.0) == {"temperature": 0.0, "max_tokens": 512, "min_tokens": 512, "ignore_eos": True}
 
 
+@pytest.mark.slow
 def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
     import subprocess
     import sys
@@ -104,6 +105,7 @@ def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
     assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}  # float32: every stream is the target's own
 
 
+@pytest.mark.slow
 def test_gpu_script_compares_eager_static_and_compiled_sessions(tmp_path):
     """``--compile``: batch-1 AR, SD and SSD eager, over a static KV cache, and compiled (traced by the eager
     backend on a CPU stand-in): every variant's greedy streams are the eager ones."""

@@ -83,6 +83,7 @@ def test_hf_pair_greedy_streams_are_identical(hf_pair):
     assert engine.speculative(target, draft, batch, 12, cfg)[0] == alone and ssd_batch == alone
 
 
+@pytest.mark.slow
 def test_a_static_kv_cache_decodes_the_dynamic_caches_streams(hf_pair):
     """StaticHFSession (preallocated slots, padded masks, rows copied by take) against the DynamicCache session:
     ragged rows rolled back in a batch, and AR, SD and SSD greedy streams on a batch; then one prompt's AR and SD
@@ -224,6 +225,7 @@ def test_gguf_conversion_maps_every_tensor(tmp_path, hf_pair):
     assert torch.allclose(back(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The small tier's Hugging Face path (stdlib prompts, bf16-style tolerance, transformers'
     assisted generation, teacher-forced statistics) with the tiny Qwen2 pair standing in, and a stand-in
@@ -269,6 +271,7 @@ def test_small_tier_code_path_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env,
     assert "fig-spec-bench.png" in json.loads((harness_env / "s" / "summary.json").read_text())["figures"]
 
 
+@pytest.mark.slow
 def test_full_tier_rehearsal_on_a_tiny_hf_pair(hf_pair, ssd_cache, harness_env, monkeypatch):
     """The full tier's hub-pair path, rehearsed on CPU with the tiny Qwen2 pair given by path in place of
     Llama-3.1-70B / 3.2-1B (stdlib prompts: the paper's sets need the hub), the target tensor parallel over

@@ -13,6 +13,7 @@ from conftest import assert_smoke_contract  # noqa: E402
 from runners.cli import main  # noqa: E402
 
 
+@pytest.mark.slow
 def test_smoke_tier_is_exact_and_reports_speed_beside_the_model(harness_env, capsys, monkeypatch):
     monkeypatch.setenv("PAPERCLUB_CACHE", str(harness_env / "cache"))
     assert main(["run", "ssd", "--tier", "smoke", "--out", "s", "--no-publish"]) == 0

@@ -21,6 +21,7 @@ def pair(tmp_path_factory):
             models.tiny_qwen2(root / "draft", layers=1, hidden=32, seed=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("static_cache", [0, 128])  # a dynamic KV cache; a static one on every rank
 def test_tensor_parallel_target_decodes_the_single_process_streams(pair, static_cache):
     target_spec, draft_spec = pair
