@@ -46,7 +46,8 @@ def tests(session: nox.Session) -> None:
     # a time, slow ones first; `nox -s tests -- -n 0` runs them in one process, in order. The workers share the
     # CPUs, so OpenMP threads wait passively: spinning, they took the CPU from each other (the dmpc smoke-tier
     # test beside one busy core: 135 s with OpenMP's default wait policy, 79 s passive).
-    workers = min(8, len(os.sched_getaffinity(0)))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+    workers = min(8, usable)
     session.run("pytest", "-n", str(workers), "--maxschedchunk=1", "--durations=15", *session.posargs,
                 env={**THREADS, "OMP_WAIT_POLICY": "PASSIVE", "PAPERCLUB_PROGRESS": "0"})
 
