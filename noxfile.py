@@ -38,8 +38,10 @@ def _install(session: nox.Session, extras: str) -> None:
     # it on every core (29 s on two). Exit 1 is a file that is not this Python's syntax (torch ships one for
     # 3.12), which pip skips too.
     session.install("--no-compile", "-e", f".[{extras}]")
-    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True)
-    session.run("python", "-m", "compileall", "-qq", "-j", "0", site.strip().splitlines()[-1], success_codes=[0, 1])
+    site = session.run_install("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                               silent=True)
+    session.run_install("python", "-m", "compileall", "-qq", "-j", "0", site.strip().splitlines()[-1],
+                        success_codes=[0, 1])
 
 
 @nox.session(python=PYTHON)
