@@ -3,18 +3,21 @@
 # take the others' time. Every check writes its JSON under OUT after each finished measurement, so a
 # check cut off by its box keeps what it finished. Needs only torch, numpy, scipy and transformers.
 #
-#   OUT=/some/dir bash scripts/gpu_all.sh                      # the boxes below, at most 8.5 minutes
+#   OUT=/some/dir bash scripts/gpu_all.sh                      # the boxes below, at most 8 minutes
 #   OUT=/some/dir FMNIST=/dir/with/the/gz/files bash scripts/gpu_all.sh
-#   OUT=/some/dir LEWM_S=0 SSD_S=120 bash scripts/gpu_all.sh   # a box of 0 skips that check
+#   OUT=/some/dir SSD_TRAIN_S=0 SSD_S=120 bash scripts/gpu_all.sh   # a box of 0 skips that check
 #   OUT=/some/dir DMPC_S=400 DMPC_DATA=hopper-medium-replay.npz bash scripts/gpu_all.sh
 set -u
 : "${OUT:?set OUT to the folder the results go to}"
-# On an H200: the lewm planning benchmark took 68 s, pacbayes 77 s; the lewm suite run about 8 minutes
-# (three models 90 s each, the patch baseline, planning), so it is off unless given its own box.
-LEWM_S=${LEWM_S:-120} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-150} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
+# By default the boxes hold the ssd engine on a random tiny pair (its CUDA code paths) and what no GPU has
+# measured yet: the ssd modes on a pair trained on the card, and a training step of each infcompute paper
+# shape. On an H200 the lewm planning benchmark took 68 s and pacbayes 77 s (docs/gpu-results.md), so they
+# are off unless given a box (LEWM_S=120 PACBAYES_S=150); the lewm suite run takes about 8 minutes (three
+# models 90 s each, the patch baseline, planning).
+LEWM_S=${LEWM_S:-0} SSD_S=${SSD_S:-90} PACBAYES_S=${PACBAYES_S:-0} LEWM_TRAIN_S=${LEWM_TRAIN_S:-0}
 INFCOMPUTE_S=${INFCOMPUTE_S:-0} DMPC_S=${DMPC_S:-0}  # DMPC_S: 4 models x DMPC_S / 6 s, then D-MPC; DMPC_DATA: a dataset
 INFCOMPUTE_STEPS_S=${INFCOMPUTE_STEPS_S:-150}  # one training step of each paper shape, two vocabularies
-SSD_TRAIN_S=${SSD_TRAIN_S:-0}  # a byte-level pair trained on the card, then AR / SD / SSD on it (real acceptance)
+SSD_TRAIN_S=${SSD_TRAIN_S:-240}  # a byte-level pair trained on the card, then AR / SD / SSD on it (real acceptance)
 SSD_GRAPHS_S=${SSD_GRAPHS_S:-0}  # the tiny pair eager, over a static KV cache, and with CUDA graphs (batch 1)
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.." || exit 1
