@@ -38,6 +38,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+PROMPT_BYTES = 64  # --train-pair's prompts
+
+
+def positions(prompt_len: int, args) -> int:
+    """The positions a decode may reach: the prompt, the new tokens, and two speculations of the largest K beyond
+    them (K + 1 positions each), as the static KV cache reserves."""
+    return prompt_len + args.new_tokens + 2 * (max(args.ks) + 1)
+
+
 def trained_pair(args, out_dir: Path):
     """(target spec, draft spec, prompts, facts): a byte-level pair trained on stdlib text on ``args.device``,
     and ``args.prompts`` prompts of 64 held-out bytes at evenly spaced offsets."""
@@ -48,10 +57,13 @@ def trained_pair(args, out_dir: Path):
     from paper_infcompute.model import Decoder, ModelConfig
     from paper_ssd.lm import TinySpec, save_tiny
 
+    seq_len = 128 if args.tiny else 512  # the models' learned positions
+    if positions(PROMPT_BYTES, args) > seq_len:  # before any training: the decode would run out of positions
+        raise SystemExit(f"--new-tokens {args.new_tokens} after {PROMPT_BYTES}-byte prompts, K up to {max(args.ks)}, "
+                         f"needs {positions(PROMPT_BYTES, args)} positions; the trained pair has {seq_len}")
     scale = 64 if args.tiny else 1  # the CPU stand-in: a sixty-fourth of the text, small models
     spec = corpus.CorpusSpec(train_bytes=2_000_000 // scale, val_bytes=200_000 // scale)
     text = corpus.load(spec)
-    seq_len = 128 if args.tiny else 512
     shapes = {"target": (64, 2) if args.tiny else (512, 8), "draft": (32, 1) if args.tiny else (128, 2)}
     gpu = args.device.startswith("cuda")
     specs, facts = {}, {"train_bytes": len(text.train), "corpus_sha256": text.sha256, "seq_len": seq_len}
@@ -64,8 +76,8 @@ def trained_pair(args, out_dir: Path):
         specs[role] = TinySpec(path, Decoder, ModelConfig, args.device)
         facts[role] = {"d_model": d, "layers": layers, **{k: metrics[k] for k in ("n_params", "val_loss", "train_s")}}
         print(json.dumps({role: facts[role]}), flush=True)
-    starts = np.linspace(0, len(text.val) - 65, args.prompts).astype(int)
-    prompts = [text.val[i:i + 64].tolist() for i in starts]
+    starts = np.linspace(0, len(text.val) - PROMPT_BYTES - 1, args.prompts).astype(int)
+    prompts = [text.val[i:i + PROMPT_BYTES].tolist() for i in starts]
     return specs["target"], specs["draft"], prompts, facts
 
 
@@ -214,7 +226,7 @@ def graphs(args, target_spec, draft_spec, prompts, rows: dict, save) -> None:
 
     from paper_ssd import engine
 
-    slots = max(len(p) for p in prompts) + args.new_tokens + 2 * (max(args.ks) + 1)
+    slots = positions(max(len(p) for p in prompts), args)
     variants = {"eager": {}, "static": {"static_cache": slots},
                 f"compiled_{args.compile}": {"static_cache": slots, "compile": args.compile}}
     k = args.ks[0]

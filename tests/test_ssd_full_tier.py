@@ -105,17 +105,22 @@ def test_gpu_script_runs_every_mode_on_a_cpu_stand_in(tmp_path):
     assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}  # float32: every stream is the target's own
 
 
+def _gpu_ssd_script():
+    """scripts/gpu_ssd.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gpu_ssd", Path(__file__).resolve().parent.parent / "scripts" / "gpu_ssd.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 @pytest.mark.slow
 def test_gpu_script_compares_eager_static_and_compiled_sessions(tmp_path):
     """``--compile``: batch-1 AR, SD and SSD eager, over a static KV cache, and compiled (traced by the eager
     backend on a CPU stand-in): every variant's greedy streams are the eager ones."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "gpu_ssd.py"
-    spec = importlib.util.spec_from_file_location("gpu_ssd", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _gpu_ssd_script()
     assert script.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--prompts", "1", "--new-tokens", "8",
                         "--ks", "2", "--fans", "2", "--compile", "eager"]) == 0
     result = json.loads((tmp_path / "ssd_gpu.json").read_text())
@@ -194,3 +199,13 @@ def test_gpu_script_trains_its_own_pair_on_a_cpu_stand_in(tmp_path):
     sd = next(r for r in result["runs"] if r["mode"] == "sd")
     assert sd["acceptance"] > 0  # a trained pair agrees on some tokens (a random pair: about none)
     assert result["greedy_exact_match"] == {"1": 1.0, "2": 1.0}
+
+
+def test_gpu_script_refuses_more_tokens_than_the_trained_pairs_positions_before_training(tmp_path):
+    """--train-pair's models have learned positions (512 on a GPU, 128 in the CPU stand-in): a decode longer
+    than that is one line before any training, not a crash in the first decode after it."""
+    with pytest.raises(SystemExit, match=r"^--new-tokens 96 after 64-byte prompts, K up to 5, needs 172 positions; "
+                                         r"the trained pair has 128$"):
+        _gpu_ssd_script().main(["--train-pair", "--tiny", "--device", "cpu", "--out", str(tmp_path), "--new-tokens",
+                                "96", "--ks", "3", "5"])
+    assert not list(tmp_path.iterdir())  # nothing trained or written
