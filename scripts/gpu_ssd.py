@@ -58,9 +58,10 @@ def trained_pair(args, out_dir: Path):
     from paper_ssd.lm import TinySpec, save_tiny
 
     seq_len = 128 if args.tiny else 512  # the models' learned positions
-    if positions(PROMPT_BYTES, args) > seq_len:  # before any training: the decode would run out of positions
+    need = positions(PROMPT_BYTES, args)
+    if need > seq_len:  # before any training: the decode would run out of positions
         raise SystemExit(f"--new-tokens {args.new_tokens} after {PROMPT_BYTES}-byte prompts, K up to {max(args.ks)}, "
-                         f"needs {positions(PROMPT_BYTES, args)} positions; the trained pair has {seq_len}")
+                         f"needs {need} positions; the trained pair has {seq_len}")
     scale = 64 if args.tiny else 1  # the CPU stand-in: a sixty-fourth of the text, small models
     spec = corpus.CorpusSpec(train_bytes=2_000_000 // scale, val_bytes=200_000 // scale)
     text = corpus.load(spec)
