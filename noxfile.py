@@ -71,6 +71,8 @@ def _suites(session: nox.Session, tier: str) -> list[str]:
 
 
 def _run_tier(session: nox.Session, tier: str) -> None:
+    if session.run("python", "-c", "", silent=True) is None:  # `nox --install-only`: run nothing, read nothing
+        return
     args = list(session.posargs)
     if "--tier" in args:
         i = args.index("--tier")
